@@ -1,0 +1,442 @@
+//! A client session: connects with a last will, subscribes after every (re)connect, sends the
+//! outbox under a window of unacknowledged messages, answers and sends pings, and reconnects
+//! with backoff for as long as it runs. One task owns the connection; it never waits on the
+//! code that consumes its events except through a bounded channel.
+
+use std::collections::{HashSet, VecDeque};
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, sleep, sleep_until, timeout};
+
+use crate::QoS;
+use crate::codec::{Connect, Packet, Publish};
+use crate::outbox::{Message, Outbox};
+
+/// Messages sent but not acknowledged, at most.
+const MAX_INFLIGHT: usize = 64;
+/// The first reconnect delay; it doubles up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(250);
+/// The longest reconnect delay.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How long a graceful shutdown waits for acknowledgements.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(3);
+
+/// The last will.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Will {
+    /// Its topic.
+    pub topic: String,
+    /// Its payload.
+    pub payload: Bytes,
+    /// QoS.
+    pub qos: QoS,
+    /// Retain flag.
+    pub retain: bool,
+}
+
+/// How to connect.
+#[derive(Clone)]
+pub struct ClientOptions {
+    /// Broker host name or address.
+    pub host: String,
+    /// Broker port.
+    pub port: u16,
+    /// Client id.
+    pub client_id: String,
+    /// User name; credentials are sent when it is set.
+    pub username: Option<String>,
+    /// Password.
+    pub password: Option<String>,
+    /// Keepalive.
+    pub keepalive: Duration,
+    /// The last will.
+    pub will: Option<Will>,
+    /// The largest packet accepted from the broker.
+    pub max_packet: usize,
+    /// How long connecting may take.
+    pub connect_timeout: Duration,
+}
+
+impl std::fmt::Debug for ClientOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientOptions")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("client_id", &self.client_id)
+            .field("username", &self.username)
+            .field("keepalive", &self.keepalive)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the session tells its owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// Connected and subscribed (after every reconnect).
+    Connected,
+    /// The connection was lost; the session reconnects by itself.
+    Disconnected {
+        /// Why.
+        reason: String,
+    },
+    /// A message on a subscribed topic.
+    Message(Publish),
+}
+
+/// A client session. Build it, then `run` it in its own task.
+#[derive(Debug)]
+pub struct Session {
+    options: ClientOptions,
+    subscriptions: Vec<(String, QoS)>,
+    outbox: Outbox,
+    events: mpsc::Sender<ClientEvent>,
+    birth: Option<watch::Receiver<Option<Message>>>,
+}
+
+enum End {
+    Shutdown,
+    Lost(String),
+}
+
+struct Inflight {
+    pkid: u16,
+    message: Message,
+    sent: Instant,
+    released: bool,
+}
+
+impl Session {
+    /// A session that subscribes to `subscriptions`, sends what `outbox` holds, and reports to
+    /// `events`.
+    pub fn new(
+        options: ClientOptions,
+        subscriptions: Vec<(String, QoS)>,
+        outbox: Outbox,
+        events: mpsc::Sender<ClientEvent>,
+    ) -> Self {
+        Self { options, subscriptions, outbox, events, birth: None }
+    }
+
+    /// A message to send first after every connect, once it is set (an instance's `online`).
+    pub fn with_birth(mut self, birth: watch::Receiver<Option<Message>>) -> Self {
+        self.birth = Some(birth);
+        self
+    }
+
+    /// Run until `shutdown` completes; then send what the outbox holds (waiting up to a few
+    /// seconds for acknowledgements) and disconnect cleanly, so the last will is not sent.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut delay = MIN_BACKOFF;
+        let mut failures = 0u32;
+        loop {
+            let connected = tokio::select! {
+                biased;
+                // Stop while connecting: nothing was sent, nothing to flush.
+                () = &mut shutdown => return,
+                connected = self.connect() => connected,
+            };
+            match connected {
+                Ok(stream) => {
+                    delay = MIN_BACKOFF;
+                    failures = 0;
+                    match self.serve(stream, &mut shutdown).await {
+                        End::Shutdown => return,
+                        End::Lost(reason) => {
+                            tracing::warn!(client = %self.options.client_id, "MQTT connection lost: {reason}");
+                            let _ = self.events.send(ClientEvent::Disconnected { reason }).await;
+                        }
+                    }
+                }
+                Err(reason) => {
+                    failures += 1;
+                    if failures == 1 || failures.is_power_of_two() {
+                        tracing::warn!(client = %self.options.client_id, attempt = failures, "cannot connect to the MQTT broker {}:{}: {reason}", self.options.host, self.options.port);
+                    }
+                }
+            }
+            tokio::select! {
+                biased;
+                // Stop while waiting to reconnect.
+                () = &mut shutdown => return,
+                // Wait before the next attempt.
+                () = sleep(delay) => {}
+            }
+            delay = (delay * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    async fn connect(&self) -> Result<TcpStream, String> {
+        let o = &self.options;
+        let attempt = async {
+            let mut stream = TcpStream::connect((o.host.as_str(), o.port)).await.map_err(|e| e.to_string())?;
+            stream.set_nodelay(true).map_err(|e| e.to_string())?;
+            let connect = Packet::Connect(Connect {
+                client_id: o.client_id.clone(),
+                keepalive: u16::try_from(o.keepalive.as_secs()).unwrap_or(u16::MAX),
+                clean_session: true,
+                will: o.will.as_ref().map(|w| Publish {
+                    topic: w.topic.clone(),
+                    payload: w.payload.clone(),
+                    qos: w.qos,
+                    retain: w.retain,
+                    dup: false,
+                    pkid: 0,
+                }),
+                username: o.username.clone(),
+                password: o.username.as_ref().and(o.password.as_ref()).map(|p| Bytes::from(p.clone())),
+            });
+            let mut out = BytesMut::new();
+            connect.encode(&mut out);
+            stream.write_all(&out).await.map_err(|e| e.to_string())?;
+            let mut buf = BytesMut::with_capacity(64);
+            loop {
+                if stream.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
+                    return Err("the broker closed the connection".to_string());
+                }
+                match Packet::decode(&mut buf, 64).map_err(|e| e.to_string())? {
+                    Some(Packet::ConnAck { code: 0, .. }) => return Ok(stream),
+                    Some(Packet::ConnAck { code, .. }) => return Err(refusal(code)),
+                    Some(other) => return Err(format!("expected CONNACK, got {other:?}")),
+                    None => {}
+                }
+            }
+        };
+        timeout(o.connect_timeout, attempt).await.unwrap_or_else(|_| Err("timed out".to_string()))
+    }
+
+    async fn serve(&self, stream: TcpStream, shutdown: &mut (impl Future<Output = ()> + Unpin)) -> End {
+        let (reader, writer) = stream.into_split();
+        let mut conn = Connection {
+            reader,
+            writer,
+            rbuf: BytesMut::with_capacity(512),
+            wbuf: BytesMut::new(),
+            inflight: VecDeque::new(),
+            received_qos2: HashSet::new(),
+            next_pkid: 0,
+            ping_sent: None,
+            max_packet: self.options.max_packet,
+        };
+        let end = self.serve_connected(&mut conn, shutdown).await;
+        // Whatever was sent but not acknowledged is sent again on the next connection.
+        let unacked: Vec<Message> = conn.inflight.drain(..).map(|i| i.message).collect();
+        self.outbox.push_front(unacked);
+        end
+    }
+
+    async fn serve_connected(&self, conn: &mut Connection, shutdown: &mut (impl Future<Output = ()> + Unpin)) -> End {
+        if !self.subscriptions.is_empty() {
+            let pkid = conn.pkid();
+            conn.queue(&Packet::Subscribe { pkid, filters: self.subscriptions.clone() });
+        }
+        let birth = self.birth.as_ref().and_then(|b| b.borrow().clone());
+        if let Some(message) = birth {
+            self.outbox.push_front([message]);
+        }
+        if let Err(e) = conn.flush().await {
+            return End::Lost(e);
+        }
+        if self.events.send(ClientEvent::Connected).await.is_err() {
+            return End::Shutdown;
+        }
+        let keepalive = self.options.keepalive;
+        let check_every = (keepalive / 2).max(Duration::from_millis(500));
+        let mut next_check = Instant::now() + check_every;
+        loop {
+            tokio::select! {
+                biased;
+                // Stopping: flush the outbox and say goodbye.
+                () = &mut *shutdown => {
+                    self.drain(conn).await;
+                    return End::Shutdown;
+                }
+                // Packets from the broker.
+                read = conn.reader.read_buf(&mut conn.rbuf) => {
+                    match read {
+                        Ok(0) => return End::Lost("closed by the broker".into()),
+                        Ok(_) => {
+                            if let Err(e) = self.handle_incoming(conn).await {
+                                return e;
+                            }
+                        }
+                        Err(e) => return End::Lost(e.to_string()),
+                    }
+                }
+                // Publications waiting, with room in the window.
+                () = self.outbox.ready(), if conn.inflight.len() < MAX_INFLIGHT => {
+                    conn.fill(&self.outbox);
+                    if let Err(e) = conn.flush().await {
+                        return End::Lost(e);
+                    }
+                    next_check = Instant::now() + check_every;
+                }
+                // Keepalive: ping when idle, give up when the broker stopped answering.
+                () = sleep_until(next_check) => {
+                    let now = Instant::now();
+                    let stalled = conn.inflight.front().is_some_and(|i| now - i.sent > keepalive);
+                    if conn.ping_sent.is_some_and(|at| now - at > check_every) || stalled {
+                        return End::Lost("the broker stopped answering".into());
+                    }
+                    if conn.ping_sent.is_none() {
+                        conn.queue(&Packet::PingReq);
+                        conn.ping_sent = Some(now);
+                        if let Err(e) = conn.flush().await {
+                            return End::Lost(e);
+                        }
+                    }
+                    next_check = now + check_every;
+                }
+            }
+        }
+    }
+
+    async fn handle_incoming(&self, conn: &mut Connection) -> Result<(), End> {
+        loop {
+            let packet = match Packet::decode(&mut conn.rbuf, conn.max_packet) {
+                Ok(Some(packet)) => packet,
+                Ok(None) => break,
+                Err(e) => return Err(End::Lost(format!("protocol error: {e}"))),
+            };
+            match packet {
+                Packet::Publish(publish) => {
+                    let (qos, pkid) = (publish.qos, publish.pkid);
+                    let first_time = qos != QoS::ExactlyOnce || conn.received_qos2.insert(pkid);
+                    if first_time && self.events.send(ClientEvent::Message(publish)).await.is_err() {
+                        return Err(End::Shutdown);
+                    }
+                    match qos {
+                        QoS::AtMostOnce => {}
+                        QoS::AtLeastOnce => conn.queue(&Packet::PubAck(pkid)),
+                        QoS::ExactlyOnce => conn.queue(&Packet::PubRec(pkid)),
+                    }
+                }
+                Packet::PubRel(pkid) => {
+                    conn.received_qos2.remove(&pkid);
+                    conn.queue(&Packet::PubComp(pkid));
+                }
+                Packet::PubAck(pkid) | Packet::PubComp(pkid) => conn.acknowledge(pkid),
+                Packet::PubRec(pkid) => {
+                    if let Some(entry) = conn.inflight.iter_mut().find(|i| i.pkid == pkid) {
+                        entry.released = true;
+                    }
+                    conn.queue(&Packet::PubRel(pkid));
+                }
+                Packet::SubAck { codes, .. } => {
+                    if codes.contains(&0x80) {
+                        tracing::error!(client = %self.options.client_id, "the broker refused a subscription");
+                    }
+                }
+                Packet::PingResp => conn.ping_sent = None,
+                Packet::UnsubAck(_) => {}
+                other => return Err(End::Lost(format!("unexpected packet from the broker: {other:?}"))),
+            }
+        }
+        // Acknowledgements just queued, and room freed in the window.
+        conn.fill(&self.outbox);
+        conn.flush().await.map_err(End::Lost)
+    }
+
+    /// Send everything waiting and wait for its acknowledgements, then DISCONNECT.
+    async fn drain(&self, conn: &mut Connection) {
+        let deadline = Instant::now() + DRAIN_DEADLINE;
+        while !(self.outbox.is_empty() && conn.inflight.is_empty()) && Instant::now() < deadline {
+            conn.fill(&self.outbox);
+            if conn.flush().await.is_err() {
+                return;
+            }
+            match timeout(deadline - Instant::now(), conn.reader.read_buf(&mut conn.rbuf)).await {
+                Ok(Ok(n)) if n > 0 => {
+                    if self.handle_incoming(conn).await.is_err() {
+                        return;
+                    }
+                }
+                _ => break,
+            }
+        }
+        conn.queue(&Packet::Disconnect);
+        let _ = conn.flush().await;
+        let _ = conn.writer.shutdown().await;
+    }
+}
+
+struct Connection {
+    reader: OwnedReadHalf,
+    writer: OwnedWriteHalf,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    inflight: VecDeque<Inflight>,
+    received_qos2: HashSet<u16>,
+    next_pkid: u16,
+    ping_sent: Option<Instant>,
+    max_packet: usize,
+}
+
+impl Connection {
+    fn pkid(&mut self) -> u16 {
+        loop {
+            self.next_pkid = self.next_pkid.wrapping_add(1).max(1);
+            if !self.inflight.iter().any(|i| i.pkid == self.next_pkid) {
+                return self.next_pkid;
+            }
+        }
+    }
+
+    fn queue(&mut self, packet: &Packet) {
+        packet.encode(&mut self.wbuf);
+    }
+
+    /// Move messages from the outbox into the write buffer while the window has room.
+    fn fill(&mut self, outbox: &Outbox) {
+        while self.inflight.len() < MAX_INFLIGHT {
+            let Some(message) = outbox.pop() else { break };
+            let pkid = if message.qos == QoS::AtMostOnce { 0 } else { self.pkid() };
+            self.queue(&Packet::Publish(Publish {
+                topic: message.topic.clone(),
+                payload: message.payload.clone(),
+                qos: message.qos,
+                retain: message.retain,
+                dup: false,
+                pkid,
+            }));
+            if message.qos != QoS::AtMostOnce {
+                self.inflight.push_back(Inflight { pkid, message, sent: Instant::now(), released: false });
+            }
+        }
+    }
+
+    fn acknowledge(&mut self, pkid: u16) {
+        if let Some(pos) = self.inflight.iter().position(|i| i.pkid == pkid) {
+            let _ = self.inflight.remove(pos);
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), String> {
+        if self.wbuf.is_empty() {
+            return Ok(());
+        }
+        let result = self.writer.write_all(&self.wbuf).await.map_err(|e| e.to_string());
+        self.wbuf.clear();
+        if self.wbuf.capacity() > 64 << 10 {
+            self.wbuf = BytesMut::new();
+        }
+        result
+    }
+}
+
+fn refusal(code: u8) -> String {
+    match code {
+        1 => "the broker refused the connection: unacceptable protocol version".into(),
+        2 => "the broker refused the connection: client id rejected".into(),
+        3 => "the broker refused the connection: server unavailable".into(),
+        4 => "the broker refused the connection: bad user name or password".into(),
+        5 => "the broker refused the connection: not authorised".into(),
+        other => format!("the broker refused the connection with code {other}"),
+    }
+}
