@@ -1,0 +1,76 @@
+//! The compile cache: precompiled components on disk, keyed by the sha256 of the `.wasm` and
+//! the engine's compatibility hash, so a restart (or a second instance of the same plugin)
+//! never compiles twice. Only files this cache wrote are ever loaded back.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use wasmtime::component::Component;
+
+/// Where precompiled components live.
+#[derive(Debug, Clone)]
+pub(crate) struct CompileCache {
+    dir: PathBuf,
+}
+
+/// How a component was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheOutcome {
+    /// Loaded from the cache.
+    Hit,
+    /// Compiled (and written to the cache when there is one).
+    Miss,
+}
+
+impl CompileCache {
+    pub(crate) fn new(dir: PathBuf) -> Self {
+        Self { dir }
+    }
+
+    /// Load the precompiled form of `sha256`, or compile `wasm` and store it. Blocking: call
+    /// it off the async runtime.
+    pub(crate) fn load_or_compile(
+        cache: Option<&Self>,
+        engine: &wasmtime::Engine,
+        sha256: &str,
+        wasm: &[u8],
+    ) -> wasmtime::Result<(Component, CacheOutcome)> {
+        let Some(cache) = cache else {
+            return Ok((Component::new(engine, wasm)?, CacheOutcome::Miss));
+        };
+        let path = cache.path(engine, sha256);
+        if path.exists() {
+            // SAFETY: `deserialize_file` trusts its input to be a wasmtime artifact. The file
+            // is named by content hash inside the cache directory and only `store` below
+            // writes there (atomically), so it is an artifact this engine produced. A stale or
+            // damaged file fails wasmtime's own header check and is recompiled.
+            #[allow(unsafe_code)]
+            match unsafe { Component::deserialize_file(engine, &path) } {
+                Ok(component) => return Ok((component, CacheOutcome::Hit)),
+                Err(e) => tracing::warn!(path = %path.display(), "discarding unusable cached component: {e:#}"),
+            }
+        }
+        let component = Component::new(engine, wasm)?;
+        if let Err(e) = cache.store(&path, &component) {
+            tracing::warn!(path = %path.display(), "cannot write the compile cache: {e}");
+        }
+        Ok((component, CacheOutcome::Miss))
+    }
+
+    fn path(&self, engine: &wasmtime::Engine, sha256: &str) -> PathBuf {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        self.dir.join(format!("{sha256}-{:016x}.cwasm", hasher.finish()))
+    }
+
+    fn store(&self, path: &Path, component: &Component) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        let bytes = component.serialize().map_err(std::io::Error::other)?;
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(&bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    }
+}

@@ -1,0 +1,104 @@
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use wasmtime::component::{HasSelf, Linker};
+
+use crate::bindings::iot2mqtt::connector::host;
+use crate::cache::CompileCache;
+use crate::lane::LaneCtx;
+
+/// How often the epoch advances. A call's CPU budget is counted in these ticks, and a plugin
+/// that computes without pause yields to other tasks once per tick.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// How the engine is set up.
+#[derive(Debug, Clone, Default)]
+pub struct EngineConfig {
+    /// Where compiled components are cached; `None` compiles every load.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// The engine could not be created.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up the WebAssembly engine: {0:#}")]
+pub struct EngineError(wasmtime::Error);
+
+/// One per process: the compiler, the linker with everything a plugin may import, the compile
+/// cache and the epoch ticker. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) wasm: wasmtime::Engine,
+    pub(crate) linker: Linker<LaneCtx>,
+    pub(crate) cache: Option<CompileCache>,
+    _ticker: Ticker,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("cache", &self.inner.cache).finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Create the engine and start its epoch ticker.
+    pub fn new(config: EngineConfig) -> Result<Self, EngineError> {
+        let mut wasm_config = wasmtime::Config::new();
+        wasm_config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            // Small virtual reservations keep thousands of instances within one address space.
+            .memory_reservation(64 << 20)
+            .memory_guard_size(64 << 10)
+            .memory_reservation_for_growth(1 << 20)
+            .max_wasm_stack(512 << 10)
+            .async_stack_size(1 << 20);
+        let wasm = wasmtime::Engine::new(&wasm_config).map_err(EngineError)?;
+        let mut linker = Linker::new(&wasm);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(EngineError)?;
+        host::add_to_linker::<LaneCtx, HasSelf<LaneCtx>>(&mut linker, |ctx| ctx).map_err(EngineError)?;
+        let ticker = Ticker::start(&wasm).map_err(|e| EngineError(e.into()))?;
+        Ok(Self {
+            inner: Arc::new(Inner { wasm, linker, cache: config.cache_dir.map(CompileCache::new), _ticker: ticker }),
+        })
+    }
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until dropped.
+struct Ticker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Ticker {
+    fn start(engine: &wasmtime::Engine) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let weak = engine.weak();
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new().name("iot2mqtt-epoch".into()).spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                match weak.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => break,
+                }
+            }
+        })?;
+        Ok(Self { stop, thread: Some(thread) })
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

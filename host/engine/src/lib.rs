@@ -1,0 +1,22 @@
+//! The wasmtime side of iot2mqtt: one [`Engine`] per process loads connector plugins
+//! (WebAssembly components of the `connector` world in `wit/`), checks and caches them, and
+//! runs each plugin instance as a sandboxed [`Lane`]: no files, no environment, network only
+//! as granted, a memory cap, a CPU budget per call enforced with epoch interruption.
+//!
+//! This crate knows nothing of MQTT or the contract's topics: it turns calls into outcomes
+//! ([`Failure`]) or faults ([`Fault`]) and leaves what to publish to `iot2mqtt-runtime`.
+
+mod bindings;
+mod cache;
+mod engine;
+mod lane;
+mod plugin;
+mod sandbox;
+
+pub use bindings::iot2mqtt::connector::types::Level;
+pub use cache::CacheOutcome;
+pub use engine::{Engine, EngineConfig, EngineError};
+pub use lane::{DeviceInfo, Failure, Fault, FaultKind, HostSink, Lane, LaneConfig, WakeSignal};
+pub use plugin::{LoadError, Plugin, PluginAbout};
+pub use sandbox::NetGrants;
+pub use wasmtime_wasi::sockets::SocketAddrUse;
