@@ -1,0 +1,85 @@
+//! Network grants from an instance's configuration: each device may reach the addresses its
+//! own entry names (`host`, `ip` or `address`, with `port` when given), plus the instance's
+//! `connection` host. Host names are resolved here, once, when the lane is built.
+
+use std::net::IpAddr;
+
+use iot2mqtt_contract::config::DeviceEntry;
+use iot2mqtt_contract::message::Object;
+use iot2mqtt_engine::NetGrants;
+use serde_json::Value;
+
+const ADDRESS_KEYS: [&str; 3] = ["host", "ip", "address"];
+
+/// The grants of one device's lane.
+pub(crate) async fn for_device(connection: &Object, device: &DeviceEntry) -> NetGrants {
+    let mut grants = NetGrants::none();
+    for source in [connection, &device.extra] {
+        let port = source.get("port").and_then(Value::as_u64).and_then(|p| u16::try_from(p).ok());
+        for key in ADDRESS_KEYS {
+            if let Some(host) = source.get(key).and_then(Value::as_str) {
+                grants = add(grants, host, port).await;
+            }
+        }
+    }
+    grants
+}
+
+async fn add(mut grants: NetGrants, host: &str, port: Option<u16>) -> NetGrants {
+    let host = host.trim().trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return grants.allow(ip, port);
+    }
+    match tokio::net::lookup_host((host, port.unwrap_or(0))).await {
+        Ok(addrs) => {
+            for addr in addrs {
+                grants = grants.allow(addr.ip(), port);
+            }
+            grants.with_name_lookup(true)
+        }
+        Err(e) => {
+            tracing::warn!(%host, "cannot resolve a device address; the plugin may not reach it: {e}");
+            grants
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iot2mqtt_engine::NetGrants;
+    use serde_json::json;
+
+    fn device(v: Value) -> DeviceEntry {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[tokio::test]
+    async fn grants_follow_the_configuration() {
+        let none = Object::new();
+        let cases = [
+            (json!({"device_id": "a"}), NetGrants::none()),
+            (
+                json!({"device_id": "a", "ip": "192.168.1.5", "port": 55443}),
+                NetGrants::none().allow("192.168.1.5".parse().unwrap(), Some(55443)),
+            ),
+            (json!({"device_id": "a", "host": "10.0.0.2"}), NetGrants::none().allow("10.0.0.2".parse().unwrap(), None)),
+            (
+                json!({"device_id": "a", "host": "localhost", "port": 80}),
+                NetGrants::none().allow("127.0.0.1".parse().unwrap(), Some(80)).with_name_lookup(true),
+            ),
+        ];
+        for (entry, expected) in cases {
+            let got = for_device(&none, &device(entry.clone())).await;
+            if entry["host"] == "localhost" {
+                assert!(got.permits("127.0.0.1:80".parse().unwrap(), wasmtime_wasi_use()), "{entry}");
+            } else {
+                assert_eq!(got, expected, "{entry}");
+            }
+        }
+    }
+
+    fn wasmtime_wasi_use() -> iot2mqtt_engine::SocketAddrUse {
+        iot2mqtt_engine::SocketAddrUse::TcpConnect
+    }
+}

@@ -1,0 +1,21 @@
+//! Runs connector instances. An instance is one MQTT session (with its last will), one
+//! sandboxed plugin lane per device, and a dispatcher that applies the connector contract
+//! (`shared/contract.md`) between them: validation, commands and responses, polling with
+//! backoff, meta requests, faults and hot swap. Many instances share one [`Runtime`] (one
+//! wasmtime engine) in one process; a fault in one never reaches another.
+//!
+//! This crate reads no files and no environment: its callers (the `iot2mqtt-host` binary and
+//! the orchestrator's embedded runtime) turn configuration into an [`InstanceSpec`].
+
+mod backoff;
+mod dedup;
+mod dispatch;
+mod grants;
+mod options;
+mod report;
+mod runtime;
+mod worker;
+
+pub use iot2mqtt_engine::{CacheOutcome, EngineConfig, LoadError, Plugin, PluginAbout};
+pub use options::InstanceOptions;
+pub use runtime::{InstanceHandle, InstanceSpec, InstanceStatus, Runtime, RuntimeError, SwapError, SwapReport};

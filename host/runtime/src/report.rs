@@ -1,0 +1,210 @@
+//! Everything an instance publishes, in the contract's shapes (section 3). The reporter also
+//! remembers each device's last state and availability, so availability is published on
+//! changes only and `meta/devices_list` can say who is online. Plugin lanes (pushing state)
+//! and the dispatcher (polls, commands) share it.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use bytes::Bytes;
+use iot2mqtt_contract::message::{
+    CommandResponse, ErrorMessage, EventMessage, GroupResponse, Object, RetryInfo, StateMessage,
+};
+use iot2mqtt_contract::{Severity, Topics};
+use iot2mqtt_mqtt::{Message, Outbox, QoS};
+use serde::Serialize;
+use serde_json::Value;
+
+/// Publishes an instance's messages into its session's outbox.
+#[derive(Debug)]
+pub(crate) struct Reporter {
+    topics: Topics,
+    outbox: Outbox,
+    qos: QoS,
+    retain: bool,
+    devices: Mutex<HashMap<String, DeviceView>>,
+}
+
+/// What the reporter knows of a device.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct DeviceView {
+    /// Whether it answers; `None` before the first read.
+    pub(crate) online: Option<bool>,
+    /// Its last published state.
+    pub(crate) state: Option<Object>,
+    /// When that was.
+    pub(crate) updated: Option<String>,
+}
+
+impl Reporter {
+    pub(crate) fn new(topics: Topics, outbox: Outbox, qos: QoS, retain: bool) -> Self {
+        Self { topics, outbox, qos, retain, devices: Mutex::default() }
+    }
+
+    pub(crate) fn topics(&self) -> &Topics {
+        &self.topics
+    }
+
+    pub(crate) fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    /// `B/status`, the birth-and-will message.
+    pub(crate) fn status_message(&self, online: bool) -> Message {
+        Message {
+            topic: self.topics.status(),
+            payload: Bytes::from_static(if online { b"online" } else { b"offline" }),
+            qos: QoS::AtLeastOnce,
+            retain: true,
+            replaceable: true,
+        }
+    }
+
+    /// A device's full state: the state topic, one topic per key, and availability when it
+    /// changed (from the state's `online`, true when absent).
+    pub(crate) fn state(&self, device: &str, mut state: Object) {
+        let online = state.get("online").and_then(Value::as_bool).unwrap_or(true);
+        state.entry("online").or_insert(Value::Bool(online));
+        let timestamp = iot2mqtt_contract::time::now();
+        let changed = {
+            let mut devices = self.lock();
+            let view = devices.entry(device.to_string()).or_default();
+            let changed = view.online != Some(online);
+            view.online = Some(online);
+            view.state = Some(state.clone());
+            view.updated = Some(timestamp.clone());
+            changed
+        };
+        self.publish_state(device, timestamp, state, self.retain, true);
+        if changed {
+            self.availability(device, online);
+        }
+    }
+
+    /// Only some keys of a state, not retained, so the retained full state stays whole.
+    pub(crate) fn partial_state(&self, device: &str, state: &Object, keys: &[String]) {
+        let partial: Object = keys.iter().filter_map(|k| state.get(k).map(|v| (k.clone(), v.clone()))).collect();
+        let message =
+            StateMessage { timestamp: iot2mqtt_contract::time::now(), device_id: device.into(), state: partial };
+        self.push(self.topics.state(device), &message, self.qos, false, false);
+    }
+
+    /// The device stopped answering: availability `offline` and its last state with
+    /// `online: false`, once per outage.
+    pub(crate) fn unavailable(&self, device: &str) {
+        let (changed, state) = {
+            let mut devices = self.lock();
+            let view = devices.entry(device.to_string()).or_default();
+            let changed = view.online != Some(false);
+            view.online = Some(false);
+            let mut state = view.state.clone().unwrap_or_default();
+            state.insert("online".into(), Value::Bool(false));
+            view.state = Some(state.clone());
+            (changed, state)
+        };
+        if changed {
+            self.publish_state(device, iot2mqtt_contract::time::now(), state, self.retain, true);
+            self.availability(device, false);
+        }
+    }
+
+    pub(crate) fn view(&self, device: &str) -> DeviceView {
+        self.lock().get(device).cloned().unwrap_or_default()
+    }
+
+    pub(crate) fn device_error(
+        &self,
+        device: &str,
+        code: &str,
+        message: &str,
+        severity: Severity,
+        retry: Option<RetryInfo>,
+    ) {
+        let payload = error_message(code, message, severity, retry);
+        self.push(self.topics.device_error(device), &payload, self.qos, false, false);
+    }
+
+    pub(crate) fn instance_error(&self, code: &str, message: &str, severity: Severity) {
+        let payload = error_message(code, message, severity, None);
+        self.push(self.topics.instance_error(), &payload, self.qos, false, false);
+    }
+
+    pub(crate) fn event(&self, device: &str, event: &str, data: Object) {
+        let payload = EventMessage { timestamp: iot2mqtt_contract::time::now(), event: event.into(), data };
+        self.push(self.topics.events(device), &payload, self.qos, false, false);
+    }
+
+    /// A command response; returns its bytes for answering duplicates.
+    pub(crate) fn response(&self, device: &str, response: &CommandResponse) -> Bytes {
+        let bytes = to_bytes(response);
+        self.response_bytes(self.topics.command_response(device), bytes.clone());
+        bytes
+    }
+
+    pub(crate) fn group_response(&self, group: &str, response: &GroupResponse) -> Bytes {
+        let bytes = to_bytes(response);
+        self.response_bytes(self.topics.group_response(group), bytes.clone());
+        bytes
+    }
+
+    pub(crate) fn response_bytes(&self, topic: String, payload: Bytes) {
+        self.outbox.push(Message { topic, payload, qos: self.qos, retain: false, replaceable: false });
+    }
+
+    /// A retained meta message (`meta/devices_list`, `meta/info`).
+    pub(crate) fn meta(&self, topic: String, payload: &impl Serialize) {
+        self.push(topic, payload, QoS::AtLeastOnce, true, true);
+    }
+
+    fn availability(&self, device: &str, online: bool) {
+        self.outbox.push(Message {
+            topic: self.topics.availability(device),
+            payload: Bytes::from_static(if online { b"online" } else { b"offline" }),
+            qos: QoS::AtLeastOnce,
+            retain: true,
+            replaceable: true,
+        });
+    }
+
+    fn publish_state(&self, device: &str, timestamp: String, state: Object, retain: bool, replaceable: bool) {
+        for (key, value) in &state {
+            self.outbox.push(Message {
+                topic: self.topics.state_key(device, key),
+                payload: Bytes::from(value.to_string()),
+                qos: self.qos,
+                retain,
+                replaceable,
+            });
+        }
+        let message = StateMessage { timestamp, device_id: device.into(), state };
+        self.push(self.topics.state(device), &message, self.qos, retain, replaceable);
+    }
+
+    fn push(&self, topic: String, payload: &impl Serialize, qos: QoS, retain: bool, replaceable: bool) {
+        self.outbox.push(Message { topic, payload: to_bytes(payload), qos, retain, replaceable });
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, DeviceView>> {
+        self.devices.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn error_message(code: &str, message: &str, severity: Severity, retry_info: Option<RetryInfo>) -> ErrorMessage {
+    ErrorMessage {
+        timestamp: iot2mqtt_contract::time::now(),
+        error_code: code.into(),
+        message: message.into(),
+        severity,
+        retry_info,
+    }
+}
+
+fn to_bytes(payload: &impl Serialize) -> Bytes {
+    // Serialising these plain structs cannot fail: every map key is a string.
+    Bytes::from(serde_json::to_vec(payload).unwrap_or_default())
+}
+
+/// The QoS of the contract's `MQTT_QOS` setting.
+pub(crate) fn qos(level: u8) -> QoS {
+    QoS::from_u8(level).unwrap_or(QoS::AtLeastOnce)
+}

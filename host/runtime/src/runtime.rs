@@ -1,0 +1,345 @@
+//! The public face of the crate: a [`Runtime`] (one engine per process) starts instances and
+//! returns an [`InstanceHandle`] to watch, hot-swap and stop each.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use iot2mqtt_contract::config::InstanceConfig;
+use iot2mqtt_contract::{MqttSettings, Topics};
+use iot2mqtt_engine::{
+    Engine, EngineConfig, EngineError, Failure, Fault, HostSink, Lane, LaneConfig, Level, LoadError, NetGrants, Plugin,
+    PluginAbout,
+};
+use iot2mqtt_mqtt::{ClientOptions, Outbox, QoS, Session, Will};
+use serde_json::{Map, Value};
+use tokio::sync::{Mutex, mpsc, oneshot, watch};
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::dispatch::{Control, Dispatcher, Links};
+use crate::options::InstanceOptions;
+use crate::report::{self, Reporter};
+use crate::worker::{LaneFactory, WorkerEvent};
+
+/// Events from the MQTT session waiting for the dispatcher, at most.
+const CLIENT_EVENTS: usize = 256;
+/// Events from device workers waiting for the dispatcher, at most.
+const WORKER_EVENTS: usize = 256;
+/// How long stopping waits for `offline` to be acknowledged and the session to close.
+const STOP_DEADLINE: Duration = Duration::from_secs(4);
+
+/// The runtime could not be created.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct RuntimeError(#[from] EngineError);
+
+/// Why a hot swap did not happen. The old plugin keeps serving in every case.
+#[derive(Debug, thiserror::Error)]
+pub enum SwapError {
+    /// The new `.wasm` is not a usable plugin.
+    #[error("the new plugin was rejected: {0}")]
+    Load(#[from] LoadError),
+    /// The new plugin failed to initialise a device.
+    #[error("the new plugin was rejected: device \"{device}\": {failure}")]
+    Init {
+        /// The device.
+        device: String,
+        /// What the plugin said (or the fault).
+        failure: Failure,
+    },
+    /// The instance has stopped.
+    #[error("the instance is not running")]
+    Stopped,
+}
+
+/// What a swap did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwapReport {
+    /// The plugin now running.
+    pub plugin: PluginAbout,
+    /// How many devices switched.
+    pub devices: usize,
+}
+
+/// What an instance reports about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceStatus {
+    /// Connected to the broker now.
+    pub mqtt_connected: bool,
+    /// Connected at least once.
+    pub connected_once: bool,
+    /// Reconnections after the first connection.
+    pub reconnects: u64,
+    /// Devices initialised and `online` announced.
+    pub ready: bool,
+    /// The plugin running.
+    pub plugin: PluginAbout,
+    /// Hot swaps so far.
+    pub swaps: u64,
+    /// Plugin faults so far.
+    pub faults: u64,
+    /// The last fault or rejection.
+    pub last_error: Option<String>,
+    /// The longest a device waited for a swap to complete.
+    pub last_swap_pause: Duration,
+}
+
+/// Everything an instance needs to run.
+#[derive(Debug, Clone)]
+pub struct InstanceSpec {
+    /// The instance configuration, secrets already merged into `connection`.
+    pub config: InstanceConfig,
+    /// The broker and the topic settings.
+    pub mqtt: MqttSettings,
+    /// The plugin to run.
+    pub plugin: Plugin,
+    /// Limits.
+    pub options: InstanceOptions,
+}
+
+/// Runs instances. One per process; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    engine: Engine,
+}
+
+impl Runtime {
+    /// A runtime with its own engine.
+    pub fn new(config: EngineConfig) -> Result<Self, RuntimeError> {
+        Ok(Self { engine: Engine::new(config)? })
+    }
+
+    /// Load and check a plugin (compiling off the async threads, or from the cache).
+    pub async fn load_plugin(&self, wasm: Vec<u8>) -> Result<Plugin, LoadError> {
+        self.engine.load(wasm).await
+    }
+
+    /// Start an instance: it connects, initialises its devices, announces `online` and serves
+    /// until stopped (or until its handle is dropped).
+    pub fn start(&self, spec: InstanceSpec) -> InstanceHandle {
+        let InstanceSpec { config, mqtt, plugin, options } = spec;
+        let instance_id = config.instance_id.clone();
+        let topics = Topics::new(&mqtt.base_topic, &instance_id);
+        let outbox = Outbox::new(options.outbox_capacity);
+        let reporter = Arc::new(Reporter::new(topics.clone(), outbox.clone(), report::qos(mqtt.qos), mqtt.retain));
+        let connector_type =
+            config.connector_type.as_ref().map(ToString::to_string).unwrap_or_else(|| plugin.about().name.clone());
+
+        let (birth_tx, birth_rx) = watch::channel(None);
+        let (client_tx, client_rx) = mpsc::channel(CLIENT_EVENTS);
+        let client = ClientOptions {
+            host: mqtt.host.clone(),
+            port: mqtt.port,
+            client_id: mqtt.client_id(instance_id.as_str()),
+            username: mqtt.username.clone(),
+            password: mqtt.password.as_ref().map(|p| p.expose().to_string()),
+            keepalive: mqtt.keepalive,
+            will: Some(Will {
+                topic: topics.status(),
+                payload: Bytes::from_static(b"offline"),
+                qos: QoS::AtLeastOnce,
+                retain: true,
+            }),
+            max_packet: options.max_packet,
+            connect_timeout: Duration::from_secs(10),
+        };
+        let subscriptions = topics.subscriptions().into_iter().map(|t| (t, QoS::AtLeastOnce)).collect();
+        let session = Session::new(client, subscriptions, outbox, client_tx).with_birth(birth_rx);
+        let (session_stop, session_stopped) = oneshot::channel::<()>();
+        let session_task = tokio::spawn(session.run(async {
+            let _ = session_stopped.await;
+        }));
+
+        let factory = LaneFactory {
+            engine: self.engine.clone(),
+            options: options.clone(),
+            instance_id: instance_id.as_str().into(),
+            instance_view: Arc::new(config.plugin_view()),
+            connection: Arc::new(config.connection.clone()),
+            reporter: Arc::clone(&reporter),
+        };
+        let initial = InstanceStatus {
+            mqtt_connected: false,
+            connected_once: false,
+            reconnects: 0,
+            ready: false,
+            plugin: plugin.about().clone(),
+            swaps: 0,
+            faults: 0,
+            last_error: None,
+            last_swap_pause: Duration::ZERO,
+        };
+        let (status_tx, status_rx) = watch::channel(initial);
+        let (worker_tx, worker_rx) = mpsc::channel::<WorkerEvent>(WORKER_EVENTS);
+        let (control_tx, control_rx) = mpsc::channel(8);
+        let devices = config.devices.iter().filter(|d| d.enabled).cloned().collect();
+        let links = Links { birth: birth_tx, status: status_tx, worker_events: worker_tx };
+        let mut dispatcher = Dispatcher::new(config, connector_type, reporter, factory.clone(), plugin, links);
+        dispatcher.start_workers();
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let grace = options.init_grace;
+        let span = tracing::info_span!("iot2mqtt.host.instance", instance = %instance_id);
+        let task = tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                dispatcher
+                    .run(
+                        client_rx,
+                        worker_rx,
+                        control_rx,
+                        async {
+                            let _ = stop_rx.await;
+                        },
+                        grace,
+                    )
+                    .await;
+                dispatcher.stop();
+                let _ = session_stop.send(());
+                let _ = tokio::time::timeout(STOP_DEADLINE, session_task).await;
+            },
+            span,
+        ));
+        InstanceHandle {
+            control: control_tx,
+            status: status_rx,
+            stop: Some(stop_tx),
+            task: Some(task),
+            runtime: self.clone(),
+            factory,
+            devices,
+            swap_lock: Arc::new(Mutex::new(())),
+        }
+    }
+
+    /// Run a setup tool of `plugin` in a fresh sandbox with `grants`, within `timeout`.
+    pub async fn run_tool(
+        &self,
+        plugin: &Plugin,
+        tool: &str,
+        input: &Value,
+        grants: NetGrants,
+        timeout: Duration,
+    ) -> Result<Result<Value, Failure>, Fault> {
+        let config = LaneConfig {
+            label: format!("tool {tool}"),
+            grants,
+            memory_limit: InstanceOptions::default().memory_limit,
+            cpu_budget: timeout,
+            call_limit: timeout,
+            sink: Arc::new(ToolSink { tool: tool.to_string() }),
+        };
+        let mut lane = Lane::new(&self.engine, plugin, config).await?;
+        lane.run_tool(tool, input).await
+    }
+}
+
+/// Controls one running instance. Dropping it stops the instance.
+#[derive(Debug)]
+pub struct InstanceHandle {
+    control: mpsc::Sender<Control>,
+    status: watch::Receiver<InstanceStatus>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+    runtime: Runtime,
+    factory: LaneFactory,
+    devices: Vec<iot2mqtt_contract::DeviceEntry>,
+    swap_lock: Arc<Mutex<()>>,
+}
+
+impl std::fmt::Debug for LaneFactory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LaneFactory").field("instance", &self.instance_id).finish_non_exhaustive()
+    }
+}
+
+impl InstanceHandle {
+    /// The instance's status now.
+    pub fn status(&self) -> InstanceStatus {
+        self.status.borrow().clone()
+    }
+
+    /// A receiver that sees every status change.
+    pub fn watch_status(&self) -> watch::Receiver<InstanceStatus> {
+        self.status.clone()
+    }
+
+    /// Load `wasm` and swap to it; a rejection is published on `B/error` and returned.
+    pub async fn swap_wasm(&self, wasm: Vec<u8>) -> Result<SwapReport, SwapError> {
+        match self.runtime.load_plugin(wasm).await {
+            Ok(plugin) => self.swap(plugin).await,
+            Err(e) => {
+                let error = SwapError::Load(e);
+                let _ = self.control.send(Control::Rejected { message: error.to_string() }).await;
+                Err(error)
+            }
+        }
+    }
+
+    /// Swap to `plugin`: its lanes are built and initialised while the old plugin keeps
+    /// serving; then each device switches between two of its jobs, handing its state over.
+    /// If any device fails to initialise, nothing switches and the rejection is published.
+    pub async fn swap(&self, plugin: Plugin) -> Result<SwapReport, SwapError> {
+        let _serial = self.swap_lock.lock().await;
+        let mut builds = JoinSet::new();
+        for device in &self.devices {
+            let (factory, plugin, device) = (self.factory.clone(), plugin.clone(), device.clone());
+            builds.spawn(async move {
+                let outcome = factory.build(&plugin, &device).await;
+                (device.device_id.to_string(), outcome)
+            });
+        }
+        let mut lanes = Vec::with_capacity(self.devices.len());
+        let mut rejection = None;
+        while let Some(joined) = builds.join_next().await {
+            match joined {
+                Ok((device, Ok((lane, info)))) => lanes.push((device, lane, info)),
+                Ok((device, Err(failure))) => {
+                    rejection.get_or_insert(SwapError::Init { device, failure });
+                }
+                Err(e) => {
+                    let failure = Failure { code: "PLUGIN_FAULT".into(), message: e.to_string() };
+                    rejection.get_or_insert(SwapError::Init { device: String::new(), failure });
+                }
+            }
+        }
+        if let Some(error) = rejection {
+            let _ = self.control.send(Control::Rejected { message: error.to_string() }).await;
+            return Err(error);
+        }
+        let (reply, answer) = oneshot::channel();
+        self.control.send(Control::Commit { plugin, lanes, reply }).await.map_err(|_| SwapError::Stopped)?;
+        answer.await.map_err(|_| SwapError::Stopped)?
+    }
+
+    /// Stop: publish `offline`, stop the devices, disconnect cleanly, and wait for it.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Where a setup tool's logs go; tools publish nothing.
+struct ToolSink {
+    tool: String,
+}
+
+impl HostSink for ToolSink {
+    fn log(&self, level: Level, message: &str) {
+        let tool = self.tool.as_str();
+        match level {
+            Level::Error | Level::Warn => tracing::warn!(target: "iot2mqtt.plugin", tool, "{message}"),
+            _ => tracing::debug!(target: "iot2mqtt.plugin", tool, "{message}"),
+        }
+    }
+
+    fn push_state(&self, _: &str, _: Map<String, Value>) -> Result<(), String> {
+        Err("setup tools cannot publish state".into())
+    }
+
+    fn push_event(&self, _: &str, _: &str, _: Map<String, Value>) -> Result<(), String> {
+        Err("setup tools cannot publish events".into())
+    }
+}
