@@ -1,0 +1,57 @@
+//! What the tests share: tools, the broker, an observing MQTT client, instance harnesses.
+
+pub mod broker;
+pub mod harness;
+pub mod observer;
+pub mod proxy;
+
+use std::path::PathBuf;
+
+pub use broker::Mosquitto;
+pub use harness::{TestInstance, demo_config};
+pub use observer::Observer;
+
+/// The directory of the plugins built for this suite.
+pub fn plugins_dir() -> PathBuf {
+    PathBuf::from(env!("IOT2MQTT_TEST_PLUGINS"))
+}
+
+/// A built plugin's bytes (`demo`, `template`, `trap`…).
+pub fn plugin(name: &str) -> Vec<u8> {
+    let path = plugins_dir().join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("plugin {} not built: {e}", path.display()))
+}
+
+/// Whether `tool` is on the PATH. Under `CI=true` a missing tool fails the test; otherwise
+/// the test is skipped with a message that says how to install it.
+pub fn require(tool: &str, install: &str) -> bool {
+    let found =
+        std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()));
+    if found {
+        return true;
+    }
+    assert!(std::env::var("CI").as_deref() != Ok("true"), "{tool} is required but not installed: {install}");
+    eprintln!("\n*** SKIPPED: {tool} is not installed. Install it with: {install} ***\n");
+    false
+}
+
+/// A release binary of this workspace (built by `cargo xtask test` before the suite runs).
+pub fn binary(name: &str) -> PathBuf {
+    // The suite runs from target/<triple>/release/deps/; binaries sit one level up.
+    let exe = std::env::current_exe().expect("the test binary has a path");
+    let path = exe.parent().and_then(|deps| deps.parent()).map(|dir| dir.join(name)).expect("a target directory");
+    assert!(path.exists(), "{} is missing: run `cargo build --release --bins` (cargo xtask test does)", path.display());
+    path
+}
+
+/// A TCP port nobody listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// A unique instance id per test, so parallel tests never share topics.
+pub fn unique_id(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!("{prefix}-{}-{}", std::process::id() % 100_000, N.fetch_add(1, Ordering::Relaxed))
+}

@@ -1,0 +1,166 @@
+//! An observing MQTT client built on rumqttc (an implementation independent of the host's
+//! own), subscribed to everything under a filter, with waits that name what they expected
+//! when they time out.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, timeout_at};
+
+/// One message as the observer saw it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub topic: String,
+    pub payload: Bytes,
+    pub retain: bool,
+}
+
+impl Received {
+    /// The payload as JSON (panics when it is not).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.payload)
+            .unwrap_or_else(|e| panic!("{} is not JSON ({e}): {:?}", self.topic, self.payload))
+    }
+
+    /// The payload as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.payload).into_owned()
+    }
+}
+
+/// A subscribed client and what it has received but nobody consumed yet.
+pub struct Observer {
+    client: AsyncClient,
+    rx: mpsc::UnboundedReceiver<Received>,
+    backlog: VecDeque<Received>,
+}
+
+impl Observer {
+    /// Connect to the broker on `port` and subscribe to `filter`; returns once subscribed.
+    pub async fn connect(port: u16, filter: &str) -> Self {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let id = format!("observer-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+        let mut options = MqttOptions::new(id, "127.0.0.1", port);
+        options.set_keep_alive(Duration::from_secs(5)).set_max_packet_size(1 << 20, 1 << 20);
+        let (client, mut eventloop) = AsyncClient::new(options, 1024);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (subscribed_tx, mut subscribed_rx) = mpsc::unbounded_channel();
+        let subscriber = client.clone();
+        let filter = filter.to_string();
+        tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        // rumqttc does not resubscribe after reconnecting: do it here.
+                        let _ = subscriber.try_subscribe(filter.clone(), QoS::AtLeastOnce);
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        let _ = subscribed_tx.send(());
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let message = Received { topic: p.topic, payload: p.payload, retain: p.retain };
+                        if tx.send(message).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => {
+                        if tx.is_closed() {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(10), subscribed_rx.recv())
+            .await
+            .expect("the observer could not subscribe in time");
+        Self { client, rx, backlog: VecDeque::new() }
+    }
+
+    /// Publish at QoS 1.
+    pub async fn publish(&self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.client.publish(topic, QoS::AtLeastOnce, false, payload.into()).await.expect("publish");
+    }
+
+    /// The next message (oldest first) that `matches`, within `within`; others stay queued.
+    /// Panics with what was seen when none comes.
+    pub async fn wait_for(&mut self, what: &str, within: Duration, matches: impl Fn(&Received) -> bool) -> Received {
+        match self.try_wait_for(within, matches).await {
+            Some(message) => message,
+            None => {
+                let seen: Vec<String> =
+                    self.backlog.iter().rev().take(30).map(|m| format!("{} {}", m.topic, m.text())).collect();
+                panic!("timed out after {within:?} waiting for {what}; last messages seen:\n{}", seen.join("\n"));
+            }
+        }
+    }
+
+    /// Like [`Observer::wait_for`], but `None` when nothing matching comes.
+    pub async fn try_wait_for(&mut self, within: Duration, matches: impl Fn(&Received) -> bool) -> Option<Received> {
+        if let Some(pos) = self.backlog.iter().position(&matches) {
+            return self.backlog.remove(pos);
+        }
+        let deadline = Instant::now() + within;
+        loop {
+            match timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(message)) if matches(&message) => return Some(message),
+                Ok(Some(message)) => self.backlog.push_back(message),
+                Ok(None) | Err(_) => return None,
+            }
+        }
+    }
+
+    /// The next message on exactly `topic`.
+    pub async fn next_on(&mut self, topic: &str, within: Duration) -> Received {
+        self.wait_for(topic, within, |m| m.topic == topic).await
+    }
+
+    /// The next message on `topic` whose JSON payload satisfies `matches`.
+    pub async fn next_json(&mut self, topic: &str, within: Duration, matches: impl Fn(&Value) -> bool) -> Value {
+        let message = self
+            .wait_for(topic, within, |m| {
+                m.topic == topic && serde_json::from_slice::<Value>(&m.payload).is_ok_and(|v| matches(&v))
+            })
+            .await;
+        message.json()
+    }
+
+    /// Everything that arrives on `topic` during `during` (plus what is queued already).
+    pub async fn collect(&mut self, topic: &str, during: Duration) -> Vec<Received> {
+        let deadline = Instant::now() + during;
+        while let Ok(Some(message)) = timeout_at(deadline, self.rx.recv()).await {
+            self.backlog.push_back(message);
+        }
+        let (matching, rest): (Vec<_>, Vec<_>) = self.backlog.drain(..).partition(|m| m.topic == topic);
+        self.backlog = rest.into();
+        matching
+    }
+
+    /// Everything received so far and during `during`, on any topic.
+    pub async fn collect_all(&mut self, during: Duration) -> Vec<Received> {
+        let deadline = Instant::now() + during;
+        while let Ok(Some(message)) = timeout_at(deadline, self.rx.recv()).await {
+            self.backlog.push_back(message);
+        }
+        self.backlog.drain(..).collect()
+    }
+
+    /// Forget everything received so far.
+    pub fn clear(&mut self) {
+        while self.rx.try_recv().is_ok() {}
+        self.backlog.clear();
+    }
+}
+
+/// The retained message on `topic` as a new subscriber sees it, or `None`.
+pub async fn retained(port: u16, topic: &str) -> Option<Received> {
+    let mut observer = Observer::connect(port, topic).await;
+    observer.try_wait_for(Duration::from_millis(500), |m| m.retain).await
+}

@@ -1,0 +1,100 @@
+//! `cargo xtask <task>`: the project's tasks, in Rust so they run wherever cargo does.
+//!
+//! - `plugins`: build every plugin in `plugins/` to `<target>/plugins/<name>.wasm`.
+//! - `run`: build everything and run a demo instance (see the README).
+//! - `test`: every test tier: unit tests, plugin tests, and the integration suite against real
+//!   Mosquitto and Docker.
+
+mod run;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, bail};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("plugins") => plugins().map(|_| ()),
+        Some("run") => run::run(&args[1..]),
+        Some("test") => test(&args[1..]),
+        _ => {
+            eprintln!("usage: cargo xtask <plugins|run|test> [args]");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The repository root.
+pub(crate) fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// The cargo target directory (honours `CARGO_TARGET_DIR`).
+pub(crate) fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"))
+}
+
+/// Where release binaries land (`target/<triple>/release`, see .cargo/config.toml).
+pub(crate) fn release_dir() -> anyhow::Result<PathBuf> {
+    let out = Command::new("rustc").args(["--print", "host-tuple"]).output().context("cannot run rustc")?;
+    let triple = String::from_utf8(out.stdout).context("rustc printed something odd")?;
+    Ok(target_dir().join(triple.trim()).join("release"))
+}
+
+/// Build every plugin; their paths.
+pub(crate) fn plugins() -> anyhow::Result<Vec<PathBuf>> {
+    let install = root().join("../shared/toolchain/install-wasm-target.sh");
+    iot2mqtt_plugin_build::ensure_target(Some(&install)).map_err(anyhow::Error::msg)?;
+    let out = target_dir().join("plugins");
+    let built = iot2mqtt_plugin_build::build(&root().join("plugins/Cargo.toml"), &target_dir().join("wasm"), &out)
+        .map_err(anyhow::Error::msg)?;
+    for plugin in &built {
+        let size = std::fs::metadata(&plugin.path).map(|m| m.len()).unwrap_or(0);
+        println!("plugin {:<12} {:>8} bytes  {}", plugin.name, size, plugin.path.display());
+    }
+    Ok(built.into_iter().map(|b| b.path).collect())
+}
+
+/// Run `cargo` with `args` in the repository, failing on a non-zero exit.
+pub(crate) fn cargo(args: &[&str], dir: &Path) -> anyhow::Result<()> {
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(args)
+        .current_dir(dir)
+        .status()
+        .with_context(|| format!("cannot run cargo {}", args.join(" ")))?;
+    if !status.success() {
+        bail!("cargo {} failed", args.join(" "));
+    }
+    Ok(())
+}
+
+fn test(extra: &[String]) -> anyhow::Result<()> {
+    plugins()?;
+    let root = root();
+    // The integration suite starts these binaries; build them first.
+    cargo(&["build", "--release", "--workspace", "--bins"], &root)?;
+    let mut args = vec!["test", "--release", "--workspace"];
+    if !extra.is_empty() {
+        args.push("--");
+        args.extend(extra.iter().map(String::as_str));
+    }
+    cargo(&args, &root)?;
+    // Plugin logic is tested natively (it is plain Rust apart from the exports).
+    let host = Command::new("rustc").args(["--print", "host-tuple"]).output().context("cannot run rustc")?;
+    let host = String::from_utf8_lossy(&host.stdout).trim().to_string();
+    let plugin_target = target_dir().join("wasm-native");
+    let plugin_target = plugin_target.to_string_lossy();
+    cargo(
+        &["test", "--release", "--workspace", "--target", &host, "--target-dir", &plugin_target],
+        &root.join("plugins"),
+    )?;
+    Ok(())
+}
