@@ -84,6 +84,12 @@ async fn announces_online_meta_state_and_availability() {
     assert_eq!(bad["state"]["online"], false);
     assert_eq!(obs.next_on(&t.availability("bad"), WAIT).await.text(), "offline");
 
+    // Once the devices answered, the list says so.
+    obs.next_json(&t.devices_list(), WAIT, |list| {
+        list.as_array().is_some_and(|l| l.iter().any(|d| d["device_id"] == "l1" && d["online"] == true))
+    })
+    .await;
+
     // Status, state, keys, availability and meta are retained; a newcomer sees them.
     let port = broker.port();
     assert_eq!(retained(port, &t.status()).await.expect("retained status").text(), "online");

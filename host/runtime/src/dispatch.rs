@@ -79,6 +79,8 @@ pub(crate) struct Device {
     poll_due: Option<Instant>,
     polling: bool,
     failures: Backoff,
+    /// Whether `meta/devices_list` last said the device was online.
+    listed_online: bool,
 }
 
 /// A command waiting for its device.
@@ -121,6 +123,7 @@ impl Dispatcher {
                     poll_due: None,
                     polling: false,
                     failures: Backoff::new(interval),
+                    listed_online: false,
                 };
                 (entry.device_id.to_string(), device)
             })
@@ -549,6 +552,7 @@ impl Dispatcher {
                     self.finish_command(token, result);
                     if let Some(state) = state {
                         self.reporter.state(&device, state);
+                        self.refresh_devices_list(&device);
                     }
                 }
                 None => tracing::debug!(%device, token, "a command expired before its device got to it"),
@@ -600,6 +604,11 @@ impl Dispatcher {
     }
 
     fn device_read(&mut self, device: &str, purpose: ReadPurpose, outcome: Result<Object, Failure>) {
+        self.record_read(device, purpose, outcome);
+        self.refresh_devices_list(device);
+    }
+
+    fn record_read(&mut self, device: &str, purpose: ReadPurpose, outcome: Result<Object, Failure>) {
         let interval = Duration::from_secs(self.config.update_interval);
         let polled = self.devices.get(device).is_none_or(|d| d.info.as_ref().is_none_or(|i| i.poll));
         match outcome {
@@ -653,20 +662,29 @@ impl Dispatcher {
         }
     }
 
-    pub(crate) fn publish_devices_list(&self) {
+    pub(crate) fn publish_devices_list(&mut self) {
         let instance = self.config.instance_id.as_str();
-        let list: Vec<DeviceListEntry> = self
-            .devices
-            .iter()
-            .map(|(id, d)| DeviceListEntry {
+        let mut list = Vec::with_capacity(self.devices.len());
+        for (id, d) in &mut self.devices {
+            let online = self.reporter.view(id).online.unwrap_or(false);
+            d.listed_online = online;
+            list.push(DeviceListEntry {
                 device_id: id.clone(),
                 global_id: format!("{instance}_{id}"),
                 model: d.info.as_ref().and_then(|i| i.model.clone()),
                 enabled: d.entry.enabled,
-                online: self.reporter.view(id).online.unwrap_or(false),
-            })
-            .collect();
+                online,
+            });
+        }
         self.reporter.meta(self.reporter.topics().devices_list(), &list);
+    }
+
+    /// Republish `meta/devices_list` when a device's availability no longer matches it.
+    fn refresh_devices_list(&mut self, device: &str) {
+        let online = self.reporter.view(device).online.unwrap_or(false);
+        if self.ready && self.devices.get(device).is_some_and(|d| d.listed_online != online) {
+            self.publish_devices_list();
+        }
     }
 
     pub(crate) fn publish_info(&self) {

@@ -245,12 +245,6 @@ pub struct InstanceHandle {
     swap_lock: Arc<Mutex<()>>,
 }
 
-impl std::fmt::Debug for LaneFactory {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LaneFactory").field("instance", &self.instance_id).finish_non_exhaustive()
-    }
-}
-
 impl InstanceHandle {
     /// The instance's status now.
     pub fn status(&self) -> InstanceStatus {

@@ -80,6 +80,12 @@ pub(crate) struct LaneFactory {
     pub(crate) reporter: Arc<Reporter>,
 }
 
+impl std::fmt::Debug for LaneFactory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LaneFactory").field("instance", &self.instance_id).finish_non_exhaustive()
+    }
+}
+
 impl LaneFactory {
     /// A lane for `device`, initialised; its device description.
     pub(crate) async fn build(&self, plugin: &Plugin, device: &DeviceEntry) -> Result<(Lane, DeviceInfo), Failure> {
