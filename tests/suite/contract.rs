@@ -1,4 +1,4 @@
-//! One test per rule of the connector contract (`shared/contract.md`), against Mosquitto, with
+//! One test per rule of the connector contract (`shared/contract.md`), against TestBroker, with
 //! the demo plugin running in-process.
 
 use std::time::Duration;
@@ -12,7 +12,7 @@ use iot2mqtt_runtime::InstanceOptions;
 
 use crate::support::observer::{Received, retained};
 use crate::support::proxy::Proxy;
-use crate::support::{Mosquitto, Observer, TestInstance, demo_config, unique_id};
+use crate::support::{Observer, TestBroker, TestInstance, demo_config, unique_id};
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -37,8 +37,8 @@ fn standard_devices() -> Value {
     ])
 }
 
-async fn setup(devices: Value) -> Option<(Mosquitto, TestInstance, Observer)> {
-    let broker = Mosquitto::start()?;
+async fn setup(devices: Value) -> Option<(TestBroker, TestInstance, Observer)> {
+    let broker = TestBroker::start().await?;
     let id = unique_id("c");
     let observer = Observer::connect(broker.port(), &format!("IoT2mqtt/v1/instances/{id}/#")).await;
     let instance = TestInstance::start(&broker, "demo", demo_config(&id, devices)).await;
@@ -325,7 +325,7 @@ async fn get_publishes_the_full_state_and_a_partial_one_only_when_asked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_commands_reach_enabled_members_and_answer_per_member() {
-    let Some(broker) = Mosquitto::start() else { return };
+    let Some(broker) = TestBroker::start().await else { return };
     let id = unique_id("g");
     let mut config = demo_config(&id, standard_devices());
     config["groups"] = json!([
@@ -362,20 +362,28 @@ async fn meta_requests_are_answered_and_unknown_ones_ignored() {
     let t = &instance.topics;
     obs.next_on(&t.info(), WAIT).await;
     obs.next_on(&t.devices_list(), WAIT).await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // The slow device answers its first read after 1.5 s; uptime passes 1 s meanwhile.
+    obs.next_on(&t.state("slow"), WAIT).await;
     obs.publish(&t.meta_request("nonsense"), "").await;
     obs.publish(&t.meta_request("info"), "").await;
     let info = obs.next_on(&t.info(), WAIT).await.json();
     assert!(info["uptime"].as_u64().unwrap() >= 1, "uptime is real: {info}");
+    obs.clear();
     obs.publish(&t.meta_request("devices_list"), "").await;
     let list = obs.next_on(&t.devices_list(), WAIT).await.json();
-    let l1 = list.as_array().unwrap().iter().find(|d| d["device_id"] == "l1").unwrap().clone();
-    assert_eq!(l1["online"], true, "{list}");
+    let online: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["online"] == true)
+        .map(|d| d["device_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(online, ["l1", "s1", "slow", "t1"], "{list}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_polls_back_off_with_retry_info_and_never_stop() {
-    let Some(broker) = Mosquitto::start() else { return };
+    let Some(broker) = TestBroker::start().await else { return };
     let id = unique_id("p");
     let mut config = demo_config(
         &id,
@@ -423,8 +431,8 @@ async fn a_slow_device_does_not_delay_the_others() {
 async fn reconnects_after_a_broker_restart_and_announces_itself_again() {
     let Some((mut broker, instance, _obs)) = setup(standard_devices()).await else { return };
     let t = &instance.topics;
-    broker.restart();
-    // Mosquitto keeps nothing across the restart; the instance must bring its status back.
+    broker.restart().await;
+    // TestBroker keeps nothing across the restart; the instance must bring its status back.
     let mut obs = Observer::connect(broker.port(), &format!("{}/#", t.root())).await;
     assert_eq!(obs.next_on(&t.status(), Duration::from_secs(15)).await.text(), "online");
     obs.publish(&t.command("l1"), json!({"id": "after", "values": {"power": true}}).to_string()).await;
@@ -436,7 +444,7 @@ async fn reconnects_after_a_broker_restart_and_announces_itself_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publications_made_while_disconnected_are_queued_and_sent_after_reconnecting() {
-    let Some(broker) = Mosquitto::start() else { return };
+    let Some(broker) = TestBroker::start().await else { return };
     let proxy = Proxy::start(broker.port()).await;
     let id = unique_id("q");
     let mut config = demo_config(

@@ -8,7 +8,7 @@ use std::time::Duration;
 use iot2mqtt_runtime::InstanceOptions;
 use serde_json::{Value, json};
 
-use crate::support::{Mosquitto, Observer, TestInstance, unique_id};
+use crate::support::{Observer, TestBroker, TestInstance, unique_id};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -16,8 +16,8 @@ async fn fixture(
     plugin: &str,
     devices: Value,
     options: InstanceOptions,
-) -> Option<(Mosquitto, TestInstance, Observer)> {
-    let broker = Mosquitto::start()?;
+) -> Option<(TestBroker, TestInstance, Observer)> {
+    let broker = TestBroker::start().await?;
     let id = unique_id(plugin);
     let config = json!({"instance_id": id, "connector_type": plugin, "devices": devices});
     let observer = Observer::connect(broker.port(), &format!("IoT2mqtt/v1/instances/{id}/#")).await;

@@ -1,4 +1,4 @@
-//! The integration suite. Every test talks to real parts: a Mosquitto it starts on a free
+//! The integration suite. Every test talks to real parts: a TestBroker it starts on a free
 //! port, plugins compiled from `plugins/` and `tests/fixtures/plugins/` by the build script,
 //! and, for process-level rules, the real `iot2mqtt-host` binary.
 //!
@@ -9,6 +9,7 @@
 
 mod support;
 
+mod broker;
 mod contract;
 mod faults;
 mod many;

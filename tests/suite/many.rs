@@ -4,11 +4,11 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::{Mosquitto, Observer, TestInstance, demo_config, unique_id};
+use crate::support::{Observer, TestBroker, TestInstance, demo_config, unique_id};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_instances_share_one_engine_and_faults_stay_home() {
-    let Some(broker) = Mosquitto::start() else { return };
+    let Some(broker) = TestBroker::start().await else { return };
     let mut instances = Vec::new();
     for _ in 0..20 {
         let id = unique_id("many");

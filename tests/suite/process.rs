@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::support::harness::topics;
-use crate::support::{Mosquitto, Observer, binary, plugin, plugins_dir, unique_id};
+use crate::support::{Observer, TestBroker, binary, plugin, plugins_dir, unique_id};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -137,7 +137,7 @@ fn configuration_errors_exit_with_one_clear_line() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_publishes_offline_and_exits_0_promptly() {
-    let Some(broker) = Mosquitto::start() else { return };
+    let Some(broker) = TestBroker::start().await else { return };
     let id = unique_id("term");
     let t = topics(&id);
     let mut obs = Observer::connect(broker.port(), &format!("{}/#", t.root())).await;
@@ -156,7 +156,7 @@ async fn sigterm_publishes_offline_and_exits_0_promptly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_leaves_the_last_will() {
-    let Some(broker) = Mosquitto::start() else { return };
+    let Some(broker) = TestBroker::start().await else { return };
     let id = unique_id("kill");
     let t = topics(&id);
     let mut obs = Observer::connect(broker.port(), &format!("{}/#", t.root())).await;
@@ -172,7 +172,7 @@ async fn kill_9_leaves_the_last_will() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dotenv_and_secrets_reach_the_instance_and_secrets_stay_secret() {
-    let Some(broker) = Mosquitto::start() else { return };
+    let Some(broker) = TestBroker::start().await else { return };
     let id = unique_id("env");
     let config = json!({
         "instance_id": id, "connector_type": "probe",
@@ -205,7 +205,7 @@ async fn dotenv_and_secrets_reach_the_instance_and_secrets_stay_secret() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replacing_the_plugin_file_swaps_it_without_reconnecting() {
-    let Some(broker) = Mosquitto::start() else { return };
+    let Some(broker) = TestBroker::start().await else { return };
     let id = unique_id("file");
     let t = topics(&id);
     let mut obs = Observer::connect(broker.port(), &format!("{}/#", t.root())).await;

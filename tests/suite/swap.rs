@@ -8,7 +8,7 @@ use std::time::Duration;
 use iot2mqtt_runtime::{CacheOutcome, EngineConfig, Runtime, SwapError};
 use serde_json::json;
 
-use crate::support::{Mosquitto, Observer, TestInstance, demo_config, plugin, unique_id};
+use crate::support::{Observer, TestBroker, TestInstance, demo_config, plugin, unique_id};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -37,8 +37,8 @@ pub fn new_version(wasm: &[u8], tag: &str) -> Vec<u8> {
     out
 }
 
-async fn demo_instance() -> Option<(Mosquitto, TestInstance, Observer)> {
-    let broker = Mosquitto::start()?;
+async fn demo_instance() -> Option<(TestBroker, TestInstance, Observer)> {
+    let broker = TestBroker::start().await?;
     let id = unique_id("swap");
     let observer = Observer::connect(broker.port(), &format!("IoT2mqtt/v1/instances/{id}/#")).await;
     let devices = json!([{"device_id": "l1", "kind": "light"}, {"device_id": "s1", "kind": "switch"}]);

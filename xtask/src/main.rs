@@ -63,10 +63,16 @@ pub(crate) fn plugins() -> anyhow::Result<Vec<PathBuf>> {
     Ok(built.into_iter().map(|b| b.path).collect())
 }
 
-/// Run `cargo` with `args` in the repository, failing on a non-zero exit.
+/// Run `cargo` with `args` in `dir`, failing on a non-zero exit.
 pub(crate) fn cargo(args: &[&str], dir: &Path) -> anyhow::Result<()> {
+    cargo_with_env(args, dir, ("IOT2MQTT_XTASK", "1"))
+}
+
+/// The same, with one more environment variable.
+pub(crate) fn cargo_with_env(args: &[&str], dir: &Path, (key, value): (&str, &str)) -> anyhow::Result<()> {
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(args)
+        .env(key, value)
         .current_dir(dir)
         .status()
         .with_context(|| format!("cannot run cargo {}", args.join(" ")))?;
@@ -87,6 +93,14 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
         args.extend(extra.iter().map(String::as_str));
     }
     cargo(&args, &root)?;
+    // The integration suite once more, against the embedded broker instead of Mosquitto.
+    let mut embedded = vec!["test", "--release", "-p", "iot2mqtt-tests"];
+    if !extra.is_empty() {
+        embedded.push("--");
+        embedded.extend(extra.iter().map(String::as_str));
+    }
+    println!("xtask: the integration suite against the embedded broker");
+    cargo_with_env(&embedded, &root, ("IOT2MQTT_TEST_BROKER", "embedded"))?;
     // Plugin logic is tested natively (it is plain Rust apart from the exports).
     let host = Command::new("rustc").args(["--print", "host-tuple"]).output().context("cannot run rustc")?;
     let host = String::from_utf8_lossy(&host.stdout).trim().to_string();

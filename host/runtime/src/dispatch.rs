@@ -81,6 +81,8 @@ pub(crate) struct Device {
     failures: Backoff,
     /// Whether `meta/devices_list` last said the device was online.
     listed_online: bool,
+    /// Whether the device was read at least once.
+    read_once: bool,
 }
 
 /// A command waiting for its device.
@@ -124,6 +126,7 @@ impl Dispatcher {
                     polling: false,
                     failures: Backoff::new(interval),
                     listed_online: false,
+                    read_once: false,
                 };
                 (entry.device_id.to_string(), device)
             })
@@ -679,10 +682,18 @@ impl Dispatcher {
         self.reporter.meta(self.reporter.topics().devices_list(), &list);
     }
 
-    /// Republish `meta/devices_list` when a device's availability no longer matches it.
+    /// Republish `meta/devices_list` when availability no longer matches it, once every
+    /// enabled device has been read (so a start publishes one list, not one per device).
     fn refresh_devices_list(&mut self, device: &str) {
-        let online = self.reporter.view(device).online.unwrap_or(false);
-        if self.ready && self.devices.get(device).is_some_and(|d| d.listed_online != online) {
+        if let Some(d) = self.devices.get_mut(device) {
+            d.read_once = true;
+        }
+        if !self.ready || self.devices.values().any(|d| d.worker.is_some() && !d.read_once) {
+            return;
+        }
+        let stale =
+            self.devices.iter().any(|(id, d)| d.listed_online != self.reporter.view(id).online.unwrap_or(false));
+        if stale {
             self.publish_devices_list();
         }
     }

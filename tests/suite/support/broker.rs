@@ -1,26 +1,41 @@
-//! A private Mosquitto per test, on a free port, stoppable and restartable.
+//! A private broker per test, on a free port, stoppable and restartable: TestBroker (the
+//! reference) by default, or iot2mqtt's embedded broker when `IOT2MQTT_TEST_BROKER=embedded`.
+//! `cargo xtask test` runs the suite against both.
 
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A running Mosquitto. Killed when dropped.
+use iot2mqtt_broker::{Broker, BrokerConfig};
+
+/// A running broker. Stopped when dropped.
 #[derive(Debug)]
-pub struct Mosquitto {
+pub struct TestBroker {
     port: u16,
     dir: tempfile::TempDir,
-    child: Option<Child>,
+    running: Option<Running>,
 }
 
-impl Mosquitto {
-    /// Start one, or `None` when mosquitto is not installed (see `super::require`).
-    pub fn start() -> Option<Self> {
-        if !super::require("mosquitto", "apt-get install -y mosquitto mosquitto-clients") {
+#[derive(Debug)]
+enum Running {
+    TestBroker(Child),
+    Embedded(Broker),
+}
+
+/// Which broker the suite runs against.
+pub fn embedded() -> bool {
+    std::env::var("IOT2MQTT_TEST_BROKER").as_deref() == Ok("embedded")
+}
+
+impl TestBroker {
+    /// Start one, or `None` when TestBroker is needed but not installed (see `super::require`).
+    pub async fn start() -> Option<Self> {
+        if !embedded() && !super::require("mosquitto", "apt-get install -y mosquitto mosquitto-clients") {
             return None;
         }
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let mut broker = Self { port: super::free_port(), dir, child: None };
-        broker.spawn();
+        let mut broker = Self { port: super::free_port(), dir, running: None };
+        broker.spawn().await;
         Some(broker)
     }
 
@@ -29,21 +44,42 @@ impl Mosquitto {
         self.port
     }
 
-    /// Kill it (connections drop at once, no clean shutdown).
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+    /// Stop it abruptly: connections drop at once.
+    pub async fn stop(&mut self) {
+        match self.running.take() {
+            Some(Running::TestBroker(mut child)) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            Some(Running::Embedded(broker)) => broker.stop().await,
+            None => {}
         }
     }
 
-    /// Start it again on the same port.
-    pub fn restart(&mut self) {
-        self.stop();
-        self.spawn();
+    /// Start it again on the same port, with nothing retained.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        self.spawn().await;
     }
 
-    fn spawn(&mut self) {
+    async fn spawn(&mut self) {
+        if embedded() {
+            let config = BrokerConfig { listen: ([127, 0, 0, 1], self.port).into(), ..BrokerConfig::default() };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                match Broker::start(config.clone()).await {
+                    Ok(broker) => {
+                        self.running = Some(Running::Embedded(broker));
+                        return;
+                    }
+                    Err(e) if Instant::now() < deadline => {
+                        let _ = e;
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    Err(e) => panic!("the embedded broker cannot listen on {}: {e}", self.port),
+                }
+            }
+        }
         let config = self.dir.path().join("mosquitto.conf");
         // Queue without limit: the default drops QoS 1 messages in bursts.
         let text = format!(
@@ -58,17 +94,20 @@ impl Mosquitto {
             .stderr(Stdio::null())
             .spawn()
             .expect("start mosquitto");
-        self.child = Some(child);
+        self.running = Some(Running::TestBroker(child));
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(Instant::now() < deadline, "mosquitto did not listen on {} in time", self.port);
-            std::thread::sleep(Duration::from_millis(20));
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }
 
-impl Drop for Mosquitto {
+impl Drop for TestBroker {
     fn drop(&mut self) {
-        self.stop();
+        if let Some(Running::TestBroker(mut child)) = self.running.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }

@@ -9,7 +9,7 @@ use iot2mqtt_contract::{InstanceId, MqttSettings, Topics};
 use iot2mqtt_runtime::{EngineConfig, InstanceHandle, InstanceOptions, InstanceSpec, Runtime};
 use serde_json::{Value, json};
 
-use super::Mosquitto;
+use super::TestBroker;
 
 /// One runtime (one engine) for the whole suite, as in a real process; its compile cache is
 /// shared by every test.
@@ -36,12 +36,12 @@ pub struct TestInstance {
 
 impl TestInstance {
     /// Start `plugin` with `config` against `broker`.
-    pub async fn start(broker: &Mosquitto, plugin: &str, config: Value) -> Self {
+    pub async fn start(broker: &TestBroker, plugin: &str, config: Value) -> Self {
         Self::start_with(broker, plugin, config, InstanceOptions::default()).await
     }
 
     /// The same, with explicit options.
-    pub async fn start_with(broker: &Mosquitto, plugin: &str, config: Value, options: InstanceOptions) -> Self {
+    pub async fn start_with(broker: &TestBroker, plugin: &str, config: Value, options: InstanceOptions) -> Self {
         Self::start_on(broker.port(), plugin, config, options).await
     }
 

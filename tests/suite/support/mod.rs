@@ -7,7 +7,7 @@ pub mod proxy;
 
 use std::path::PathBuf;
 
-pub use broker::Mosquitto;
+pub use broker::TestBroker;
 pub use harness::{TestInstance, demo_config};
 pub use observer::Observer;
 
