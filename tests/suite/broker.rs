@@ -133,3 +133,34 @@ async fn the_last_will_follows_a_silent_client_but_not_a_clean_disconnect() {
     drop(polite);
     assert!(obs.try_wait_for(Duration::from_millis(500), |m| m.topic == "will/polite").await.is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_delivers_what_was_routed_before_closing() {
+    let broker = broker(None).await;
+    let port = broker.local_addr().port();
+    let (mut subscriber, _) = raw(port, connect("sub")).await;
+    let mut out = BytesMut::new();
+    Packet::Subscribe { pkid: 1, filters: vec![("last/#".into(), QoS::AtLeastOnce)] }.encode(&mut out);
+    subscriber.write_all(&out).await.unwrap();
+    let mut buf = BytesMut::new();
+    loop {
+        subscriber.read_buf(&mut buf).await.unwrap();
+        if let Some(Packet::SubAck { .. }) = Packet::decode(&mut buf, 1 << 20).unwrap() {
+            break;
+        }
+    }
+    let (mut publisher, _) = raw(port, connect("pub")).await;
+    publish(&mut publisher, "last/word", b"offline", true).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    broker.stop().await;
+    // Everything up to the end of the stream: the message arrives before the close.
+    let mut seen = Vec::new();
+    while subscriber.read_buf(&mut buf).await.unwrap_or(0) > 0 {}
+    while let Ok(Some(packet)) = Packet::decode(&mut buf, 1 << 20) {
+        seen.push(packet);
+    }
+    assert!(
+        seen.iter().any(|p| matches!(p, Packet::Publish(m) if m.topic == "last/word" && &m.payload[..] == b"offline")),
+        "{seen:?}"
+    );
+}

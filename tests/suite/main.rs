@@ -14,4 +14,5 @@ mod contract;
 mod faults;
 mod many;
 mod process;
+mod serve;
 mod swap;

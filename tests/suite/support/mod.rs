@@ -4,6 +4,7 @@ pub mod broker;
 pub mod harness;
 pub mod observer;
 pub mod proxy;
+pub mod serve;
 
 use std::path::PathBuf;
 
@@ -32,6 +33,26 @@ pub fn require(tool: &str, install: &str) -> bool {
     }
     assert!(std::env::var("CI").as_deref() != Ok("true"), "{tool} is required but not installed: {install}");
     eprintln!("\n*** SKIPPED: {tool} is not installed. Install it with: {install} ***\n");
+    false
+}
+
+/// Whether the Docker engine answers. Under `CI=true` it must; otherwise the test is skipped
+/// with a message that says so.
+pub fn require_docker() -> bool {
+    let answers = std::process::Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if answers {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "the Docker engine is required but does not answer (is dockerd running?)"
+    );
+    eprintln!(
+        "\n*** SKIPPED: the Docker engine does not answer. Install and start it (apt-get install docker.io). ***\n"
+    );
     false
 }
 

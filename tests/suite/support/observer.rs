@@ -159,8 +159,14 @@ impl Observer {
     }
 }
 
-/// The retained message on `topic` as a new subscriber sees it, or `None`.
+/// The retained message on `topic` as a new subscriber sees it, or `None` (after 3 s).
 pub async fn retained(port: u16, topic: &str) -> Option<Received> {
     let mut observer = Observer::connect(port, topic).await;
-    observer.try_wait_for(Duration::from_millis(500), |m| m.retain).await
+    observer.try_wait_for(Duration::from_secs(3), |m| m.retain).await
+}
+
+/// Every retained message under `filter` a new subscriber gets within `within`.
+pub async fn retained_under(port: u16, filter: &str, within: Duration) -> Vec<Received> {
+    let mut observer = Observer::connect(port, filter).await;
+    observer.collect_all(within).await.into_iter().filter(|m| m.retain).collect()
 }

@@ -85,20 +85,28 @@ impl Drop for Broker {
 }
 
 async fn accept(listener: TcpListener, router: Arc<Router>, mut stopped: watch::Receiver<bool>) {
+    let mut connections = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
-            // Shut down: connections see the same signal and close.
-            _ = stopped.changed() => return,
+            // Shut down: connections see the same signal, deliver what they hold, and close.
+            _ = stopped.changed() => break,
             // A new client.
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    tokio::spawn(connection::serve(Arc::clone(&router), stream, peer, stopped.clone()));
+                    connections.spawn(connection::serve(Arc::clone(&router), stream, peer, stopped.clone()));
                 }
                 Err(e) => {
                     tracing::warn!("accepting an MQTT connection failed: {e}");
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
             },
+            // Forget connections that ended.
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
+    }
+    drop(listener);
+    let drained = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(std::time::Duration::from_secs(3), drained).await.is_err() {
+        tracing::warn!("some MQTT connections did not close in time");
     }
 }

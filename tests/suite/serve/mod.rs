@@ -1,0 +1,9 @@
+//! `iot2mqtt serve`, the orchestrator, through its HTTP API, with both runtimes and both
+//! brokers, watched over MQTT.
+
+mod access;
+mod containers;
+mod durability;
+mod explorer;
+mod lifecycle;
+mod plugins;

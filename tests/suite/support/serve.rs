@@ -1,0 +1,281 @@
+//! `iot2mqtt serve` as a process: a private data directory, a connectors folder with the demo
+//! connector and a probe connector, free ports, an access key, and an HTTP client logged in.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use super::{TestBroker, binary, free_port, plugins_dir};
+
+/// The access key every test server is started with.
+pub const KEY: &str = "test-access-key";
+
+/// Which runtime a server runs instances with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runtime {
+    /// In its own process.
+    Embedded,
+    /// In Docker containers.
+    Docker,
+}
+
+impl Runtime {
+    fn flag(self) -> &'static str {
+        match self {
+            Self::Embedded => "embedded",
+            Self::Docker => "docker",
+        }
+    }
+}
+
+/// A running `iot2mqtt serve`. Stopped (SIGTERM, then SIGKILL) when dropped.
+pub struct Serve {
+    pub dir: tempfile::TempDir,
+    pub http: u16,
+    /// The MQTT port instances use (serve's own broker, or the external one).
+    pub mqtt: u16,
+    pub runtime: Runtime,
+    env: Vec<(String, String)>,
+    child: Option<Child>,
+    client: reqwest::Client,
+    token: Option<String>,
+}
+
+impl Serve {
+    /// Start with its own embedded broker.
+    pub async fn start(runtime: Runtime) -> Self {
+        Self::start_with(runtime, None, &[]).await
+    }
+
+    /// Start against `broker` (through `MQTT_HOST=localhost`), or its own broker with `None`,
+    /// with extra environment.
+    pub async fn start_with(runtime: Runtime, broker: Option<&TestBroker>, env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        write_connectors(&dir.path().join("connectors"));
+        let mqtt = broker.map_or_else(free_port, TestBroker::port);
+        let mut all_env: Vec<(String, String)> = vec![("IOT2MQTT_ACCESS_KEY".into(), KEY.into())];
+        if broker.is_some() {
+            all_env.push(("MQTT_HOST".into(), "localhost".into()));
+            all_env.push(("MQTT_PORT".into(), mqtt.to_string()));
+        }
+        all_env.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let mut serve = Self {
+            dir,
+            http: free_port(),
+            mqtt,
+            runtime,
+            env: all_env,
+            child: None,
+            client: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
+            token: None,
+        };
+        serve.spawn().await;
+        if serve.env.iter().any(|(k, _)| k == "IOT2MQTT_ACCESS_KEY") {
+            serve.login().await;
+        }
+        serve
+    }
+
+    /// Start without `IOT2MQTT_ACCESS_KEY` (the setup link case); not logged in.
+    pub async fn start_unconfigured() -> Self {
+        let mut serve = Self::start_with(Runtime::Embedded, None, &[]).await;
+        serve.stop();
+        serve.env.retain(|(k, _)| k != "IOT2MQTT_ACCESS_KEY");
+        std::fs::remove_dir_all(serve.dir.path().join("data")).unwrap();
+        serve.token = None;
+        serve.spawn().await;
+        serve
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("serve.log")
+    }
+
+    /// Everything the server logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Start the process (again) and wait for its health endpoint.
+    pub async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).unwrap();
+        let mut command = Command::new(binary("iot2mqtt"));
+        command
+            .args(["serve", "--runtime", self.runtime.flag()])
+            .arg("--data-dir")
+            .arg(self.data())
+            .arg("--connectors")
+            .arg(self.dir.path().join("connectors"))
+            .arg("--plugins-dir")
+            .arg(plugins_dir())
+            .args(["--listen", &format!("127.0.0.1:{}", self.http)])
+            .args(["--mqtt-listen", &format!("127.0.0.1:{}", self.mqtt)])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("LOG_LEVEL", "debug")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(log);
+        self.child = Some(command.spawn().expect("start iot2mqtt serve"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = self.client.get(self.url("/api/health")).send().await
+                && r.status() == StatusCode::OK
+            {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                panic!("iot2mqtt serve exited with {status}:\n{}", self.log());
+            }
+            assert!(Instant::now() < deadline, "iot2mqtt serve did not answer in time:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGTERM and wait (up to 20 s, then SIGKILL).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGKILL at once.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.http)
+    }
+
+    async fn login(&mut self) {
+        let (status, body) = self.call_as(None, Method::POST, "/api/auth/login", Some(json!({"key": KEY}))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        self.token = Some(body["token"].as_str().unwrap().to_string());
+    }
+
+    /// A request with the test's session; the status and the JSON body (`null` when empty).
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.call_as(self.token.as_deref(), method, path, body).await
+    }
+
+    /// A request with `token` (or none).
+    pub async fn call_as(
+        &self,
+        token: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap_or_else(|e| panic!("{path}: {e}"));
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// A request with a raw body.
+    pub async fn call_bytes(&self, method: Method, path: &str, body: Vec<u8>) -> (StatusCode, Value) {
+        let mut request = self.client.request(method, self.url(path)).body(body);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The session token.
+    pub fn token(&self) -> &str {
+        self.token.as_deref().unwrap_or_default()
+    }
+
+    /// The HTTP client.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// Create a demo instance and return its view.
+    pub async fn create(&self, body: Value) -> Value {
+        let (status, view) = self.call(Method::POST, "/api/instances", Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{view}");
+        view
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        self.stop();
+        if self.runtime == Runtime::Docker {
+            remove_containers_of(self.dir.path());
+        }
+    }
+}
+
+/// A connectors folder: the real demo connector, and a "probe" connector (the sandbox probe
+/// fixture, with a password field in its setup) for secrets tests.
+fn write_connectors(dir: &Path) {
+    let demo = dir.join("demo");
+    std::fs::create_dir_all(&demo).unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    for file in ["manifest.json", "icon.svg"] {
+        std::fs::copy(repo.join("connectors/demo").join(file), demo.join(file)).unwrap();
+    }
+    let probe = dir.join("probe");
+    std::fs::create_dir_all(&probe).unwrap();
+    let manifest =
+        json!({"name": "probe", "display_name": "Sandbox probe", "version": "0.1.0", "plugin": "forbidden-connect"});
+    std::fs::write(probe.join("manifest.json"), manifest.to_string()).unwrap();
+    let setup = json!({"flows": [{"steps": [{"type": "form", "fields": [
+        {"name": "user", "type": "text"}, {"name": "password", "type": "password"}]}]}]});
+    std::fs::write(probe.join("setup.json"), setup.to_string()).unwrap();
+    let hidden = dir.join("_template");
+    std::fs::create_dir_all(&hidden).unwrap();
+    std::fs::write(
+        hidden.join("manifest.json"),
+        json!({"name": "_template", "display_name": "x", "version": "0"}).to_string(),
+    )
+    .unwrap();
+}
+
+/// Remove the containers a test server created (their names hold instance ids unique to it).
+fn remove_containers_of(dir: &Path) {
+    let instances = dir.join("data/instances");
+    let Ok(connectors) = std::fs::read_dir(&instances) else { return };
+    for connector in connectors.flatten() {
+        let Ok(files) = std::fs::read_dir(connector.path()) else { continue };
+        for file in files.flatten() {
+            let name = file.file_name().to_string_lossy().into_owned();
+            if let Some(id) = name.strip_suffix(".json") {
+                let container = format!("iot2mqtt_{}_{id}", connector.file_name().to_string_lossy());
+                let _ = Command::new("docker")
+                    .args(["rm", "-f", &container])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+    }
+}

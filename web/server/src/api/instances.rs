@@ -1,0 +1,177 @@
+//! Instances, their plugins, their devices and commands.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use iot2mqtt_contract::{InstanceId, Topics};
+use serde_json::{Value, json};
+
+use super::{AppState, json_body};
+use crate::error::AppError;
+use crate::instances::InstanceView;
+
+type Result<T> = std::result::Result<T, AppError>;
+
+/// `GET /api/connectors`: the connectors instances can be created from.
+pub async fn connectors(State(state): State<AppState>) -> Json<Value> {
+    let catalog = state.instances.catalog();
+    let list: Vec<Value> = catalog
+        .names()
+        .into_iter()
+        .map(|name| match catalog.get(&name) {
+            Ok(c) => {
+                json!({"name": name, "manifest": c.manifest, "secret_fields": c.secret_fields, "network": c.network})
+            }
+            Err(e) => json!({"name": name, "broken": true, "error": e.to_string()}),
+        })
+        .collect();
+    Json(Value::Array(list))
+}
+
+/// `GET /api/instances`
+pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<InstanceView>>> {
+    Ok(Json(state.instances.list().await?))
+}
+
+/// `POST /api/instances` → 201 with the instance.
+pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<(StatusCode, Json<InstanceView>)> {
+    let view = state.instances.create(json_body(&body)?).await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// `GET /api/instances/{connector}/{id}`
+pub async fn get_one(
+    State(state): State<AppState>,
+    Path((connector, id)): Path<(String, String)>,
+) -> Result<Json<InstanceView>> {
+    Ok(Json(state.instances.get(&connector, &id).await?))
+}
+
+/// `PUT /api/instances/{connector}/{id}`
+pub async fn update(
+    State(state): State<AppState>,
+    Path((connector, id)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Json<InstanceView>> {
+    Ok(Json(state.instances.update(&connector, &id, json_body(&body)?).await?))
+}
+
+/// `DELETE /api/instances/{connector}/{id}`
+pub async fn remove(
+    State(state): State<AppState>,
+    Path((connector, id)): Path<(String, String)>,
+) -> Result<StatusCode> {
+    state.instances.delete(&connector, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/instances/{connector}/{id}/start`
+pub async fn start(
+    State(state): State<AppState>,
+    Path((connector, id)): Path<(String, String)>,
+) -> Result<Json<InstanceView>> {
+    Ok(Json(state.instances.start(&connector, &id).await?))
+}
+
+/// `POST /api/instances/{connector}/{id}/stop`
+pub async fn stop(
+    State(state): State<AppState>,
+    Path((connector, id)): Path<(String, String)>,
+) -> Result<Json<InstanceView>> {
+    Ok(Json(state.instances.stop(&connector, &id).await?))
+}
+
+/// `POST /api/instances/{connector}/{id}/restart`
+pub async fn restart(
+    State(state): State<AppState>,
+    Path((connector, id)): Path<(String, String)>,
+) -> Result<Json<InstanceView>> {
+    Ok(Json(state.instances.restart(&connector, &id).await?))
+}
+
+/// `POST /api/instances/{connector}/{id}/plugin` with the `.wasm` as the body.
+pub async fn upload_plugin(
+    State(state): State<AppState>,
+    Path((connector, id)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Json<Value>> {
+    if body.is_empty() {
+        return Err(AppError::BadRequest("the body must be the plugin's .wasm".into()));
+    }
+    Ok(Json(state.instances.upload_plugin(&connector, &id, body.to_vec()).await?))
+}
+
+/// `POST /api/instances/{connector}/{id}/plugin/rollback`
+pub async fn rollback_plugin(
+    State(state): State<AppState>,
+    Path((connector, id)): Path<(String, String)>,
+) -> Result<Json<Value>> {
+    Ok(Json(state.instances.rollback_plugin(&connector, &id).await?))
+}
+
+/// `GET /api/devices`: every configured device with its live state.
+pub async fn devices(State(state): State<AppState>) -> Result<Json<Vec<Value>>> {
+    let base = state.mqtt.settings().base_topic;
+    let mut out = Vec::new();
+    for instance in state.instances.list().await? {
+        let Ok(id) = InstanceId::new(instance.config["instance_id"].as_str().unwrap_or_default()) else { continue };
+        let topics = Topics::new(&base, &id);
+        for device in instance.config["devices"].as_array().into_iter().flatten() {
+            let Some(device_id) = device["device_id"].as_str() else { continue };
+            let state_message =
+                state.mqtt.get(&topics.state(device_id)).and_then(|c| serde_json::from_str::<Value>(&c.payload).ok());
+            let availability = state.mqtt.get(&topics.availability(device_id)).map(|c| c.payload);
+            out.push(json!({
+                "instance_id": id,
+                "connector_type": instance.config["connector_type"],
+                "device_id": device_id,
+                "enabled": device.get("enabled").and_then(Value::as_bool).unwrap_or(true),
+                "state": state_message.as_ref().map(|m| m["state"].clone()),
+                "available": availability.map(|a| a == "online"),
+                "last_update": state_message.as_ref().map(|m| m["timestamp"].clone()),
+            }));
+        }
+    }
+    Ok(Json(out))
+}
+
+/// `POST /api/devices/{instance}/{device}/command {"values","timeout"?}`: the device's response
+/// (200 whatever its status), or 504 when none came in time.
+pub async fn command(
+    State(state): State<AppState>,
+    Path((instance, device)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Json<Value>> {
+    let body = json_body(&body)?;
+    let values = match body.get("values") {
+        Some(Value::Object(values)) => Value::Object(values.clone()),
+        Some(_) => return Err(AppError::invalid("values", "must be an object")),
+        None => return Err(AppError::invalid("values", "is required")),
+    };
+    let timeout = match body.get("timeout") {
+        None | Some(Value::Null) => Duration::from_secs(10),
+        Some(v) => v
+            .as_u64()
+            .filter(|ms| (1..=300_000).contains(ms))
+            .map(Duration::from_millis)
+            .ok_or_else(|| AppError::invalid("timeout", "must be 1 to 300000 milliseconds"))?,
+    };
+    let not_found = || AppError::NotFound(format!("no device \"{device}\" in instance \"{instance}\""));
+    let id = InstanceId::new(&instance).map_err(|_| not_found())?;
+    let views = state.instances.list().await?;
+    let known = views.iter().any(|v| {
+        v.config["instance_id"] == id.as_str()
+            && v.config["devices"].as_array().is_some_and(|d| d.iter().any(|d| d["device_id"] == device.as_str()))
+    });
+    if !known {
+        return Err(not_found());
+    }
+    let topics = Topics::new(&state.mqtt.settings().base_topic, &id);
+    match state.mqtt.command(&topics, &device, values, timeout).await {
+        Some(response) => Ok(Json(response)),
+        None => Err(AppError::Timeout(format!("the device did not answer within {} ms", timeout.as_millis()))),
+    }
+}

@@ -1,0 +1,208 @@
+//! The HTTP API. Routes are declared in one table ([`routes`]) that says which are public, so
+//! the router is built from it and a test can walk every route and check the protected ones
+//! refuse requests without credentials.
+
+mod auth;
+mod docker;
+mod instances;
+mod mqtt;
+mod system;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, Method, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{MethodRouter, delete, get, post, put};
+use serde_json::Value;
+
+use crate::auth::{Auth, COOKIE};
+use crate::error::AppError;
+use crate::instances::{Instances, MAX_PLUGIN_BYTES};
+use crate::mqtt::MqttService;
+use crate::runtime::docker::DockerRuntime;
+use crate::store::settings::SettingsFile;
+
+/// Everything the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Shared>,
+}
+
+/// The services behind [`AppState`].
+#[allow(missing_debug_implementations)]
+pub struct Shared {
+    /// Who may use the API.
+    pub auth: Auth,
+    /// Instances and their runtime.
+    pub instances: Instances,
+    /// The MQTT client.
+    pub mqtt: MqttService,
+    /// The `.env` file.
+    pub settings: SettingsFile,
+    /// The Docker engine, when it answers (for the container API).
+    pub docker: Option<Arc<DockerRuntime>>,
+    /// Whether the broker is the embedded one.
+    pub embedded_broker: bool,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").field("runtime", &self.instances.runtime_name()).finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Route")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("access", &self.access)
+            .finish()
+    }
+}
+
+impl AppState {
+    /// Wrap the services.
+    pub fn new(shared: Shared) -> Self {
+        Self { inner: Arc::new(shared) }
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.inner
+    }
+}
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone (health, login, setup status, the static page).
+    Public,
+    /// A session (Bearer token or cookie).
+    Session,
+    /// The one-time setup token in the body (setting the first access key).
+    SetupToken,
+}
+
+/// One route of the API.
+pub struct Route {
+    /// Its method.
+    pub method: Method,
+    /// Its path, axum syntax (`/api/instances/{connector}/{id}`).
+    pub path: &'static str,
+    /// Who may call it.
+    pub access: Access,
+    handler: MethodRouter<AppState>,
+}
+
+fn route(method: Method, path: &'static str, access: Access, handler: MethodRouter<AppState>) -> Route {
+    Route { method, path, access, handler }
+}
+
+/// Every route.
+pub fn routes() -> Vec<Route> {
+    use Access::{Public, Session, SetupToken};
+    vec![
+        route(Method::GET, "/", Public, get(system::page)),
+        route(Method::GET, "/api/health", Public, get(system::health)),
+        route(Method::GET, "/api/setup/status", Public, get(auth::setup_status)),
+        route(Method::POST, "/api/setup", SetupToken, post(auth::setup)),
+        route(Method::POST, "/api/auth/login", Public, post(auth::login)),
+        route(Method::POST, "/api/auth/logout", Session, post(auth::logout)),
+        route(Method::GET, "/api/mqtt/config", Session, get(mqtt::get_config)),
+        route(Method::POST, "/api/mqtt/config", Session, post(mqtt::set_config)),
+        route(Method::GET, "/api/connectors", Session, get(instances::connectors)),
+        route(Method::GET, "/api/instances", Session, get(instances::list)),
+        route(Method::POST, "/api/instances", Session, post(instances::create)),
+        route(Method::GET, "/api/instances/{connector}/{id}", Session, get(instances::get_one)),
+        route(Method::PUT, "/api/instances/{connector}/{id}", Session, put(instances::update)),
+        route(Method::DELETE, "/api/instances/{connector}/{id}", Session, delete(instances::remove)),
+        route(Method::POST, "/api/instances/{connector}/{id}/start", Session, post(instances::start)),
+        route(Method::POST, "/api/instances/{connector}/{id}/stop", Session, post(instances::stop)),
+        route(Method::POST, "/api/instances/{connector}/{id}/restart", Session, post(instances::restart)),
+        route(
+            Method::POST,
+            "/api/instances/{connector}/{id}/plugin",
+            Session,
+            post(instances::upload_plugin).layer(DefaultBodyLimit::max(MAX_PLUGIN_BYTES + 1)),
+        ),
+        route(
+            Method::POST,
+            "/api/instances/{connector}/{id}/plugin/rollback",
+            Session,
+            post(instances::rollback_plugin),
+        ),
+        route(Method::GET, "/api/devices", Session, get(instances::devices)),
+        route(Method::POST, "/api/devices/{instance}/{device}/command", Session, post(instances::command)),
+        route(Method::GET, "/api/mqtt/topics", Session, get(mqtt::topics)),
+        route(Method::POST, "/api/mqtt/publish", Session, post(mqtt::publish)),
+        route(Method::GET, "/api/mqtt/stream", Session, get(mqtt::stream)),
+        route(Method::DELETE, "/api/mqtt/retained/{instance}", Session, delete(mqtt::clear_retained)),
+        route(Method::GET, "/api/docker/containers", Session, get(docker::list)),
+        route(Method::POST, "/api/docker/containers/{id}/start", Session, post(docker::start)),
+        route(Method::POST, "/api/docker/containers/{id}/stop", Session, post(docker::stop)),
+        route(Method::POST, "/api/docker/containers/{id}/restart", Session, post(docker::restart)),
+        route(Method::DELETE, "/api/docker/containers/{id}", Session, delete(docker::remove)),
+        route(Method::GET, "/api/docker/containers/{id}/logs", Session, get(docker::logs)),
+        route(Method::GET, "/api/docker/containers/{id}/logs/stream", Session, get(docker::log_stream)),
+    ]
+}
+
+/// The application: every route, with authentication where the table says.
+pub fn app(state: AppState) -> Router {
+    let mut router = Router::new();
+    for route in routes() {
+        let handler = match route.access {
+            Access::Session => {
+                route.handler.route_layer(middleware::from_fn_with_state(state.clone(), require_session))
+            }
+            Access::Public | Access::SetupToken => route.handler,
+        };
+        router = router.route(route.path, handler);
+    }
+    router.fallback(not_found).with_state(state)
+}
+
+async fn not_found() -> AppError {
+    AppError::NotFound("no such route".into())
+}
+
+/// Let the request through only with a live session.
+async fn require_session(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, AppError> {
+    match session_token(request.headers()) {
+        Some(token) if state.auth.verify(&token) => Ok(next.run(request).await),
+        Some(_) => Err(AppError::Unauthorized("the session is invalid or expired; log in again".into())),
+        None => Err(AppError::Unauthorized("log in first: POST /api/auth/login".into())),
+    }
+}
+
+/// The session token of a request: `Authorization: Bearer …` or the session cookie.
+pub(crate) fn session_token(headers: &HeaderMap) -> Option<String> {
+    if let Some(bearer) =
+        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "))
+    {
+        return Some(bearer.trim().to_string());
+    }
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.to_string())
+}
+
+/// A JSON body, with a clear 400 when it is not JSON.
+pub(crate) fn json_body(bytes: &Bytes) -> Result<Value, AppError> {
+    if bytes.is_empty() {
+        return Ok(Value::Object(serde_json::Map::new()));
+    }
+    serde_json::from_slice(bytes).map_err(|e| AppError::BadRequest(format!("the body is not valid JSON: {e}")))
+}

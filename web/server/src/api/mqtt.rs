@@ -1,0 +1,192 @@
+//! MQTT settings and the explorer: topics, publishing, the live stream, clearing an instance's
+//! retained topics.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::{Stream, StreamExt};
+use iot2mqtt_contract::InstanceId;
+use iot2mqtt_mqtt::QoS;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio_stream::wrappers::BroadcastStream;
+
+use super::{AppState, json_body};
+use crate::error::AppError;
+use crate::secrets::MASK;
+use crate::store::settings::{MQTT_KEYS, SettingsFile};
+
+/// `GET /api/mqtt/config`: the settings in effect; the password is never returned.
+pub async fn get_config(State(state): State<AppState>) -> Result<Json<Value>, AppError> {
+    Ok(Json(config_view(&state)?))
+}
+
+fn config_view(state: &AppState) -> Result<Value, AppError> {
+    let settings = state.mqtt.settings();
+    let overridden: Vec<&str> = MQTT_KEYS.iter().copied().filter(|k| SettingsFile::overridden(k)).collect();
+    Ok(json!({
+        "host": settings.host,
+        "port": settings.port,
+        "username": settings.username,
+        "password": settings.password.as_ref().map(|_| MASK),
+        "base_topic": settings.base_topic,
+        "client_prefix": settings.client_prefix,
+        "qos": settings.qos,
+        "retain": settings.retain,
+        "keepalive": settings.keepalive.as_secs(),
+        "broker": if state.embedded_broker { "embedded" } else { "external" },
+        "overridden_by_env": overridden,
+    }))
+}
+
+/// `POST /api/mqtt/config`: change settings (posting the mask keeps the password); the
+/// service reconnects and running instances restart with the new settings.
+pub async fn set_config(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>, AppError> {
+    let Value::Object(body) = json_body(&body)? else {
+        return Err(AppError::invalid("", "the body must be a JSON object"));
+    };
+    let mut changes: BTreeMap<&str, Option<String>> = BTreeMap::new();
+    for (field, key) in [
+        ("host", "MQTT_HOST"),
+        ("port", "MQTT_PORT"),
+        ("username", "MQTT_USERNAME"),
+        ("password", "MQTT_PASSWORD"),
+        ("base_topic", "MQTT_BASE_TOPIC"),
+        ("client_prefix", "MQTT_CLIENT_PREFIX"),
+        ("qos", "MQTT_QOS"),
+        ("retain", "MQTT_RETAIN"),
+        ("keepalive", "MQTT_KEEPALIVE"),
+    ] {
+        match body.get(field) {
+            None => {}
+            Some(Value::String(s)) if field == "password" && s == MASK => {}
+            Some(Value::Null) => {
+                changes.insert(key, None);
+            }
+            Some(Value::String(s)) if s.is_empty() && matches!(field, "username" | "password") => {
+                changes.insert(key, None);
+            }
+            Some(Value::String(s)) => {
+                changes.insert(key, Some(s.clone()));
+            }
+            Some(Value::Number(n)) if matches!(field, "port" | "qos" | "keepalive") => {
+                changes.insert(key, Some(n.to_string()));
+            }
+            Some(Value::Bool(b)) if field == "retain" => {
+                changes.insert(key, Some(b.to_string()));
+            }
+            Some(other) => return Err(AppError::invalid(field, format!("has the wrong type: {other}"))),
+        }
+    }
+    if let Some(unknown) = body.keys().find(|k| {
+        !["host", "port", "username", "password", "base_topic", "client_prefix", "qos", "retain", "keepalive"]
+            .contains(&k.as_str())
+    }) {
+        return Err(AppError::invalid(unknown, "is not an MQTT setting"));
+    }
+    // Check the result before writing anything.
+    let mut env: BTreeMap<String, String> = MQTT_KEYS
+        .iter()
+        .filter_map(|k| state.settings.env().ok()?.get(k).map(|v| (k.to_string(), v.to_string())))
+        .collect();
+    for (key, value) in &changes {
+        match value {
+            Some(v) => env.insert(key.to_string(), v.clone()),
+            None => env.remove(*key),
+        };
+    }
+    if !state.embedded_broker || env.contains_key("MQTT_HOST") {
+        iot2mqtt_contract::MqttSettings::from_env(&iot2mqtt_contract::settings::Env::from_pairs(env)).map_err(|e| {
+            match e {
+                iot2mqtt_contract::SettingsError::Invalid { name, reason } => {
+                    AppError::invalid(&field_of(name), reason)
+                }
+                other => AppError::invalid("", other.to_string()),
+            }
+        })?;
+    }
+    let file = state.settings.clone();
+    tokio::task::spawn_blocking(move || file.update(&changes))
+        .await
+        .map_err(AppError::internal)?
+        .map_err(AppError::internal)?;
+    let mut settings = state.settings.mqtt().map_err(|e| AppError::invalid("", e.to_string()))?;
+    if state.embedded_broker && state.settings.env().ok().and_then(|e| e.get("MQTT_HOST").map(str::to_string)).is_none()
+    {
+        let current = state.mqtt.settings();
+        settings.host = current.host;
+        settings.port = current.port;
+    }
+    tracing::info!(host = %settings.host, port = settings.port, "MQTT settings changed; reconnecting");
+    state.mqtt.reconfigure(settings.clone());
+    state.instances.reconfigure(settings).await;
+    Ok(Json(config_view(&state)?))
+}
+
+fn field_of(variable: &str) -> String {
+    variable.trim_start_matches("MQTT_").to_ascii_lowercase()
+}
+
+/// Query of `GET /api/mqtt/topics`.
+#[derive(Debug, Deserialize)]
+pub struct TopicsQuery {
+    /// Only topics starting with this.
+    #[serde(default)]
+    prefix: String,
+}
+
+/// `GET /api/mqtt/topics?prefix=`: the last message of every topic seen.
+pub async fn topics(State(state): State<AppState>, Query(query): Query<TopicsQuery>) -> Json<Value> {
+    Json(json!(state.mqtt.topics(&query.prefix)))
+}
+
+/// `POST /api/mqtt/publish {"topic","payload","qos"?,"retain"?}`
+pub async fn publish(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>, AppError> {
+    let body = json_body(&body)?;
+    let topic = body["topic"].as_str().ok_or_else(|| AppError::invalid("topic", "is required"))?;
+    if topic.is_empty() || topic.contains(['+', '#', '\0']) {
+        return Err(AppError::invalid("topic", "must be a topic without wildcards"));
+    }
+    let payload = match &body["payload"] {
+        Value::Null => Bytes::new(),
+        Value::String(s) => Bytes::from(s.clone()),
+        other => Bytes::from(other.to_string()),
+    };
+    let qos = match &body["qos"] {
+        Value::Null => QoS::AtMostOnce,
+        value => value
+            .as_u64()
+            .and_then(|q| u8::try_from(q).ok())
+            .and_then(QoS::from_u8)
+            .ok_or_else(|| AppError::invalid("qos", "must be 0, 1 or 2"))?,
+    };
+    let retain = match &body["retain"] {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        _ => return Err(AppError::invalid("retain", "must be true or false")),
+    };
+    state.mqtt.publish(topic, payload, qos, retain);
+    Ok(Json(json!({"published": true})))
+}
+
+/// `GET /api/mqtt/stream`: every message as it arrives (Server-Sent Events).
+pub async fn stream(State(state): State<AppState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let messages = BroadcastStream::new(state.mqtt.subscribe()).filter_map(|message| async move {
+        let message = message.ok()?;
+        Some(Ok(Event::default().event("message").json_data(&*message).unwrap_or_default()))
+    });
+    Sse::new(messages).keep_alive(KeepAlive::default())
+}
+
+/// `DELETE /api/mqtt/retained/{instance}`: clear an instance's retained topics.
+pub async fn clear_retained(
+    State(state): State<AppState>,
+    Path(instance): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    let id = InstanceId::new(&instance).map_err(|e| AppError::BadRequest(e.to_string()))?;
+    Ok(Json(json!({"cleared": state.mqtt.clear_retained(&id)})))
+}

@@ -1,0 +1,114 @@
+//! The API's one error type. Client errors carry their detail; server errors a generic body,
+//! with the detail in a log line inside the request's span.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::request::FieldError;
+
+/// An API error.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// 400: the request cannot be read.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 401: no or bad credentials.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403: not allowed on this resource.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404
+    #[error("{0}")]
+    NotFound(String),
+    /// 409: it exists already.
+    #[error("{message}")]
+    Conflict {
+        /// The field that collides.
+        field: Option<String>,
+        /// What collides.
+        message: String,
+    },
+    /// 413
+    #[error("{0}")]
+    TooLarge(String),
+    /// 422: understood but invalid.
+    #[error("{message}")]
+    Invalid {
+        /// The offending field.
+        field: Option<String>,
+        /// What is wrong.
+        message: String,
+    },
+    /// 429
+    #[error("{message}")]
+    TooManyRequests {
+        /// Seconds to wait.
+        retry_after: u64,
+        /// Why.
+        message: String,
+    },
+    /// 503: a dependency is not there (Docker, the broker).
+    #[error("{0}")]
+    Unavailable(String),
+    /// 504: a device did not answer in time.
+    #[error("{0}")]
+    Timeout(String),
+    /// 500: a bug or an I/O failure; logged, not shown.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<FieldError> for AppError {
+    fn from(e: FieldError) -> Self {
+        let field = (!e.field.is_empty()).then_some(e.field);
+        Self::Invalid { field, message: e.message }
+    }
+}
+
+impl AppError {
+    /// A 422 naming `field`.
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        Self::Invalid { field: Some(field.to_string()), message: message.into() }
+    }
+
+    /// A 500 from anything displayable.
+    pub fn internal(error: impl std::fmt::Display) -> Self {
+        Self::Internal(anyhow::anyhow!("{error}"))
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, field) = match &self {
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, None),
+            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, None),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, None),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, None),
+            Self::Conflict { field, .. } => (StatusCode::CONFLICT, field.clone()),
+            Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, None),
+            Self::Invalid { field, .. } => (StatusCode::UNPROCESSABLE_ENTITY, field.clone()),
+            Self::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, None),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, None),
+            Self::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, None),
+            Self::Internal(e) => {
+                tracing::error!("internal error: {e:#}");
+                let body = Json(json!({"error": "internal error; see the server log"}));
+                return (StatusCode::INTERNAL_SERVER_ERROR, body).into_response();
+            }
+        };
+        let mut body = json!({"error": self.to_string()});
+        if let Some(field) = field {
+            body["field"] = json!(field);
+        }
+        let mut response = (status, Json(body)).into_response();
+        if let Self::TooManyRequests { retry_after, .. } = self
+            && let Ok(value) = HeaderValue::from_str(&retry_after.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        response
+    }
+}

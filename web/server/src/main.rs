@@ -1,0 +1,95 @@
+//! The `iot2mqtt` binary: `iot2mqtt serve` runs the control plane (see the crate docs).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use iot2mqtt::serve::{RuntimeChoice, ServeOptions};
+use tokio::signal::unix::{SignalKind, signal};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Parser)]
+#[command(name = "iot2mqtt", version, about = "Every device on one MQTT bus.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the web API, the orchestrator and (without MQTT_HOST) the embedded broker.
+    Serve {
+        /// The data directory.
+        #[arg(long, env = "IOT2MQTT_PATH", default_value = "./data")]
+        data_dir: PathBuf,
+        /// The HTTP address.
+        #[arg(long, default_value = "0.0.0.0:8765")]
+        listen: SocketAddr,
+        /// The connectors folder.
+        #[arg(long, default_value = "./connectors")]
+        connectors: PathBuf,
+        /// Where instances run.
+        #[arg(long, value_enum, default_value = "auto")]
+        runtime: RuntimeChoice,
+        /// Where the embedded MQTT broker listens.
+        #[arg(long, default_value = "127.0.0.1:1883")]
+        mqtt_listen: SocketAddr,
+        /// Where built plugins are (default: beside the binaries, as cargo builds them).
+        #[arg(long, env = "IOT2MQTT_PLUGINS_DIR")]
+        plugins_dir: Option<PathBuf>,
+        /// The static iot2mqtt-host for the runner image (default: beside this binary).
+        #[arg(long, env = "IOT2MQTT_HOST_BINARY")]
+        host_binary: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    init_logging();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Command::Serve { data_dir, listen, connectors, runtime: choice, mqtt_listen, plugins_dir, host_binary } =
+        cli.command;
+    let options = ServeOptions { data_dir, listen, connectors, runtime: choice, mqtt_listen, plugins_dir, host_binary };
+    match runtime.block_on(iot2mqtt::serve::run(options, shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let (Ok(mut terminate), Ok(mut interrupt)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        tracing::error!("cannot watch SIGTERM/SIGINT; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        // Docker's or systemd's stop.
+        _ = terminate.recv() => {}
+        // Ctrl-C.
+        _ = interrupt.recv() => {}
+    }
+    tracing::info!("shutting down");
+}
+
+/// `LOG_LEVEL` (default info) and `LOG_FORMAT=json` for structured logs.
+fn init_logging() {
+    let level =
+        std::env::var("LOG_LEVEL").unwrap_or_else(|_| "info".into()).to_ascii_lowercase().replace("warning", "warn");
+    let filter = EnvFilter::try_new(&level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    if std::env::var("LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().init();
+    } else {
+        builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
+    }
+}

@@ -1,0 +1,298 @@
+//! The orchestrator's own MQTT client: it watches every instance's topics
+//! (`{base}/v1/instances/#`), keeps the last message of each topic, streams live messages,
+//! sends commands and waits for their responses, publishes for the explorer, and clears an
+//! instance's retained topics. It reconnects to new settings without a restart.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use iot2mqtt_contract::{InstanceId, MqttSettings, Topics};
+use iot2mqtt_mqtt::{ClientEvent, ClientOptions, Message, Outbox, QoS, Session};
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+/// Topics kept, at most; the oldest go first.
+const MAX_TOPICS: usize = 100_000;
+/// Live messages buffered for slow stream readers.
+const STREAM_BUFFER: usize = 1024;
+
+/// The last message seen on a topic.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cached {
+    /// The topic.
+    pub topic: String,
+    /// The payload as text (lossy for binary payloads).
+    pub payload: String,
+    /// It arrived as a retained message.
+    pub retained: bool,
+    /// When it arrived.
+    pub received: String,
+    #[serde(skip)]
+    seq: u64,
+}
+
+/// One message of the live stream.
+#[derive(Debug, Clone, Serialize)]
+pub struct Live {
+    /// The topic.
+    pub topic: String,
+    /// The payload as text.
+    pub payload: String,
+    /// When it arrived.
+    pub received: String,
+}
+
+/// The MQTT service.
+#[derive(Clone)]
+pub struct MqttService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: Mutex<MqttSettings>,
+    outbox: Mutex<Outbox>,
+    cache: Mutex<Cache>,
+    waiters: Mutex<HashMap<String, oneshot::Sender<Value>>>,
+    live: broadcast::Sender<Arc<Live>>,
+    connected: watch::Sender<bool>,
+    stop: Mutex<Option<oneshot::Sender<()>>>,
+}
+
+#[derive(Default)]
+struct Cache {
+    topics: BTreeMap<String, Cached>,
+    seq: u64,
+}
+
+impl std::fmt::Debug for MqttService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MqttService").field("connected", &self.connected()).finish_non_exhaustive()
+    }
+}
+
+impl MqttService {
+    /// Connect with `settings` (in the background; it retries for as long as it runs).
+    pub fn start(settings: MqttSettings) -> Self {
+        let (live, _) = broadcast::channel(STREAM_BUFFER);
+        let service = Self {
+            inner: Arc::new(Inner {
+                settings: Mutex::new(settings),
+                outbox: Mutex::new(Outbox::new(1000)),
+                cache: Mutex::default(),
+                waiters: Mutex::default(),
+                live,
+                connected: watch::channel(false).0,
+                stop: Mutex::new(None),
+            }),
+        };
+        service.connect();
+        service
+    }
+
+    /// Whether connected to the broker now.
+    pub fn connected(&self) -> bool {
+        *self.inner.connected.borrow()
+    }
+
+    /// Wait until connected (or `within` passes); whether it is.
+    pub async fn wait_connected(&self, within: Duration) -> bool {
+        let mut rx = self.inner.connected.subscribe();
+        tokio::time::timeout(within, rx.wait_for(|c| *c)).await.is_ok_and(|r| r.is_ok())
+    }
+
+    /// The settings in use.
+    pub fn settings(&self) -> MqttSettings {
+        lock(&self.inner.settings).clone()
+    }
+
+    /// Reconnect with new settings.
+    pub fn reconfigure(&self, settings: MqttSettings) {
+        *lock(&self.inner.settings) = settings;
+        lock(&self.inner.cache).topics.clear();
+        self.connect();
+    }
+
+    /// Disconnect.
+    pub fn stop(&self) {
+        if let Some(stop) = lock(&self.inner.stop).take() {
+            let _ = stop.send(());
+        }
+    }
+
+    fn connect(&self) {
+        self.stop();
+        let settings = self.settings();
+        let outbox = Outbox::new(1000);
+        *lock(&self.inner.outbox) = outbox.clone();
+        let options = ClientOptions {
+            host: settings.host.clone(),
+            port: settings.port,
+            client_id: format!("{}_web_{}", settings.client_prefix, std::process::id()),
+            username: settings.username.clone(),
+            password: settings.password.as_ref().map(|p| p.expose().to_string()),
+            keepalive: settings.keepalive,
+            will: None,
+            max_packet: 1 << 20,
+            connect_timeout: Duration::from_secs(10),
+        };
+        let filter = format!("{}/v1/instances/#", settings.base_topic);
+        let (tx, mut rx) = mpsc::channel(1024);
+        let session = Session::new(options, vec![(filter, QoS::AtLeastOnce)], outbox, tx);
+        let (stop, stopped) = oneshot::channel::<()>();
+        *lock(&self.inner.stop) = Some(stop);
+        tokio::spawn(session.run(async {
+            let _ = stopped.await;
+        }));
+        let service = self.clone();
+        tokio::spawn(async move {
+            while let Some(event) = rx.recv().await {
+                match event {
+                    ClientEvent::Connected => {
+                        service.inner.connected.send_replace(true);
+                    }
+                    ClientEvent::Disconnected { .. } => {
+                        service.inner.connected.send_replace(false);
+                    }
+                    ClientEvent::Message(publish) => service.received(&publish.topic, &publish.payload, publish.retain),
+                }
+            }
+            service.inner.connected.send_replace(false);
+        });
+    }
+
+    fn received(&self, topic: &str, payload: &Bytes, retained: bool) {
+        let text = String::from_utf8_lossy(payload).into_owned();
+        let now = iot2mqtt_contract::time::now();
+        {
+            let mut cache = lock(&self.inner.cache);
+            if payload.is_empty() {
+                cache.topics.remove(topic);
+            } else {
+                cache.seq += 1;
+                let seq = cache.seq;
+                cache.topics.insert(
+                    topic.to_string(),
+                    Cached { topic: topic.to_string(), payload: text.clone(), retained, received: now.clone(), seq },
+                );
+                if cache.topics.len() > MAX_TOPICS
+                    && let Some(oldest) = cache.topics.values().min_by_key(|c| c.seq).map(|c| c.topic.clone())
+                {
+                    cache.topics.remove(&oldest);
+                }
+            }
+        }
+        if topic.ends_with("/cmd/response")
+            && let Ok(response) = serde_json::from_str::<Value>(&text)
+            && let Some(id) = response.get("cmd_id").and_then(Value::as_str)
+            && let Some(waiter) = lock(&self.inner.waiters).remove(id)
+        {
+            let _ = waiter.send(response);
+        }
+        let _ = self.inner.live.send(Arc::new(Live { topic: topic.to_string(), payload: text, received: now }));
+    }
+
+    /// The cached message of a topic.
+    pub fn get(&self, topic: &str) -> Option<Cached> {
+        lock(&self.inner.cache).topics.get(topic).cloned()
+    }
+
+    /// Cached topics starting with `prefix`.
+    pub fn topics(&self, prefix: &str) -> Vec<Cached> {
+        let cache = lock(&self.inner.cache);
+        cache
+            .topics
+            .range(prefix.to_string()..)
+            .take_while(|(t, _)| t.starts_with(prefix))
+            .map(|(_, c)| c.clone())
+            .collect()
+    }
+
+    /// Live messages from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Live>> {
+        self.inner.live.subscribe()
+    }
+
+    /// Publish a message.
+    pub fn publish(&self, topic: &str, payload: Bytes, qos: QoS, retain: bool) {
+        let message = Message { topic: topic.to_string(), payload, qos, retain, replaceable: false };
+        lock(&self.inner.outbox).push(message);
+    }
+
+    /// Send a command to a device and wait for its response, up to `timeout` plus a margin.
+    /// `None` when no response came.
+    pub async fn command(&self, topics: &Topics, device: &str, values: Value, timeout: Duration) -> Option<Value> {
+        let id = format!("web-{}", hex::encode(rand::random::<[u8; 8]>()));
+        let (tx, rx) = oneshot::channel();
+        lock(&self.inner.waiters).insert(id.clone(), tx);
+        let payload = serde_json::json!({
+            "id": id,
+            "timestamp": iot2mqtt_contract::time::now(),
+            "values": values,
+            "timeout": u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+        });
+        self.publish(&topics.command(device), Bytes::from(payload.to_string()), QoS::AtLeastOnce, false);
+        let answer = tokio::time::timeout(timeout + Duration::from_secs(2), rx).await.ok().and_then(Result::ok);
+        lock(&self.inner.waiters).remove(&id);
+        answer
+    }
+
+    /// Clear every retained topic of one instance (exactly its own: `B/…`), status included.
+    /// The number of topics cleared.
+    pub fn clear_retained(&self, instance: &InstanceId) -> usize {
+        let topics = Topics::new(&self.settings().base_topic, instance);
+        let prefix = format!("{}/", topics.root());
+        let doomed: Vec<String> = self
+            .topics(&prefix)
+            .into_iter()
+            .filter(|c| c.retained || retained_by_contract(&c.topic[prefix.len()..]))
+            .map(|c| c.topic)
+            .collect();
+        for topic in &doomed {
+            self.publish(topic, Bytes::new(), QoS::AtLeastOnce, true);
+        }
+        doomed.len()
+    }
+}
+
+/// Whether the contract publishes this topic (relative to `B/`) retained.
+fn retained_by_contract(rest: &str) -> bool {
+    let parts: Vec<&str> = rest.split('/').collect();
+    matches!(
+        parts.as_slice(),
+        ["status"]
+            | ["meta", "devices_list"]
+            | ["meta", "info"]
+            | ["devices", _, "state"]
+            | ["devices", _, "state", _]
+            | ["devices", _, "availability"]
+    )
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contract_retained_topics() {
+        for (topic, retained) in [
+            ("status", true),
+            ("meta/info", true),
+            ("devices/l1/state", true),
+            ("devices/l1/state/power", true),
+            ("devices/l1/availability", true),
+            ("devices/l1/error", false),
+            ("devices/l1/events", false),
+            ("devices/l1/cmd/response", false),
+            ("error", false),
+        ] {
+            assert_eq!(retained_by_contract(topic), retained, "{topic}");
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! Secrets at rest: every instance's secrets are one JSON object encrypted with
+//! XChaCha20-Poly1305 under a master key (`secrets/.master.key`, 0600, generated at first
+//! start), bound to the instance id as associated data. Instance files hold only references
+//! (`"secret://password"`). Values leave this module only to start an instance.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use iot2mqtt_contract::InstanceId;
+
+use crate::store::atomic::write;
+
+/// The prefix of a reference to a secret in an instance file.
+pub const REFERENCE: &str = "secret://";
+/// What the API shows in place of a secret's value.
+pub const MASK: &str = "********";
+
+/// A problem with the secrets store. Messages never contain a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretsError {
+    /// A file could not be read or written.
+    #[error("secrets store: {0}")]
+    Io(#[from] std::io::Error),
+    /// The master key is not 32 bytes of base64.
+    #[error("the master key {0} is damaged")]
+    BadKey(PathBuf),
+    /// A secrets file does not decrypt with this master key.
+    #[error("the secrets of instance \"{0}\" cannot be decrypted with this master key")]
+    Undecryptable(String),
+}
+
+/// Encrypts, stores, loads and removes instance secrets.
+pub struct SecretsManager {
+    cipher: XChaCha20Poly1305,
+    dir: PathBuf,
+}
+
+impl std::fmt::Debug for SecretsManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretsManager").field("dir", &self.dir).finish_non_exhaustive()
+    }
+}
+
+impl SecretsManager {
+    /// Open the store in `secrets/`, creating the master key on first use.
+    pub fn open(secrets_dir: &Path) -> Result<Self, SecretsError> {
+        let key_path = secrets_dir.join(".master.key");
+        let key = match std::fs::read_to_string(&key_path) {
+            Ok(text) => STANDARD
+                .decode(text.trim())
+                .ok()
+                .filter(|k| k.len() == 32)
+                .ok_or_else(|| SecretsError::BadKey(key_path.clone()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key = XChaCha20Poly1305::generate_key(&mut OsRng).to_vec();
+                write(&key_path, STANDARD.encode(&key).as_bytes(), 0o600)?;
+                tracing::info!(path = %key_path.display(), "generated the master key for secrets");
+                key
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let cipher = XChaCha20Poly1305::new_from_slice(&key).map_err(|_| SecretsError::BadKey(key_path))?;
+        let dir = secrets_dir.join("instances");
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self { cipher, dir })
+    }
+
+    /// Store an instance's secrets (replacing what it had); none removes the file. Blocking.
+    pub fn store(&self, instance: &InstanceId, secrets: &BTreeMap<String, String>) -> Result<(), SecretsError> {
+        if secrets.is_empty() {
+            return self.remove(instance);
+        }
+        let plain = serde_json::to_vec(secrets).map_err(std::io::Error::other)?;
+        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let sealed = self
+            .cipher
+            .encrypt(&nonce, Payload { msg: &plain, aad: instance.as_str().as_bytes() })
+            .map_err(|_| SecretsError::Undecryptable(instance.to_string()))?;
+        let mut blob = nonce.to_vec();
+        blob.extend_from_slice(&sealed);
+        write(&self.path(instance), format!("v1:{}\n", STANDARD.encode(blob)).as_bytes(), 0o600)?;
+        Ok(())
+    }
+
+    /// An instance's secrets (empty when it has none). Blocking.
+    pub fn load(&self, instance: &InstanceId) -> Result<BTreeMap<String, String>, SecretsError> {
+        let text = match std::fs::read_to_string(self.path(instance)) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let undecryptable = || SecretsError::Undecryptable(instance.to_string());
+        let blob = text.trim().strip_prefix("v1:").and_then(|b| STANDARD.decode(b).ok()).ok_or_else(undecryptable)?;
+        if blob.len() < 24 {
+            return Err(undecryptable());
+        }
+        let (nonce, sealed) = blob.split_at(24);
+        let plain = self
+            .cipher
+            .decrypt(XNonce::from_slice(nonce), Payload { msg: sealed, aad: instance.as_str().as_bytes() })
+            .map_err(|_| undecryptable())?;
+        serde_json::from_slice(&plain).map_err(|_| undecryptable())
+    }
+
+    /// Forget an instance's secrets. Blocking.
+    pub fn remove(&self, instance: &InstanceId) -> Result<(), SecretsError> {
+        match std::fs::remove_file(self.path(instance)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    fn path(&self, instance: &InstanceId) -> PathBuf {
+        self.dir.join(format!("{instance}.secret"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_binding() {
+        let dir = std::env::temp_dir().join(format!("iot2mqtt-secrets-{}", std::process::id()));
+        let manager = SecretsManager::open(&dir).unwrap();
+        let a = InstanceId::new("a").unwrap();
+        let mut secrets = BTreeMap::new();
+        secrets.insert("password".to_string(), "hunter2".to_string());
+        manager.store(&a, &secrets).unwrap();
+        let on_disk = std::fs::read_to_string(dir.join("instances/a.secret")).unwrap();
+        assert!(!on_disk.contains("hunter2"));
+        assert_eq!(manager.load(&a).unwrap(), secrets);
+
+        // A file moved to another instance does not decrypt: the id is bound in.
+        std::fs::copy(dir.join("instances/a.secret"), dir.join("instances/b.secret")).unwrap();
+        let err = manager.load(&InstanceId::new("b").unwrap()).unwrap_err();
+        assert!(err.to_string().contains("cannot be decrypted"));
+
+        // The key survives a reopen; its file is private.
+        let again = SecretsManager::open(&dir).unwrap();
+        assert_eq!(again.load(&a).unwrap(), secrets);
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(dir.join(".master.key")).unwrap().permissions().mode() & 0o777, 0o600);
+        manager.remove(&a).unwrap();
+        assert!(manager.load(&a).unwrap().is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
