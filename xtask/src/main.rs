@@ -1,7 +1,7 @@
 //! `cargo xtask <task>`: the project's tasks, in Rust so they run wherever cargo does.
 //!
 //! - `plugins`: build every plugin in `plugins/` to `<target>/plugins/<name>.wasm`.
-//! - `run`: build everything and run a demo instance (see the README).
+//! - `run`: build everything and run `iot2mqtt serve` (see the README).
 //! - `test`: every test tier: unit tests, plugin tests, and the integration suite against real
 //!   Mosquitto and Docker.
 
