@@ -34,6 +34,7 @@ mod error;
 pub mod glue;
 pub mod host;
 mod listen;
+pub mod net;
 
 pub use config::{DeviceConfig, Instance};
 pub use error::Error;
