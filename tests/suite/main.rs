@@ -16,3 +16,4 @@ mod many;
 mod process;
 mod serve;
 mod swap;
+mod yeelight;

@@ -5,6 +5,7 @@ pub mod harness;
 pub mod observer;
 pub mod proxy;
 pub mod serve;
+pub mod yeelight;
 
 use std::path::PathBuf;
 
