@@ -126,8 +126,10 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Loopback, private, link-local and multicast addresses, and the networks this machine is
+/// directly connected to (whatever their range: a LAN need not use private addresses).
 fn is_local(ip: IpAddr) -> bool {
-    match ip {
+    let special = match ip {
         IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_multicast(),
         IpAddr::V6(v6) => {
             v6.is_loopback()
@@ -135,7 +137,28 @@ fn is_local(ip: IpAddr) -> bool {
                 || (v6.segments()[0] & 0xfe00) == 0xfc00 // unique local
                 || (v6.segments()[0] & 0xffc0) == 0xfe80 // link-local
         }
-    }
+    };
+    special
+        || connected_networks()
+            .iter()
+            .any(|(network, mask)| matches!(ip, IpAddr::V4(v4) if u32::from(v4) & mask == *network))
+}
+
+/// The IPv4 networks with a direct route (no gateway), read once from `/proc/net/route`.
+fn connected_networks() -> &'static [(u32, u32)] {
+    static NETWORKS: std::sync::OnceLock<Vec<(u32, u32)>> = std::sync::OnceLock::new();
+    NETWORKS.get_or_init(|| {
+        let text = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
+        text.lines().skip(1).filter_map(parse_route).collect()
+    })
+}
+
+/// One line of `/proc/net/route` (little-endian hex) → (network, mask) for direct routes.
+fn parse_route(line: &str) -> Option<(u32, u32)> {
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let hex = |i: usize| fields.get(i).and_then(|f| u32::from_str_radix(f, 16).ok()).map(u32::swap_bytes);
+    let (destination, gateway, mask) = (hex(1)?, hex(2)?, hex(7)?);
+    (gateway == 0 && mask != 0).then_some((destination & mask, mask))
 }
 
 /// A plugin's stdout and stderr: complete lines go to the host's log, the tail is kept to
@@ -287,6 +310,18 @@ mod tests {
         ];
         for (a, use_, expected) in cases {
             assert_eq!(grants.permits(addr(a), use_), expected, "{a} {use_:?}");
+        }
+    }
+
+    #[test]
+    fn direct_routes_are_local_networks() {
+        let cases = [
+            ("eth0\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0", Some((0xC000_0200, 0xFFFF_FF00))),
+            ("eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0", None),
+            ("garbage", None),
+        ];
+        for (line, expected) in cases {
+            assert_eq!(parse_route(line), expected, "{line}");
         }
     }
 

@@ -97,6 +97,8 @@ impl BulbSim {
         let mut sim = Self { port, udp_port, model, id, shared, tasks: Vec::new() };
         sim.tasks.push(tokio::spawn(serve_tcp(listener, Arc::clone(&sim.shared), model)));
         sim.tasks.push(tokio::spawn(serve_discovery(udp, Arc::clone(&sim.shared), model, sim.id.clone(), port)));
+        let multicast = multicast_socket().expect("a socket in the discovery group 239.255.255.250:1982");
+        sim.tasks.push(tokio::spawn(serve_discovery(multicast, Arc::clone(&sim.shared), model, sim.id.clone(), port)));
         sim
     }
 
@@ -184,6 +186,19 @@ impl Drop for BulbSim {
             task.abort();
         }
     }
+}
+
+/// A socket on port 1982 in the multicast group bulbs listen to, shared with every other
+/// simulator running (each gets a copy of every search).
+fn multicast_socket() -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&std::net::SocketAddr::from(([0, 0, 0, 0], 1982)).into())?;
+    socket.join_multicast_v4(&std::net::Ipv4Addr::new(239, 255, 255, 250), &std::net::Ipv4Addr::UNSPECIFIED)?;
+    socket.set_nonblocking(true)?;
+    UdpSocket::from_std(socket.into())
 }
 
 fn model_name(model: Model) -> &'static str {
