@@ -139,6 +139,29 @@ impl Connector for Demo {
         Ok(confirmed)
     }
 
+    /// `suggest_devices {count, sensors}`: virtual devices to offer in the setup flow.
+    fn run_tool(name: &str, input: Value) -> Result<Value, Error> {
+        if name != "suggest_devices" {
+            return Err(Error::unsupported(format!("the demo connector has no tool \"{name}\"")));
+        }
+        let count = input.get("count").and_then(Value::as_u64).unwrap_or(1);
+        if !(1..=10).contains(&count) {
+            return Err(Error::invalid_value(format!("count must be 1 to 10, not {}", input["count"])));
+        }
+        let sensors = input.get("sensors").and_then(Value::as_bool).unwrap_or(true);
+        let mut kinds = vec![("light", "Light"), ("switch", "Switch")];
+        if sensors {
+            kinds.push(("sensor", "Sensor"));
+        }
+        let mut devices = Vec::new();
+        for (kind, label) in kinds {
+            for n in 1..=count {
+                devices.push(json!({"device_id": format!("{kind}{n}"), "kind": kind, "label": format!("{label} {n}")}));
+            }
+        }
+        Ok(Value::Array(devices))
+    }
+
     fn save_state(&self) -> Option<Vec<u8>> {
         let values: BTreeMap<&String, Values> = self.devices.iter().map(|(id, d)| (id, d.values)).collect();
         serde_json::to_vec(&values).ok()

@@ -5,7 +5,8 @@
 //! Device entries: `{"device_id", "host" (or "ip"), "port"? (55443), "model"?, "fw_ver"?}`.
 //! Instance settings (top level or in `connection`): `effect` (`smooth`|`sudden`, default
 //! smooth) and `duration_ms` (default 300) for changes without their own `transition`.
-//! Tools: `validate_device {host, port?}` and `discover_devices {timeout_ms?, address?}`.
+//! Tools: `validate_device {host, port?}` (→ model, properties and a `suggested_id`) and
+//! `discover_devices {timeout_ms?, address?}` (a multicast search unless `address` is given).
 
 mod bulb;
 mod commands;
@@ -222,11 +223,13 @@ fn validate_device(input: &Value) -> Result<Value, Error> {
         search(SocketAddr::new(ip, discovery_port), Duration::from_millis(800)).ok().and_then(|f| f.into_iter().next());
     let mut state = bulb.state();
     state.remove("online");
+    let fallback_id = format!("bulb_{}", ip.to_string().replace(['.', ':'], "_"));
     Ok(json!({
         "host": host,
         "ip": ip.to_string(),
         "port": port,
         "device_id": found.as_ref().map(|f| f.id.clone()),
+        "suggested_id": found.as_ref().map_or(fallback_id, |f| f.id.clone()),
         "model": found.as_ref().map(|f| f.model.clone()).filter(|m| !m.is_empty()),
         "fw_ver": found.as_ref().map(|f| f.fw_ver.clone()).filter(|f| !f.is_empty()),
         "name": state.get("name").cloned().unwrap_or(Value::Null),
