@@ -216,11 +216,14 @@ fn validate_device(input: &Value) -> Result<Value, Error> {
             e.message()
         ))
     })?;
-    // The model and id only come with a search answer; ask this address directly.
+    // The model and id only come with a search answer: ask this address directly, then the
+    // multicast group, and take the answer of the bulb at this address and port.
     let discovery_port =
         input.get("discovery_port").and_then(Value::as_u64).and_then(|p| u16::try_from(p).ok()).unwrap_or(1982);
-    let found =
-        search(SocketAddr::new(ip, discovery_port), Duration::from_millis(800)).ok().and_then(|f| f.into_iter().next());
+    let multicast: SocketAddr = discovery::MULTICAST.parse().map_err(|_| Error::failed("bad multicast address"))?;
+    let found = [SocketAddr::new(ip, discovery_port), multicast].into_iter().find_map(|target| {
+        search(target, Duration::from_millis(800)).ok().and_then(|f| f.into_iter().find(|f| f.addr == addr))
+    });
     let mut state = bulb.state();
     state.remove("online");
     let fallback_id = format!("bulb_{}", ip.to_string().replace(['.', ':'], "_"));
