@@ -4,6 +4,7 @@
 //! - `run`: build everything and run `iot2mqtt serve` (see the README).
 //! - `test`: every test tier: unit tests, plugin tests, and the integration suite against real
 //!   Mosquitto and Docker.
+//! - `schema`: regenerate `connectors/setup.schema.json` from the `setup.json` types.
 
 mod run;
 
@@ -18,8 +19,13 @@ fn main() -> ExitCode {
         Some("plugins") => plugins().map(|_| ()),
         Some("run") => run::run(&args[1..]),
         Some("test") => test(&args[1..]),
+        Some("schema") => cargo_with_env(
+            &["test", "--release", "-p", "iot2mqtt-flows", "--test", "flows", "json_schema"],
+            &root(),
+            ("IOT2MQTT_UPDATE_SCHEMA", "1"),
+        ),
         _ => {
-            eprintln!("usage: cargo xtask <plugins|run|test> [args]");
+            eprintln!("usage: cargo xtask <plugins|run|test|schema> [args]");
             return ExitCode::from(2);
         }
     };

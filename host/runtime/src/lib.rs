@@ -16,6 +16,8 @@ mod report;
 mod runtime;
 mod worker;
 
-pub use iot2mqtt_engine::{CacheOutcome, EngineConfig, Failure, Fault, LoadError, NetGrants, Plugin, PluginAbout};
+pub use iot2mqtt_engine::{
+    CacheOutcome, EngineConfig, Failure, Fault, FaultKind, LoadError, NetGrants, Plugin, PluginAbout,
+};
 pub use options::InstanceOptions;
 pub use runtime::{InstanceHandle, InstanceSpec, InstanceStatus, Runtime, RuntimeError, SwapError, SwapReport};

@@ -7,3 +7,4 @@ mod durability;
 mod explorer;
 mod lifecycle;
 mod plugins;
+mod setup;

@@ -234,23 +234,82 @@ impl Drop for Serve {
     }
 }
 
-/// A connectors folder: the real demo connector, and a "probe" connector (the sandbox probe
-/// fixture, with a password field in its setup) for secrets tests.
+/// A connectors folder: the real demo and Yeelight connectors; "probe" (the sandbox probe
+/// fixture, with a password field and plugin tools of each network); "scripted" (script tools
+/// that succeed, hang, crash, print garbage and echo secrets); "cloudy" (an OAuth step);
+/// "broken" (an invalid setup.json); and a hidden `_template`.
 fn write_connectors(dir: &Path) {
-    let demo = dir.join("demo");
-    std::fs::create_dir_all(&demo).unwrap();
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    for file in ["manifest.json", "icon.svg"] {
-        std::fs::copy(repo.join("connectors/demo").join(file), demo.join(file)).unwrap();
+    for (name, files) in [
+        ("demo", &["manifest.json", "icon.svg", "setup.json"]),
+        ("yeelight", &["manifest.json", "icon.svg", "setup.json"]),
+    ] {
+        std::fs::create_dir_all(dir.join(name)).unwrap();
+        for file in files {
+            std::fs::copy(repo.join("connectors").join(name).join(file), dir.join(name).join(file)).unwrap();
+        }
     }
-    let probe = dir.join("probe");
-    std::fs::create_dir_all(&probe).unwrap();
-    let manifest =
-        json!({"name": "probe", "display_name": "Sandbox probe", "version": "0.1.0", "plugin": "forbidden-connect"});
-    std::fs::write(probe.join("manifest.json"), manifest.to_string()).unwrap();
-    let setup = json!({"flows": [{"steps": [{"type": "form", "fields": [
-        {"name": "user", "type": "text"}, {"name": "password", "type": "password"}]}]}]});
-    std::fs::write(probe.join("setup.json"), setup.to_string()).unwrap();
+    let connector = |name: &str, plugin: &str, setup: Value| {
+        let folder = dir.join(name);
+        std::fs::create_dir_all(&folder).unwrap();
+        let manifest = json!({"name": name, "display_name": name, "version": "0.1.0", "plugin": plugin});
+        std::fs::write(folder.join("manifest.json"), manifest.to_string()).unwrap();
+        std::fs::write(folder.join("setup.json"), serde_json::to_string_pretty(&setup).unwrap()).unwrap();
+        folder
+    };
+    connector(
+        "probe",
+        "forbidden-connect",
+        json!({
+            "version": "1.0", "display_name": "Sandbox probe",
+            "tools": {
+                "reach_none": {"entry": "plugin", "network": "none", "timeout": 5},
+                "reach_local": {"entry": "plugin", "network": "local", "timeout": 5}
+            },
+            "flows": [{"id": "default", "name": "Probe", "steps": [
+                {"id": "login", "type": "form", "fields": [{"name": "user", "type": "text"}, {"name": "password", "type": "password"}]},
+                {"id": "create", "type": "instance", "instance": {"instance_id": "auto", "friendly_name": "probe", "config": {"user": "{{ form.login.user }}", "password": "{{ form.login.password }}"}}}
+            ]}]
+        }),
+    );
+    let tool = |timeout: u64, network: &str| json!({"entry": "tool.py", "timeout": timeout, "network": network, "secrets": ["password"]});
+    let scripted = connector(
+        "scripted",
+        "demo",
+        json!({
+            "version": "1.0", "display_name": "Scripted tools",
+            "tools": {
+                "echo": tool(10, "local"), "hang": tool(1, "local"), "crash": tool(10, "local"),
+                "garbage": tool(10, "local"), "refuse": tool(10, "local"),
+                "reach_none": tool(10, "none"), "reach_local": tool(10, "local"),
+                "lost": {"entry": "missing.py"}, "escape": {"entry": "outside.py"}
+            },
+            "flows": [{"id": "default", "name": "Echo", "steps": [
+                {"id": "ask", "type": "form", "fields": [{"name": "password", "type": "password", "required": true}]},
+                {"id": "run", "type": "tool", "tool": "echo", "input": {"password": "{{ form.ask.password }}"}, "output_key": "echo", "auto_advance": true},
+                {"id": "review", "type": "summary", "summary": [{"label": "Password", "value": "{{ form.ask.password }}"}]}
+            ]}]
+        }),
+    );
+    std::fs::write(scripted.join("tool.py"), SCRIPT_TOOL).unwrap();
+    std::fs::set_permissions(scripted.join("tool.py"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink("../demo/manifest.json", scripted.join("outside.py")).unwrap();
+    connector(
+        "cloudy",
+        "demo",
+        json!({
+            "version": "1.0", "display_name": "Cloud service",
+            "flows": [{"id": "default", "name": "Sign in", "steps": [
+                {"id": "signin", "type": "oauth", "provider": "fakeprov", "scopes": ["devices.read"]},
+                {"id": "create", "type": "instance", "instance": {"instance_id": "auto", "friendly_name": "Cloudy {{ oauth.fakeprov.scope }}"}}
+            ]}]
+        }),
+    );
+    connector(
+        "broken",
+        "demo",
+        json!({"version": "1.0", "display_name": "Broken", "flows": [{"id": "f", "name": "f", "steps": [{"id": "s", "type": "tool"}]}]}),
+    );
     let hidden = dir.join("_template");
     std::fs::create_dir_all(&hidden).unwrap();
     std::fs::write(
@@ -259,6 +318,30 @@ fn write_connectors(dir: &Path) {
     )
     .unwrap();
 }
+
+/// The script behind every tool of the "scripted" connector; the tool's name picks what it does.
+const SCRIPT_TOOL: &str = r#"#!/usr/bin/env python3
+import json, socket, sys, time
+request = json.load(sys.stdin)
+tool, data = request["tool"], request["input"]
+if tool == "echo":
+    print(json.dumps({"ok": True, "result": {"echo": data, "note": "password was " + data.get("password", "")}}))
+elif tool == "hang":
+    time.sleep(60)
+elif tool == "crash":
+    print("cannot log in with " + data.get("password", ""), file=sys.stderr)
+    sys.exit(3)
+elif tool == "garbage":
+    print("this is not json")
+elif tool == "refuse":
+    print(json.dumps({"ok": False, "error": {"code": "auth", "message": "wrong password " + data.get("password", ""), "retriable": False}}))
+elif tool.startswith("reach_"):
+    try:
+        socket.create_connection(("127.0.0.1", data["port"]), timeout=2).close()
+        print(json.dumps({"connected": True}))
+    except OSError as e:
+        print(json.dumps({"connected": False, "error": str(e)}))
+"#;
 
 /// Remove the containers a test server created (their names hold instance ids unique to it).
 fn remove_containers_of(dir: &Path) {

@@ -15,6 +15,9 @@ use crate::form;
 use crate::schema::{ActionType, Field, Setup, Step, StepType};
 use crate::template::{self, TemplateError};
 
+/// What a secret value reads as when a step shows it.
+pub const SECRET_MASK: &str = "********";
+
 /// What the server does next.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Next {
@@ -569,6 +572,29 @@ impl FlowSession {
         scope
     }
 
+    /// The scope a step is shown with: secret fields already entered read as `********`.
+    fn display_scope(&self) -> Value {
+        let mut scope = self.scope();
+        let secret = self.setup.secret_fields();
+        if let Some(Value::Object(forms)) = scope.get_mut("form") {
+            for values in forms.values_mut() {
+                let rounds: Vec<&mut Value> = match values {
+                    Value::Array(rounds) => rounds.iter_mut().collect(),
+                    single => vec![single],
+                };
+                for round in rounds {
+                    let Value::Object(fields) = round else { continue };
+                    for (name, value) in fields.iter_mut() {
+                        if secret.contains(name) && !matches!(value, Value::Null) && value != "" {
+                            *value = json!(SECRET_MASK);
+                        }
+                    }
+                }
+            }
+        }
+        scope
+    }
+
     fn render(&self) -> Result<Value, FlowError> {
         let flow = &self.setup.flows[self.flow];
         let mut view = Map::new();
@@ -586,7 +612,7 @@ impl FlowSession {
             return Ok(Value::Object(view));
         }
         let Some(step) = self.current() else { return Ok(json!({"type": "done"})) };
-        let scope = self.scope();
+        let scope = self.display_scope();
         let text = |t: &Option<String>| -> Result<Value, FlowError> {
             Ok(match t {
                 Some(t) => json!(template::display(Some(&template::render_str(t, &scope)?))),

@@ -274,7 +274,8 @@ fn conditions_hide_steps_and_fields() {
                 {"name": "token", "type": "password", "required": true, "conditions": {"path": "form.mode.kind", "equals": "cloud"}}
             ]},
             {"id": "local_only", "type": "message", "text": "Local mode", "conditions": {"path": "form.mode.kind", "equals": "local"}},
-            {"id": "done", "type": "summary", "summary": [{"label": "Kind", "value": "{{ form.mode.kind }}"}]}
+            {"id": "done", "type": "summary", "summary": [
+                {"label": "Kind", "value": "{{ form.mode.kind }}"}, {"label": "Token", "value": "{{ form.mode.token }}"}]}
         ]}]
     });
     let parsed = Setup::parse(text.to_string().as_bytes(), "c.json").unwrap();
@@ -282,8 +283,9 @@ fn conditions_hide_steps_and_fields() {
     let (mut cloud, _) = FlowSession::start(parsed.clone(), "c", None).unwrap();
     let view = show(cloud.submit(&json!({"values": {"kind": "cloud"}})).unwrap());
     assert_eq!(view["errors"]["token"], "is required");
-    let view = show(cloud.submit(&json!({"values": {"kind": "cloud", "token": "t"}})).unwrap());
+    let view = show(cloud.submit(&json!({"values": {"kind": "cloud", "token": "s3cret"}})).unwrap());
     assert_eq!(view["id"], "done", "the local message is skipped");
+    assert_eq!(view["summary"][1]["value"], "********", "a secret is never shown back: {view}");
     let (mut local, _) = FlowSession::start(parsed, "c", None).unwrap();
     let view = show(local.submit(&json!({"values": {"kind": "local"}})).unwrap());
     assert_eq!(view["id"], "local_only", "the hidden token field was not required");

@@ -1,14 +1,15 @@
 //! The connectors available: one folder each under `connectors/` (folders starting with `_`
 //! are templates and hidden), with a `manifest.json`, and for a WASM connector the plugin it
-//! runs. What the orchestrator needs of a connector's `setup.json` here is which fields are
-//! secret and which network the connector asks for.
+//! runs. Its `setup.json` (the wizard, checked strictly by `iot2mqtt-flows`) says which fields
+//! are secret, which network it asks for, and which tools it has.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use iot2mqtt_contract::ConnectorName;
+use iot2mqtt_flows::Setup;
+use iot2mqtt_flows::schema::ContainerNetwork;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 /// A connector that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -103,6 +104,8 @@ pub struct Connector {
     pub secret_fields: BTreeSet<String>,
     /// The network it asks for.
     pub network: Network,
+    /// Its setup wizard, when it has one.
+    pub setup: Option<Setup>,
 }
 
 /// The connectors folder and where built plugins are.
@@ -139,8 +142,17 @@ impl Catalog {
         if manifest.name != name {
             return Err(invalid(format!("manifest.json names \"{}\", not the folder's name", manifest.name)));
         }
-        let (secret_fields, network) = setup_hints(&dir.join("setup.json")).map_err(invalid)?;
-        Ok(Connector { name: connector, dir, manifest, secret_fields, network })
+        let setup_path = dir.join("setup.json");
+        let setup = match setup_path.exists() {
+            true => Some(Setup::load(&setup_path).map_err(|e| invalid(e.to_string()))?),
+            false => None,
+        };
+        let secret_fields = setup.as_ref().map(Setup::secret_fields).unwrap_or_default();
+        let network = match setup.as_ref().map(|s| s.requirements.network) {
+            Some(ContainerNetwork::Bridge) => Network::Bridge,
+            Some(ContainerNetwork::Host) | None => Network::Host,
+        };
+        Ok(Connector { name: connector, dir, manifest, secret_fields, network, setup })
     }
 
     /// Every connector folder's name, hidden ones excluded.
@@ -176,39 +188,5 @@ impl Catalog {
                 candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
             ),
         })
-    }
-}
-
-/// Secret field names and the network requirement of a `setup.json` (absent: none, host).
-fn setup_hints(path: &Path) -> Result<(BTreeSet<String>, Network), String> {
-    let text = match std::fs::read(path) {
-        Ok(text) => text,
-        Err(_) => return Ok((BTreeSet::new(), Network::Host)),
-    };
-    let setup: Value = serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut secrets = BTreeSet::new();
-    collect_secret_fields(&setup, &mut secrets);
-    let network = match setup.pointer("/requirements/network").and_then(Value::as_str) {
-        None | Some("host") => Network::Host,
-        Some("bridge") => Network::Bridge,
-        Some(other) => {
-            return Err(format!("{}: requirements.network \"{other}\" is not host or bridge", path.display()));
-        }
-    };
-    Ok((secrets, network))
-}
-
-fn collect_secret_fields(value: &Value, out: &mut BTreeSet<String>) {
-    match value {
-        Value::Object(map) => {
-            let secret = map.get("type").and_then(Value::as_str) == Some("password")
-                || map.get("secret").and_then(Value::as_bool) == Some(true);
-            if let (true, Some(name)) = (secret, map.get("name").and_then(Value::as_str)) {
-                out.insert(name.to_string());
-            }
-            map.values().for_each(|v| collect_secret_fields(v, out));
-        }
-        Value::Array(items) => items.iter().for_each(|v| collect_secret_fields(v, out)),
-        _ => {}
     }
 }

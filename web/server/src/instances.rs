@@ -135,6 +135,22 @@ impl Instances {
         }
     }
 
+    /// How many instances each connector has.
+    pub async fn counts(&self) -> Result<BTreeMap<String, usize>, AppError> {
+        let store = self.store.clone();
+        let (found, _) = blocking(move || store.list()).await.map_err(AppError::internal)?;
+        let mut counts = BTreeMap::new();
+        for instance in found {
+            *counts.entry(instance.connector.to_string()).or_insert(0) += 1;
+        }
+        Ok(counts)
+    }
+
+    /// The engine that checks uploaded plugins; setup tools run on it too.
+    pub fn sandbox(&self) -> iot2mqtt_runtime::Runtime {
+        self.validator.clone()
+    }
+
     /// Every instance.
     pub async fn list(&self) -> Result<Vec<InstanceView>, AppError> {
         let store = self.store.clone();

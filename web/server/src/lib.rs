@@ -11,12 +11,15 @@ pub mod api;
 pub mod auth;
 pub mod catalog;
 pub mod error;
+pub mod flows;
 pub mod instances;
 pub mod mqtt;
+pub mod oauth;
 pub mod request;
 pub mod runtime;
 pub mod secrets;
 pub mod serve;
 pub mod store;
+pub mod tools;
 
 pub use api::{AppState, app, routes};

@@ -15,14 +15,17 @@ use sha2::{Digest, Sha256};
 use crate::api::{AppState, Shared, app};
 use crate::auth::Auth;
 use crate::catalog::Catalog;
+use crate::flows::Flows;
 use crate::instances::Instances;
 use crate::mqtt::MqttService;
+use crate::oauth::{self, OAuth};
 use crate::runtime::InstanceRuntime;
 use crate::runtime::docker::{self, DockerRuntime};
 use crate::runtime::embedded::EmbeddedRuntime;
 use crate::secrets::SecretsManager;
 use crate::store::DataDir;
 use crate::store::settings::SettingsFile;
+use crate::tools::ToolRunner;
 
 /// Which runtime runs instances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -112,11 +115,16 @@ pub async fn run(options: ServeOptions, shutdown: impl Future<Output = ()> + Sen
     let secrets = SecretsManager::open(&data.secrets()).context("cannot open the secrets store")?;
     let plugins_dir = options.plugins_dir.clone().or_else(default_plugins_dir);
     let catalog = Catalog::new(options.connectors.clone(), plugins_dir);
+    let oauth = OAuth::new(oauth::config_dir(data.root()));
     let instances = Instances::new(runtime, data, secrets, catalog, mqtt.clone(), mqtt_settings)?;
+    let tools = Arc::new(ToolRunner::new(instances.sandbox()));
+    let flows = Flows::new(Arc::clone(&tools), oauth);
     let state = AppState::new(Shared {
         auth,
         instances,
         mqtt: mqtt.clone(),
+        tools,
+        flows,
         settings: settings_file,
         docker,
         embedded_broker: broker.is_some(),

@@ -4,7 +4,9 @@
 
 mod auth;
 mod docker;
+mod flows;
 mod instances;
+mod integrations;
 mod mqtt;
 mod system;
 
@@ -21,10 +23,12 @@ use serde_json::Value;
 
 use crate::auth::{Auth, COOKIE};
 use crate::error::AppError;
+use crate::flows::Flows;
 use crate::instances::{Instances, MAX_PLUGIN_BYTES};
 use crate::mqtt::MqttService;
 use crate::runtime::docker::DockerRuntime;
 use crate::store::settings::SettingsFile;
+use crate::tools::ToolRunner;
 
 /// Everything the handlers share.
 #[derive(Clone)]
@@ -41,6 +45,10 @@ pub struct Shared {
     pub instances: Instances,
     /// The MQTT client.
     pub mqtt: MqttService,
+    /// Setup tools.
+    pub tools: Arc<ToolRunner>,
+    /// Setup flow sessions.
+    pub flows: Flows,
     /// The `.env` file.
     pub settings: SettingsFile,
     /// The Docker engine, when it answers (for the container API).
@@ -82,7 +90,8 @@ impl std::ops::Deref for AppState {
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
-    /// Anyone (health, login, setup status, the static page).
+    /// Anyone (health, login, setup status, the static page, the OAuth return, whose
+    /// unguessable `state` is its credential).
     Public,
     /// A session (Bearer token or cookie).
     Session,
@@ -118,6 +127,17 @@ pub fn routes() -> Vec<Route> {
         route(Method::GET, "/api/mqtt/config", Session, get(mqtt::get_config)),
         route(Method::POST, "/api/mqtt/config", Session, post(mqtt::set_config)),
         route(Method::GET, "/api/connectors", Session, get(instances::connectors)),
+        route(Method::GET, "/api/integrations", Session, get(integrations::list)),
+        route(Method::GET, "/api/integrations/{name}/meta", Session, get(integrations::meta)),
+        route(Method::GET, "/api/integrations/{name}/setup", Session, get(integrations::setup)),
+        route(Method::GET, "/api/integrations/{name}/icon", Session, get(integrations::icon)),
+        route(Method::POST, "/api/integrations/{name}/tools/execute", Session, post(integrations::execute)),
+        route(Method::POST, "/api/flows", Session, post(flows::start)),
+        route(Method::GET, "/api/flows/{id}", Session, get(flows::get)),
+        route(Method::DELETE, "/api/flows/{id}", Session, delete(flows::cancel)),
+        route(Method::POST, "/api/flows/{id}/step", Session, post(flows::step)),
+        route(Method::POST, "/api/flows/{id}/action", Session, post(flows::action)),
+        route(Method::GET, "/api/oauth/callback", Public, get(flows::oauth_callback)),
         route(Method::GET, "/api/instances", Session, get(instances::list)),
         route(Method::POST, "/api/instances", Session, post(instances::create)),
         route(Method::GET, "/api/instances/{connector}/{id}", Session, get(instances::get_one)),

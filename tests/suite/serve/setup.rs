@@ -1,0 +1,458 @@
+//! Onboarding through the HTTP API: the connector catalog, setup flows walked to a running
+//! instance (the demo connector, and Yeelight against the bulb simulator, found by multicast),
+//! the tool runner's limits (timeout, exit status, output, masked secrets, network), and an
+//! OAuth step against a fake provider.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::support::serve::{Runtime, Serve};
+use crate::support::yeelight::{BulbSim, Model};
+use crate::support::{Observer, require};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// `POST path` with `body`, expecting 200 (or 201 for a new session); the body.
+async fn ok(serve: &Serve, path: &str, body: Value) -> Value {
+    let (status, reply) = serve.call(Method::POST, path, Some(body)).await;
+    assert!(status == StatusCode::OK || status == StatusCode::CREATED, "{path}: {status} {reply}");
+    reply
+}
+
+async fn step(serve: &Serve, session: &Value, body: Value) -> Value {
+    ok(serve, &format!("/api/flows/{}/step", session["id"].as_str().unwrap()), body).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_catalog_lists_connectors_and_names_what_is_broken() {
+    let serve = Serve::start(Runtime::Embedded).await;
+    serve.create(json!({"instance_id": "one", "connector_type": "demo", "devices": []})).await;
+    let (status, list) = serve.call(Method::GET, "/api/integrations", None).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let by_name: HashMap<&str, &Value> =
+        list.as_array().unwrap().iter().map(|c| (c["name"].as_str().unwrap(), c)).collect();
+    let mut names: Vec<&str> = by_name.keys().copied().collect();
+    names.sort_unstable();
+    assert_eq!(names, ["broken", "cloudy", "demo", "probe", "scripted", "yeelight"], "_template is hidden");
+    let demo = by_name["demo"];
+    assert_eq!(demo["display_name"], "Demo devices");
+    assert_eq!(demo["instances"], 1);
+    assert_eq!(demo["flows"][0]["id"], "default");
+    assert_eq!(demo["branding"]["color"], "#1f6feb");
+    assert_eq!(by_name["yeelight"]["tools"], json!(["discover_devices", "validate_device"]));
+    let broken = by_name["broken"];
+    assert_eq!(broken["broken"], true);
+    let error = broken["error"].as_str().unwrap();
+    assert!(error.contains("setup.json") && error.contains("flows[0].steps[0]") && error.contains("tool"), "{error}");
+
+    let (status, meta) = serve.call(Method::GET, "/api/integrations/yeelight/meta", None).await;
+    assert_eq!(status, StatusCode::OK, "{meta}");
+    assert_eq!(meta["setup"]["multi_device"]["max_devices"], 32);
+    assert_eq!(meta["icon_url"], "/api/integrations/yeelight/icon");
+    let (status, setup) = serve.call(Method::GET, "/api/integrations/demo/setup", None).await;
+    assert_eq!((status, setup["version"].as_str()), (StatusCode::OK, Some("1.0")));
+    let icon = serve
+        .client()
+        .get(serve.url("/api/integrations/yeelight/icon"))
+        .bearer_auth(serve.token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(icon.status(), StatusCode::OK);
+    assert_eq!(icon.headers()["content-type"], "image/svg+xml");
+    assert!(icon.text().await.unwrap().contains("<svg"));
+    for (path, expected) in [
+        ("/api/integrations/nothing/meta", StatusCode::NOT_FOUND),
+        ("/api/integrations/_template/meta", StatusCode::NOT_FOUND),
+        ("/api/integrations/broken/meta", StatusCode::UNPROCESSABLE_ENTITY),
+        ("/api/integrations/probe/icon", StatusCode::NOT_FOUND),
+    ] {
+        let (status, body) = serve.call(Method::GET, path, None).await;
+        assert_eq!(status, expected, "{path}: {body}");
+        assert!(body["error"].is_string(), "{path}: {body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_flow_through_the_api_to_a_running_instance() {
+    let serve = Serve::start(Runtime::Embedded).await;
+    let session = ok(&serve, "/api/flows", json!({"integration": "demo"})).await;
+    assert_eq!((session["status"].as_str(), session["step"]["id"].as_str()), (Some("step"), Some("about")));
+    let fields = session["step"]["fields"].as_array().unwrap();
+    assert_eq!(fields.iter().find(|f| f["name"] == "count").unwrap()["default"], 2, "defaults come resolved");
+
+    let refused = step(&serve, &session, json!({"values": {"count": 99}})).await;
+    assert_eq!(refused["step"]["id"], "about");
+    assert_eq!(refused["step"]["errors"]["friendly_name"], "is required");
+    assert!(refused["step"]["errors"]["count"].as_str().unwrap().contains("10"), "{refused}");
+
+    // The tool step runs by itself: the next thing shown is the select fed by its result.
+    let pick =
+        step(&serve, &session, json!({"values": {"friendly_name": "Flow House", "count": 1, "sensors": false}})).await;
+    assert_eq!(pick["step"]["id"], "pick", "{pick}");
+    assert_eq!(pick["step"]["title"], "Choose the devices of Flow House");
+    let values: Vec<&str> =
+        pick["step"]["items"].as_array().unwrap().iter().map(|i| i["value"].as_str().unwrap()).collect();
+    assert_eq!(values, ["light1", "switch1"]);
+    let review = step(&serve, &session, json!({"selection": ["light1", "switch1"]})).await;
+    assert_eq!(review["step"]["summary"][1], json!({"label": "Devices", "value": 2}));
+
+    let id = "flow_house";
+    let mut obs = Observer::connect(serve.mqtt, &format!("IoT2mqtt/v1/instances/{id}/#")).await;
+    let done = step(&serve, &session, json!({})).await;
+    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!(done["instance"]["instance_id"], id);
+    assert_eq!(done["instance"]["update_interval"], 10);
+    let devices: Vec<&str> =
+        done["instance"]["devices"].as_array().unwrap().iter().map(|d| d["device_id"].as_str().unwrap()).collect();
+    assert_eq!(devices, ["light1", "switch1"]);
+    obs.next_on(&format!("IoT2mqtt/v1/instances/{id}/devices/light1/state"), WAIT).await;
+    let (_, again) = serve.call(Method::GET, &format!("/api/flows/{}", session["id"].as_str().unwrap()), None).await;
+    assert_eq!(again["status"], "done");
+    let (status, _) = serve
+        .call(Method::POST, &format!("/api/flows/{}/step", session["id"].as_str().unwrap()), Some(json!({})))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "a finished flow takes no more steps");
+
+    // The same name again: the 409 comes back as an error on the name field.
+    let second = ok(&serve, "/api/flows", json!({"integration": "demo"})).await;
+    step(&serve, &second, json!({"values": {"friendly_name": "Flow House", "count": 1}})).await;
+    step(&serve, &second, json!({"selection": ["light1"]})).await;
+    let clash = step(&serve, &second, json!({})).await;
+    assert_eq!(clash["status"], "step");
+    assert_eq!(clash["step"]["id"], "about");
+    assert!(clash["step"]["errors"]["friendly_name"].as_str().unwrap().contains("exists already"), "{clash}");
+
+    // Requests the flow cannot take.
+    let path = format!("/api/flows/{}", second["id"].as_str().unwrap());
+    for (method, path, body, expected) in [
+        (Method::POST, "/api/flows".to_string(), json!({}), StatusCode::UNPROCESSABLE_ENTITY),
+        (Method::POST, "/api/flows".to_string(), json!({"integration": "nothing"}), StatusCode::NOT_FOUND),
+        (Method::POST, "/api/flows".to_string(), json!({"integration": "broken"}), StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            Method::POST,
+            "/api/flows".to_string(),
+            json!({"integration": "demo", "flow": "x"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (Method::POST, format!("{path}/step"), json!({"values": 3}), StatusCode::BAD_REQUEST),
+        (Method::POST, format!("{path}/action"), json!({"action": "goto_flow"}), StatusCode::UNPROCESSABLE_ENTITY),
+        (Method::GET, "/api/flows/0123".to_string(), Value::Null, StatusCode::NOT_FOUND),
+    ] {
+        let (status, body) = serve.call(method, &path, (!body.is_null()).then_some(body)).await;
+        assert_eq!(status, expected, "{path}: {body}");
+        assert!(body["error"].is_string(), "{path}: {body}");
+    }
+    let (status, _) = serve.call_bytes(Method::POST, &format!("{path}/step"), b"{not json".to_vec()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = serve.call(Method::DELETE, &path, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = serve.call(Method::GET, &path, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_yeelight_flows_find_and_add_bulbs() {
+    let serve = Serve::start(Runtime::Embedded).await;
+    let sim = BulbSim::start(Model::Color).await;
+
+    // Automatic: the multicast search finds the simulator (and any other running now).
+    let session = ok(&serve, "/api/flows", json!({"integration": "yeelight"})).await;
+    assert_eq!(session["step"]["id"], "search", "{session}");
+    let items = session["step"]["items"].as_array().unwrap();
+    let found =
+        items.iter().find(|i| i["value"] == sim.id()).unwrap_or_else(|| panic!("{} not in {items:?}", sim.id()));
+    assert_eq!(found["label"], "Sim (127.0.0.1)");
+    let names = step(&serve, &session, json!({"selection": [sim.id()]})).await;
+    assert_eq!(names["step"]["title"], "Name the color at 127.0.0.1");
+    let group = step(&serve, &session, json!({"values": {"label": "Desk"}})).await;
+    assert_eq!(group["step"]["id"], "instance_name");
+    let mut obs = Observer::connect(serve.mqtt, "IoT2mqtt/v1/instances/office/#").await;
+    let done = step(&serve, &session, json!({"values": {"friendly_name": "Office", "effect": "sudden"}})).await;
+    assert_eq!(done["status"], "done", "{done}");
+    let device = &done["instance"]["devices"][0];
+    assert_eq!((device["host"].as_str(), device["port"].as_u64()), (Some("127.0.0.1"), Some(u64::from(sim.port()))));
+    assert_eq!(device["friendly_name"], "Desk");
+    assert_eq!(done["instance"]["connection"]["effect"], "sudden");
+    let state =
+        obs.next_json(&format!("IoT2mqtt/v1/instances/office/devices/{}/state", sim.id()), WAIT, |_| true).await;
+    assert_eq!(state["state"]["power"], true, "{state}");
+
+    // Manual: an address, checked by the tool, then more bulbs; a repeated id is refused.
+    let other = BulbSim::start(Model::Ceiling).await;
+    let session = ok(&serve, "/api/flows", json!({"integration": "yeelight", "flow": "manual"})).await;
+    assert_eq!(session["step"]["id"], "address");
+    let closed = crate::support::free_port();
+    let failed = step(&serve, &session, json!({"values": {"host": "127.0.0.1", "port": closed}})).await;
+    assert_eq!(failed["step"]["id"], "check");
+    assert_eq!(failed["step"]["error"]["code"], "tool_failed", "{failed}");
+    assert!(failed["step"]["error"]["message"].as_str().unwrap().contains("LAN control"));
+    let id = format!("/api/flows/{}", session["id"].as_str().unwrap());
+    ok(&serve, &format!("{id}/action"), json!({"action": "reset_flow"}))
+        .await
+        .get("step")
+        .filter(|s| s["id"] == "address")
+        .expect("reset goes back to the address");
+    let named = step(&serve, &session, json!({"values": {"host": "127.0.0.1", "port": other.port()}})).await;
+    assert_eq!(named["step"]["id"], "name", "{named}");
+    assert_eq!(named["step"]["title"], "Found a ceiling4 at 127.0.0.1");
+    let default_id = named["step"]["fields"][0]["default"].as_str().unwrap();
+    assert_eq!(default_id, other.id(), "the bulb's own id is suggested");
+    let devices = step(&serve, &session, json!({"values": {"device_id": "ceiling", "label": "Ceiling"}})).await;
+    assert_eq!((devices["step"]["type"].as_str(), devices["step"]["can_add"].as_bool()), (Some("devices"), Some(true)));
+    ok(&serve, &format!("{id}/action"), json!({"action": "add_device"})).await;
+    step(&serve, &session, json!({"values": {"host": "127.0.0.1", "port": sim.port()}})).await;
+    let duplicate = step(&serve, &session, json!({"values": {"device_id": "ceiling", "label": "Again"}})).await;
+    assert!(duplicate["step"]["errors"]["device_id"].as_str().unwrap().contains("ceiling"), "{duplicate}");
+    step(&serve, &session, json!({"values": {"device_id": "lamp", "label": "Lamp"}})).await;
+    let group = step(&serve, &session, json!({})).await;
+    assert_eq!(group["step"]["id"], "instance_name", "{group}");
+    let done = step(&serve, &session, json!({"values": {"friendly_name": "Hall"}})).await;
+    let ids: Vec<&str> =
+        done["instance"]["devices"].as_array().unwrap().iter().map(|d| d["device_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["ceiling", "lamp"], "{done}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn script_tools_run_within_their_limits() {
+    if !require("python3", "apt-get install python3") {
+        return;
+    }
+    let serve = Serve::start(Runtime::Embedded).await;
+    let run = |tool: &'static str, input: Value| {
+        let serve = &serve;
+        async move {
+            let (status, body) = serve
+                .call(
+                    Method::POST,
+                    "/api/integrations/scripted/tools/execute",
+                    Some(json!({"tool": tool, "input": input})),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{tool}: {body}");
+            body
+        }
+    };
+    let password = "correct-horse-battery";
+
+    let echo = run("echo", json!({"host": "h", "password": password})).await;
+    assert_eq!(echo["ok"], true, "{echo}");
+    assert_eq!(echo["result"]["echo"]["host"], "h");
+    assert_eq!(echo["result"]["echo"]["password"], "********");
+    assert_eq!(echo["result"]["note"], "password was ********");
+
+    let hang = run("hang", json!({})).await;
+    assert_eq!((hang["ok"].as_bool(), hang["error"]["code"].as_str()), (Some(false), Some("timeout")), "{hang}");
+    assert_eq!(hang["error"]["retriable"], true);
+    let script = serve.dir.path().join("connectors/scripted/tool.py").canonicalize().unwrap();
+    assert!(!process_running(&script.to_string_lossy()), "the timed-out tool was killed");
+
+    let crash = run("crash", json!({"password": password})).await;
+    assert_eq!(crash["error"]["code"], "tool_failed", "{crash}");
+    let message = crash["error"]["message"].as_str().unwrap();
+    assert!(message.contains("exited with status 3") && message.contains("cannot log in with ********"), "{message}");
+
+    let garbage = run("garbage", json!({})).await;
+    assert_eq!(garbage["error"]["code"], "invalid_output", "{garbage}");
+    assert!(garbage["error"]["message"].as_str().unwrap().contains("not one JSON object"));
+
+    let refused = run("refuse", json!({"password": password})).await;
+    assert_eq!(
+        refused["error"],
+        json!({"code": "tool_failed", "message": "wrong password ******** (auth)", "retriable": false})
+    );
+
+    // Network: "none" runs in an empty network namespace, "local" reaches this machine.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let denied = run("reach_none", json!({"port": port})).await;
+    assert_eq!(denied["result"]["connected"], false, "{denied}");
+    let allowed = run("reach_local", json!({"port": port})).await;
+    assert_eq!(allowed["result"]["connected"], true, "{allowed}");
+
+    // The same through the plugin sandbox.
+    for (tool, connected) in [("reach_none", false), ("reach_local", true)] {
+        let (_, body) = serve
+            .call(
+                Method::POST,
+                "/api/integrations/probe/tools/execute",
+                Some(json!({"tool": tool, "input": {"connect": format!("127.0.0.1:{port}")}})),
+            )
+            .await;
+        assert_eq!(body["result"]["connected"], connected, "{tool}: {body}");
+    }
+
+    for (path, body, expected) in [
+        ("/api/integrations/scripted/tools/execute", json!({"input": {}}), StatusCode::BAD_REQUEST),
+        ("/api/integrations/scripted/tools/execute", json!({"tool": "echo", "input": [1]}), StatusCode::BAD_REQUEST),
+        ("/api/integrations/scripted/tools/execute", json!({"tool": "nope"}), StatusCode::NOT_FOUND),
+        ("/api/integrations/scripted/tools/execute", json!({"tool": "lost"}), StatusCode::NOT_FOUND),
+        ("/api/integrations/scripted/tools/execute", json!({"tool": "escape"}), StatusCode::NOT_FOUND),
+        ("/api/integrations/nothing/tools/execute", json!({"tool": "echo"}), StatusCode::NOT_FOUND),
+    ] {
+        let (status, reply) = serve.call(Method::POST, path, Some(body.clone())).await;
+        assert_eq!(status, expected, "{body}: {reply}");
+        assert!(reply["error"].is_string(), "{reply}");
+    }
+
+    // A flow step shows a secret as a mask, and nothing logged it.
+    let session = ok(&serve, "/api/flows", json!({"integration": "scripted"})).await;
+    let review = step(&serve, &session, json!({"values": {"password": password}})).await;
+    assert_eq!(review["step"]["summary"][0]["value"], "********", "{review}");
+    assert!(!review.to_string().contains(password));
+    assert!(!serve.log().contains(password), "the log holds the secret");
+}
+
+/// Whether a process with `needle` on its command line runs.
+fn process_running(needle: &str) -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
+        std::fs::read(entry.path().join("cmdline"))
+            .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).replace('\0', " ").contains(needle))
+    })
+}
+
+/// A fake OAuth provider: `/authorize` redirects back with a code, `/token` checks the PKCE
+/// verifier and the client secret, then issues tokens.
+struct FakeProvider {
+    port: u16,
+    challenges: Arc<Mutex<HashMap<String, String>>>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+const ACCESS_TOKEN: &str = "at-0123456789-secret";
+const REFRESH_TOKEN: &str = "rt-9876543210-secret";
+
+impl FakeProvider {
+    async fn start() -> Self {
+        use axum::extract::{Form, Query, State};
+        use axum::response::{IntoResponse, Redirect};
+        type Challenges = Arc<Mutex<HashMap<String, String>>>;
+
+        async fn authorize(State(codes): State<Challenges>, Query(q): Query<HashMap<String, String>>) -> Redirect {
+            assert_eq!(q["response_type"], "code");
+            assert_eq!(q["client_id"], "hub");
+            assert_eq!(q["code_challenge_method"], "S256");
+            assert_eq!(q["scope"], "devices.read");
+            let code = format!("code-{}", codes.lock().unwrap().len());
+            codes.lock().unwrap().insert(code.clone(), q["code_challenge"].clone());
+            Redirect::to(&format!("{}?code={code}&state={}", q["redirect_uri"], q["state"]))
+        }
+        async fn token(
+            State(codes): State<Challenges>,
+            Form(f): Form<HashMap<String, String>>,
+        ) -> axum::response::Response {
+            use base64::Engine as _;
+            let challenge = codes.lock().unwrap().remove(f.get("code").map_or("", String::as_str));
+            let verified = challenge.is_some_and(|c| {
+                let digest = <sha2::Sha256 as sha2::Digest>::digest(f["code_verifier"].as_bytes());
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest) == c
+            });
+            if !verified
+                || f.get("client_secret").map(String::as_str) != Some("hub-secret")
+                || f["grant_type"] != "authorization_code"
+            {
+                return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "invalid_grant"}))).into_response();
+            }
+            axum::Json(json!({
+                "access_token": ACCESS_TOKEN, "refresh_token": REFRESH_TOKEN, "expires_in": 3600,
+                "scope": "devices.read", "token_type": "Bearer"
+            }))
+            .into_response()
+        }
+
+        let challenges: Challenges = Arc::default();
+        let app = axum::Router::new()
+            .route("/authorize", axum::routing::get(authorize))
+            .route("/token", axum::routing::post(token))
+            .with_state(Arc::clone(&challenges));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { port, challenges, _task: task }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oauth_step_keeps_its_tokens_as_secrets() {
+    let serve = Serve::start(Runtime::Embedded).await;
+    let provider = FakeProvider::start().await;
+
+    let unconfigured = ok(&serve, "/api/flows", json!({"integration": "cloudy"})).await;
+    assert_eq!(unconfigured["step"]["error"]["code"], "oauth_not_configured", "{unconfigured}");
+    assert!(unconfigured["step"]["error"]["message"].as_str().unwrap().contains("config/oauth/fakeprov.json"));
+
+    let config_dir = serve.data().join("config/oauth");
+    std::fs::create_dir_all(&config_dir).unwrap();
+    let base = format!("http://127.0.0.1:{}", provider.port);
+    let config = json!({
+        "client_id": "hub", "client_secret": "hub-secret",
+        "authorize_url": format!("{base}/authorize"), "token_url": format!("{base}/token")
+    });
+    std::fs::write(config_dir.join("fakeprov.json"), config.to_string()).unwrap();
+
+    let session = ok(&serve, "/api/flows", json!({"integration": "cloudy"})).await;
+    let view = &session["step"];
+    assert_eq!((view["type"].as_str(), view["connected"].as_bool()), (Some("oauth"), Some(false)), "{view}");
+    let early = step(&serve, &session, json!({})).await;
+    assert!(early["step"]["errors"]["oauth"].as_str().unwrap().contains("authorise"), "{early}");
+    let authorize_url = early["step"]["authorize_url"].as_str().unwrap().to_string();
+    let url = reqwest::Url::parse(&authorize_url).unwrap();
+    let query: HashMap<String, String> = url.query_pairs().into_owned().collect();
+    assert_eq!(query["redirect_uri"], serve.url("/api/oauth/callback"));
+
+    // The browser: to the provider, which sends it back to the (public) callback.
+    let browser = reqwest::Client::new();
+    let page = browser.get(&authorize_url).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.text().await.unwrap().contains("Connected to fakeprov"));
+    assert!(provider.challenges.lock().unwrap().is_empty(), "the code was exchanged");
+
+    let (_, done) = serve.call(Method::GET, &format!("/api/flows/{}", session["id"].as_str().unwrap()), None).await;
+    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!(done["instance"]["friendly_name"], "Cloudy devices.read");
+    let secrets = done["instance"]["secrets"].as_array().unwrap();
+    assert!(secrets.contains(&json!("fakeprov_access_token")) && secrets.contains(&json!("fakeprov_refresh_token")));
+    let (_, instances) = serve.call(Method::GET, "/api/instances", None).await;
+    for text in [done.to_string(), instances.to_string(), serve.log()] {
+        assert!(!text.contains(ACCESS_TOKEN) && !text.contains(REFRESH_TOKEN), "a token leaked: {text}");
+    }
+    for file in files_under(&serve.data()) {
+        let bytes = std::fs::read(&file).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains(ACCESS_TOKEN), "{} holds the token in clear", file.display());
+    }
+
+    // The same state again, no state, or a refusal: a page that says so.
+    let replay = browser.get(&authorize_url).send().await.unwrap();
+    assert_eq!(replay.status(), StatusCode::BAD_REQUEST);
+    let no_state = browser.get(serve.url("/api/oauth/callback?code=x")).send().await.unwrap();
+    assert_eq!(no_state.status(), StatusCode::BAD_REQUEST);
+    let denied_session = ok(&serve, "/api/flows", json!({"integration": "cloudy"})).await;
+    let state = reqwest::Url::parse(denied_session["step"]["authorize_url"].as_str().unwrap())
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    let denied =
+        browser.get(serve.url(&format!("/api/oauth/callback?state={state}&error=access_denied"))).send().await.unwrap();
+    assert_eq!(denied.status(), StatusCode::BAD_REQUEST);
+    assert!(denied.text().await.unwrap().contains("access_denied"));
+}
+
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}

@@ -1,0 +1,465 @@
+//! The tool runner: setup tools a connector declares in `setup.json`, run for the catalog's
+//! tool API and for flows alike. A tool is either the plugin's `run-tool` export, called in a
+//! fresh sandboxed instance with only the network the tool asks for, or a program in the
+//! connector's folder, run as a subprocess with `{"tool","input"}` on stdin and one JSON
+//! object on stdout (`{"ok": true, "result": …}` or `{"ok": false, "error": {…}}`, or a bare
+//! result). The tool's timeout is enforced (SIGTERM to its process group, SIGKILL after a
+//! grace), and the values of its `secrets` input keys are masked in every message it yields.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use iot2mqtt_flows::ToolFailure;
+use iot2mqtt_flows::schema::{Tool, ToolNetwork};
+use iot2mqtt_runtime::{NetGrants, Plugin, Runtime};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::sync::OnceCell;
+
+use crate::catalog::{Catalog, Connector};
+
+/// The most a script may print on stdout.
+const MAX_OUTPUT: usize = 1 << 20;
+/// What is kept of a script's stderr for its error message.
+const STDERR_TAIL: usize = 2048;
+/// Between SIGTERM and SIGKILL.
+const KILL_GRACE: Duration = Duration::from_secs(2);
+/// What masked secrets read as.
+const MASKED: &str = "********";
+
+/// A tool request the runner cannot take (the API answers 404).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ToolLookupError {
+    /// The connector has no setup or no such tool.
+    #[error("connector \"{connector}\" has no tool \"{tool}\"")]
+    UnknownTool {
+        /// The connector.
+        connector: String,
+        /// The tool asked for.
+        tool: String,
+    },
+    /// The tool's program is not in the connector's folder.
+    #[error("the entry \"{entry}\" of tool \"{tool}\" is not a file in the connector's folder")]
+    UnknownEntry {
+        /// The tool.
+        tool: String,
+        /// Its entry.
+        entry: String,
+    },
+}
+
+/// Runs setup tools. Compiled plugins are kept by content hash.
+pub struct ToolRunner {
+    runtime: Runtime,
+    plugins: Mutex<HashMap<String, Plugin>>,
+    isolation: OnceCell<Option<Vec<&'static str>>>,
+}
+
+impl std::fmt::Debug for ToolRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ToolRunner").finish_non_exhaustive()
+    }
+}
+
+impl ToolRunner {
+    /// A runner whose plugin tools run on `runtime`'s engine.
+    pub fn new(runtime: Runtime) -> Self {
+        Self { runtime, plugins: Mutex::default(), isolation: OnceCell::new() }
+    }
+
+    /// Run `tool` of `connector` with `input`: its result, or why it failed.
+    pub async fn execute(
+        &self,
+        catalog: &Catalog,
+        connector: &Connector,
+        tool: &str,
+        input: Value,
+    ) -> Result<Result<Value, ToolFailure>, ToolLookupError> {
+        let unknown = || ToolLookupError::UnknownTool { connector: connector.name.to_string(), tool: tool.to_string() };
+        let spec = connector.setup.as_ref().and_then(|s| s.tools.get(tool)).ok_or_else(unknown)?.clone();
+        let secrets = secret_values(&spec, &input);
+        let outcome = if spec.entry == "plugin" {
+            self.run_plugin(catalog, connector, tool, &spec, &input).await
+        } else {
+            let program = entry_path(&connector.dir, &spec.entry)
+                .ok_or_else(|| ToolLookupError::UnknownEntry { tool: tool.to_string(), entry: spec.entry.clone() })?;
+            self.run_program(&connector.dir, &program, tool, &spec, &input).await
+        };
+        let outcome = match outcome {
+            Ok(result) => Ok(mask_value(result, &secrets)),
+            Err(mut failure) => {
+                failure.message = mask(&failure.message, &secrets);
+                Err(failure)
+            }
+        };
+        match &outcome {
+            Ok(_) => tracing::info!(connector = %connector.name, tool, "tool succeeded"),
+            Err(f) => tracing::warn!(connector = %connector.name, tool, code = %f.code, "tool failed: {}", f.message),
+        }
+        Ok(outcome)
+    }
+
+    async fn run_plugin(
+        &self,
+        catalog: &Catalog,
+        connector: &Connector,
+        name: &str,
+        spec: &Tool,
+        input: &Value,
+    ) -> Result<Value, ToolFailure> {
+        let wasm = {
+            let (catalog, connector) = (catalog.clone(), connector.clone());
+            tokio::task::spawn_blocking(move || catalog.plugin(&connector))
+                .await
+                .map_err(|e| executor_error(e.to_string()))?
+                .map_err(|e| executor_error(e.to_string()))?
+        };
+        let plugin = self.plugin(wasm).await?;
+        let grants = match spec.network {
+            ToolNetwork::None => NetGrants::none(),
+            ToolNetwork::Local => NetGrants::none().local_networks().with_udp(true).with_name_lookup(true),
+            ToolNetwork::Internet => NetGrants::none().anywhere().with_udp(true).with_name_lookup(true),
+        };
+        let timeout = Duration::from_secs(spec.timeout);
+        match self.runtime.run_tool(&plugin, name, input, grants, timeout).await {
+            Ok(Ok(result)) => Ok(result),
+            Ok(Err(failure)) => Err(ToolFailure {
+                retriable: !matches!(failure.code.as_str(), "INVALID_VALUE" | "UNSUPPORTED" | "INVALID_PAYLOAD"),
+                code: "tool_failed".into(),
+                message: format!("{} ({})", failure.message, failure.code),
+            }),
+            Err(fault) => Err(match fault.kind {
+                iot2mqtt_runtime::FaultKind::CpuBudget | iot2mqtt_runtime::FaultKind::Hung => ToolFailure {
+                    code: "timeout".into(),
+                    message: format!("the tool did not finish within {} s", spec.timeout),
+                    retriable: true,
+                },
+                _ => ToolFailure {
+                    code: "tool_failed".into(),
+                    message: format!("the plugin failed: {}", fault.message),
+                    retriable: false,
+                },
+            }),
+        }
+    }
+
+    async fn plugin(&self, wasm: Vec<u8>) -> Result<Plugin, ToolFailure> {
+        let key = hex::encode(Sha256::digest(&wasm));
+        if let Some(plugin) = lock(&self.plugins).get(&key) {
+            return Ok(plugin.clone());
+        }
+        let plugin = self.runtime.load_plugin(wasm).await.map_err(|e| executor_error(e.to_string()))?;
+        let mut plugins = lock(&self.plugins);
+        if plugins.len() >= 16 {
+            plugins.clear();
+        }
+        plugins.insert(key, plugin.clone());
+        Ok(plugin)
+    }
+
+    async fn run_program(
+        &self,
+        dir: &Path,
+        program: &Path,
+        name: &str,
+        spec: &Tool,
+        input: &Value,
+    ) -> Result<Value, ToolFailure> {
+        let mut command = match spec.network {
+            ToolNetwork::None => {
+                let prefix = self.isolation().await.ok_or_else(|| {
+                    executor_error(
+                        "this tool must run without network, and this machine cannot isolate it \
+                         (`unshare --net` is missing or not permitted)"
+                            .into(),
+                    )
+                })?;
+                let mut command = tokio::process::Command::new(prefix[0]);
+                command.args(&prefix[1..]).arg(program);
+                command
+            }
+            ToolNetwork::Local | ToolNetwork::Internet => tokio::process::Command::new(program),
+        };
+        command
+            .current_dir(dir)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()))
+            .env("LANG", "C.UTF-8")
+            .env("HOME", std::env::temp_dir())
+            .env("IOT2MQTT_TOOL", name)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child =
+            command.spawn().map_err(|e| executor_error(format!("cannot start {}: {e}", program.display())))?;
+        let request = json!({"tool": name, "input": input}).to_string();
+        let mut stdin = child.stdin.take();
+        let mut stdout = child.stdout.take();
+        let mut stderr = child.stderr.take();
+        let run = async {
+            let write = async {
+                if let Some(stdin) = stdin.as_mut() {
+                    // A tool that does not read its input closes the pipe early; that is its choice.
+                    let _ = stdin.write_all(request.as_bytes()).await;
+                    let _ = stdin.shutdown().await;
+                }
+                drop(stdin.take());
+            };
+            let (_, out, err, status) = tokio::join!(
+                write,
+                read_limited(stdout.as_mut(), MAX_OUTPUT),
+                read_tail(stderr.as_mut()),
+                child.wait()
+            );
+            (out, err, status)
+        };
+        let (out, err, status) = match tokio::time::timeout(Duration::from_secs(spec.timeout), run).await {
+            Ok(finished) => finished,
+            Err(_) => {
+                terminate(&mut child).await;
+                return Err(ToolFailure {
+                    code: "timeout".into(),
+                    message: format!("the tool did not finish within {} s and was stopped", spec.timeout),
+                    retriable: true,
+                });
+            }
+        };
+        let status = status.map_err(|e| executor_error(e.to_string()))?;
+        if !status.success() {
+            let why = match status.code() {
+                Some(code) => format!("exited with status {code}"),
+                None => "was killed by a signal".to_string(),
+            };
+            let last_words = String::from_utf8_lossy(&err).trim().to_string();
+            let message =
+                if last_words.is_empty() { format!("the tool {why}") } else { format!("the tool {why}: {last_words}") };
+            return Err(ToolFailure { code: "tool_failed".into(), message, retriable: true });
+        }
+        let out = out.ok_or_else(|| ToolFailure {
+            code: "invalid_output".into(),
+            message: format!("the tool printed more than {MAX_OUTPUT} bytes"),
+            retriable: false,
+        })?;
+        parse_output(&out)
+    }
+
+    /// The command prefix that runs a program without network, found once.
+    async fn isolation(&self) -> Option<Vec<&'static str>> {
+        self.isolation
+            .get_or_init(|| async {
+                let candidates: [&[&'static str]; 2] =
+                    [&["unshare", "--net", "--"], &["unshare", "--user", "--map-root-user", "--net", "--"]];
+                for prefix in candidates {
+                    let probe = tokio::process::Command::new(prefix[0])
+                        .args(&prefix[1..])
+                        .arg("true")
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status()
+                        .await;
+                    if probe.is_ok_and(|s| s.success()) {
+                        return Some(prefix.to_vec());
+                    }
+                }
+                tracing::warn!("`unshare --net` does not work here: tools that ask for no network will not run");
+                None
+            })
+            .await
+            .clone()
+    }
+}
+
+/// The program of a script tool: a file inside the connector's folder.
+fn entry_path(dir: &Path, entry: &str) -> Option<PathBuf> {
+    let folder = dir.canonicalize().ok()?;
+    let path = folder.join(entry).canonicalize().ok()?;
+    (path.starts_with(&folder) && path.is_file()).then_some(path)
+}
+
+/// SIGTERM to the tool's process group, SIGKILL after the grace.
+async fn terminate(child: &mut tokio::process::Child) {
+    use nix::sys::signal::{Signal, killpg};
+    use nix::unistd::Pid;
+    let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) else { return };
+    let group = Pid::from_raw(pid);
+    let _ = killpg(group, Signal::SIGTERM);
+    if tokio::time::timeout(KILL_GRACE, child.wait()).await.is_err() {
+        let _ = killpg(group, Signal::SIGKILL);
+        let _ = child.wait().await;
+    }
+}
+
+/// Everything on `reader`, or `None` past `limit` bytes.
+async fn read_limited<R: AsyncRead + Unpin>(reader: Option<&mut R>, limit: usize) -> Option<Vec<u8>> {
+    let reader = reader?;
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        match reader.read(&mut chunk).await {
+            Ok(0) | Err(_) => return Some(out),
+            Ok(n) if out.len() + n > limit => {
+                // Keep draining so the tool is not blocked on a full pipe.
+                while let Ok(n) = reader.read(&mut chunk).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+                return None;
+            }
+            Ok(n) => out.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// The last bytes of `reader`.
+async fn read_tail<R: AsyncRead + Unpin>(reader: Option<&mut R>) -> Vec<u8> {
+    let Some(reader) = reader else { return Vec::new() };
+    let mut tail = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while let Ok(n) = reader.read(&mut chunk).await {
+        if n == 0 {
+            break;
+        }
+        tail.extend_from_slice(&chunk[..n]);
+        if tail.len() > STDERR_TAIL {
+            tail.drain(..tail.len() - STDERR_TAIL);
+        }
+    }
+    tail
+}
+
+/// A script's stdout: one JSON object, `{"ok": …}` or a bare result.
+fn parse_output(out: &[u8]) -> Result<Value, ToolFailure> {
+    let invalid = |message: String| ToolFailure { code: "invalid_output".into(), message, retriable: false };
+    let text = std::str::from_utf8(out).map_err(|_| invalid("the tool's output is not UTF-8".into()))?;
+    if text.trim().is_empty() {
+        return Err(invalid("the tool printed nothing; it must print one JSON object".into()));
+    }
+    let value: Value = serde_json::from_str(text.trim())
+        .map_err(|e| invalid(format!("the tool's output is not one JSON object: {e}")))?;
+    let Value::Object(mut object) = value else {
+        return Err(invalid("the tool's output must be a JSON object".into()));
+    };
+    match object.get("ok") {
+        None => Ok(Value::Object(object)),
+        Some(Value::Bool(true)) => Ok(object.remove("result").unwrap_or(Value::Null)),
+        Some(Value::Bool(false)) => {
+            let error = object.remove("error").unwrap_or(Value::Null);
+            let message = match &error {
+                Value::String(s) => s.clone(),
+                other => {
+                    let text = other.get("message").and_then(Value::as_str).unwrap_or("the tool reported a failure");
+                    match other.get("code").and_then(Value::as_str) {
+                        Some(code) => format!("{text} ({code})"),
+                        None => text.to_string(),
+                    }
+                }
+            };
+            let retriable = error.get("retriable").and_then(Value::as_bool).unwrap_or(true);
+            Err(ToolFailure { code: "tool_failed".into(), message, retriable })
+        }
+        Some(other) => Err(invalid(format!("\"ok\" must be true or false, not {other}"))),
+    }
+}
+
+fn executor_error(message: String) -> ToolFailure {
+    ToolFailure { code: "executor_error".into(), message, retriable: true }
+}
+
+/// The values of the tool's secret input keys (found at any depth).
+fn secret_values(spec: &Tool, input: &Value) -> Vec<String> {
+    fn walk(value: &Value, keys: &[String], out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                for (key, value) in map {
+                    match value {
+                        Value::String(s) if keys.contains(key) && !s.is_empty() => out.push(s.clone()),
+                        Value::Number(n) if keys.contains(key) => out.push(n.to_string()),
+                        other => walk(other, keys, out),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|v| walk(v, keys, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(input, &spec.secrets, &mut out);
+    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    out
+}
+
+/// `text` with every secret replaced.
+pub(crate) fn mask(text: &str, secrets: &[String]) -> String {
+    secrets.iter().fold(text.to_string(), |text, secret| text.replace(secret.as_str(), MASKED))
+}
+
+fn mask_value(value: Value, secrets: &[String]) -> Value {
+    if secrets.is_empty() {
+        return value;
+    }
+    match value {
+        Value::String(s) => Value::String(mask(&s, secrets)),
+        Value::Array(items) => Value::Array(items.into_iter().map(|v| mask_value(v, secrets)).collect()),
+        Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (k, mask_value(v, secrets))).collect()),
+        other => other,
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_are_read_or_refused_by_name() {
+        assert_eq!(parse_output(br#"{"ok": true, "result": {"a": 1}}"#).unwrap(), json!({"a": 1}));
+        assert_eq!(parse_output(br#"{"found": []}"#).unwrap(), json!({"found": []}));
+        let failed =
+            parse_output(br#"{"ok": false, "error": {"code": "auth", "message": "bad key", "retriable": false}}"#)
+                .unwrap_err();
+        assert_eq!(
+            (failed.code.as_str(), failed.message.as_str(), failed.retriable),
+            ("tool_failed", "bad key (auth)", false)
+        );
+        for (out, needle) in [
+            (&b""[..], "printed nothing"),
+            (b"[1]", "must be a JSON object"),
+            (b"hello", "not one JSON object"),
+            (b"{\"ok\": 1}", "\"ok\" must be true or false"),
+            (b"{} {}", "not one JSON object"),
+        ] {
+            let e = parse_output(out).unwrap_err();
+            assert_eq!(e.code, "invalid_output");
+            assert!(e.message.contains(needle), "{}: {}", String::from_utf8_lossy(out), e.message);
+        }
+    }
+
+    #[test]
+    fn secrets_are_masked_everywhere() {
+        let spec: Tool = serde_json::from_value(json!({"entry": "t", "secrets": ["password", "token"]})).unwrap();
+        let input = json!({"host": "h", "password": "hunter2", "nested": {"token": "abc123"}});
+        let secrets = secret_values(&spec, &input);
+        assert_eq!(mask("login hunter2 with abc123 failed", &secrets), "login ******** with ******** failed");
+        assert_eq!(mask_value(json!({"echo": ["hunter2"]}), &secrets), json!({"echo": ["********"]}));
+    }
+
+    #[test]
+    fn entries_stay_inside_the_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("tool.sh"), "").unwrap();
+        assert!(entry_path(dir.path(), "tool.sh").is_some());
+        assert!(entry_path(dir.path(), "missing.sh").is_none());
+        assert!(entry_path(dir.path(), "../../etc/passwd").is_none());
+        assert!(entry_path(dir.path(), "/etc/passwd").is_none());
+    }
+}
