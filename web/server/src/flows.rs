@@ -43,6 +43,7 @@ pub struct Flows {
     states: std::sync::Mutex<HashMap<String, String>>,
     tools: Arc<ToolRunner>,
     oauth: OAuth,
+    ttl: Duration,
 }
 
 impl std::fmt::Debug for Flows {
@@ -65,7 +66,19 @@ pub struct CallbackOutcome {
 impl Flows {
     /// Sessions that run tools on `tools` and authorise with `oauth`.
     pub fn new(tools: Arc<ToolRunner>, oauth: OAuth) -> Self {
-        Self { sessions: std::sync::Mutex::default(), states: std::sync::Mutex::default(), tools, oauth }
+        Self {
+            sessions: std::sync::Mutex::default(),
+            states: std::sync::Mutex::default(),
+            tools,
+            oauth,
+            ttl: SESSION_TTL,
+        }
+    }
+
+    /// The same, with sessions living `ttl` without use.
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
     }
 
     /// Start `flow` (or the default one) of `integration`. `origin` is this server as the
@@ -313,7 +326,7 @@ impl Flows {
 
     fn body(&self, id: &str, entry: &Entry) -> Value {
         let expires = time::OffsetDateTime::now_utc()
-            + time::Duration::try_from(SESSION_TTL.saturating_sub(entry.last_used.elapsed())).unwrap_or_default();
+            + time::Duration::try_from(self.ttl.saturating_sub(entry.last_used.elapsed())).unwrap_or_default();
         let mut body = json!({
             "id": id,
             "integration": entry.integration,
@@ -353,7 +366,7 @@ impl Flows {
     fn sweep(&self) {
         let mut expired_states = Vec::new();
         lock(&self.sessions).retain(|_, entry| match entry.try_lock() {
-            Ok(entry) if entry.last_used.elapsed() > SESSION_TTL => {
+            Ok(entry) if entry.last_used.elapsed() > self.ttl => {
                 expired_states.extend(entry.pending.as_ref().map(|p| p.state.clone()));
                 false
             }
@@ -367,10 +380,7 @@ impl Flows {
 }
 
 fn unknown_session(id: &str) -> AppError {
-    AppError::NotFound(format!(
-        "no setup session \"{id}\" (sessions expire after {} minutes)",
-        SESSION_TTL.as_secs() / 60
-    ))
+    AppError::NotFound(format!("no setup session \"{id}\" (it ended, or expired unused)"))
 }
 
 fn flow_error(error: FlowError) -> AppError {
@@ -383,4 +393,69 @@ fn flow_error(error: FlowError) -> AppError {
 
 fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{Manifest, Network};
+
+    fn entry() -> Entry {
+        let setup = iot2mqtt_flows::Setup::parse(
+            br#"{"version": "1.0", "display_name": "t", "flows": [{"id": "f", "name": "f", "steps": [
+                {"id": "m", "type": "message", "text": "hi"}]}]}"#,
+            "t.json",
+        )
+        .unwrap();
+        let (session, _) = FlowSession::start(setup.clone(), "t", None).unwrap();
+        let manifest: Manifest =
+            serde_json::from_value(json!({"name": "t", "display_name": "t", "version": "0.1.0"})).unwrap();
+        Entry {
+            integration: "t".into(),
+            connector: Connector {
+                name: iot2mqtt_contract::ConnectorName::new("t").unwrap(),
+                dir: std::env::temp_dir(),
+                manifest,
+                secret_fields: Default::default(),
+                network: Network::Host,
+                setup: Some(setup),
+            },
+            session,
+            shown: Value::Null,
+            done: None,
+            secrets: BTreeMap::new(),
+            pending: None,
+            last_used: Instant::now(),
+        }
+    }
+
+    fn flows(ttl: Duration) -> Flows {
+        let runtime = iot2mqtt_runtime::Runtime::new(iot2mqtt_runtime::EngineConfig { cache_dir: None }).unwrap();
+        Flows::new(Arc::new(ToolRunner::new(runtime)), OAuth::new(std::env::temp_dir())).with_ttl(ttl)
+    }
+
+    #[tokio::test]
+    async fn unused_sessions_expire_and_used_ones_live_on() {
+        let flows = flows(Duration::from_millis(1000));
+        flows.insert("a".into(), entry());
+        flows.insert("b".into(), entry());
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert!(flows.get("a").await.is_ok(), "a use keeps a session alive");
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert!(flows.get("a").await.is_ok());
+        let gone = flows.get("b").await.unwrap_err();
+        assert!(matches!(gone, AppError::NotFound(ref m) if m.contains("expired")), "{gone}");
+        assert_eq!(lock(&flows.sessions).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_least_recently_used_session_makes_room() {
+        let flows = flows(SESSION_TTL);
+        for n in 0..MAX_SESSIONS + 3 {
+            flows.insert(n.to_string(), entry());
+        }
+        assert_eq!(lock(&flows.sessions).len(), MAX_SESSIONS);
+        assert!(flows.get(&(MAX_SESSIONS + 2).to_string()).await.is_ok());
+        assert!(flows.get("0").await.is_err());
+    }
 }
