@@ -1,5 +1,6 @@
-//! One test per rule of the connector contract (`shared/contract.md`), against TestBroker, with
-//! the demo plugin running in-process.
+//! One test per rule of the connector contract (`shared/contract.md`), against a real broker, with
+//! the demo plugin running in-process, or with `IOT2MQTT_CONTRACT_TARGET=baseline` the Python
+//! reference connector the benchmarks compare with.
 
 use std::time::Duration;
 
@@ -8,8 +9,10 @@ use time::format_description::well_known::Rfc3339;
 use time::macros::offset;
 use time::{OffsetDateTime, UtcOffset};
 
+use iot2mqtt_contract::Topics;
 use iot2mqtt_runtime::InstanceOptions;
 
+use crate::support::baseline::{self, Baseline};
 use crate::support::observer::{Received, retained};
 use crate::support::proxy::Proxy;
 use crate::support::{Observer, TestBroker, TestInstance, demo_config, unique_id};
@@ -37,19 +40,75 @@ fn standard_devices() -> Value {
     ])
 }
 
-async fn setup(devices: Value) -> Option<(TestBroker, TestInstance, Observer)> {
+/// What the tests run against: the host with the demo plugin, or the Python baseline.
+enum Subject {
+    Host(TestInstance),
+    Baseline(Baseline),
+}
+
+impl Subject {
+    /// Start `config` against whatever listens on `port` (a broker, or a proxy before one).
+    async fn start(port: u16, config: Value) -> Option<Self> {
+        if baseline::selected() {
+            let python = baseline::python()?;
+            return Some(Self::Baseline(Baseline::start(&python, port, &config)));
+        }
+        Some(Self::Host(TestInstance::start_on(port, "demo", config, InstanceOptions::default()).await))
+    }
+
+    fn topics(&self) -> &Topics {
+        match self {
+            Self::Host(instance) => &instance.topics,
+            Self::Baseline(baseline) => &baseline.topics,
+        }
+    }
+
+    /// Wait until it is ready and connected (the baseline: its retained status on `broker`).
+    async fn ready(&mut self, broker: u16) {
+        self.wait_connected(broker, true, Duration::from_secs(10)).await;
+    }
+
+    /// Wait until it is connected, or not.
+    async fn wait_connected(&mut self, broker: u16, connected: bool, within: Duration) {
+        match self {
+            Self::Host(instance) => {
+                let mut status = instance.handle.watch_status();
+                tokio::time::timeout(
+                    within,
+                    status.wait_for(|s| s.mqtt_connected == connected && (!connected || s.ready)),
+                )
+                .await
+                .expect("the instance reached the connection state in time")
+                .expect("the instance is running");
+            }
+            Self::Baseline(baseline) => {
+                baseline.wait_status(broker, if connected { "online" } else { "offline" }, within).await;
+            }
+        }
+    }
+
+    /// The host's instance, for what only a host reports.
+    fn host(&self) -> Option<&TestInstance> {
+        match self {
+            Self::Host(instance) => Some(instance),
+            Self::Baseline(_) => None,
+        }
+    }
+}
+
+async fn setup(devices: Value) -> Option<(TestBroker, Subject, Observer)> {
     let broker = TestBroker::start().await?;
     let id = unique_id("c");
     let observer = Observer::connect(broker.port(), &format!("IoT2mqtt/v1/instances/{id}/#")).await;
-    let instance = TestInstance::start(&broker, "demo", demo_config(&id, devices)).await;
-    instance.ready().await;
+    let mut instance = Subject::start(broker.port(), demo_config(&id, devices)).await?;
+    instance.ready(broker.port()).await;
     Some((broker, instance, observer))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn announces_online_meta_state_and_availability() {
     let Some((broker, instance, mut obs)) = setup(standard_devices()).await else { return };
-    let t = &instance.topics;
+    let t = instance.topics();
     assert_eq!(obs.next_on(&t.status(), WAIT).await.text(), "online");
 
     let list = obs.next_on(&t.devices_list(), WAIT).await.json();
@@ -63,10 +122,12 @@ async fn announces_online_meta_state_and_availability() {
     let info = obs.next_on(&t.info(), WAIT).await.json();
     assert_eq!(info["connector_type"], "demo");
     assert_eq!((info["devices_count"].as_u64(), info["groups_count"].as_u64()), (Some(6), Some(0)));
-    assert_eq!(info["plugin"]["name"], "demo");
-    assert_eq!(info["plugin"]["sha256"].as_str().map(str::len), Some(64));
-    assert_eq!(info["swaps"], 0);
     assert!(info["uptime"].is_u64());
+    if instance.host().is_some() {
+        assert_eq!(info["plugin"]["name"], "demo");
+        assert_eq!(info["plugin"]["sha256"].as_str().map(str::len), Some(64));
+        assert_eq!(info["swaps"], 0);
+    }
 
     let state = obs.next_on(&t.state("l1"), WAIT).await.json();
     assert_eq!(state["device_id"], "l1");
@@ -130,7 +191,7 @@ fn at(when: OffsetDateTime, offset: Option<UtcOffset>) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_are_validated_in_the_stated_order() {
     let Some((_broker, instance, mut obs)) = setup(standard_devices()).await else { return };
-    let t = &instance.topics;
+    let t = instance.topics();
     let now = OffsetDateTime::now_utc();
     let old = now - Duration::from_secs(60);
     let cases: Vec<(&str, &str, String, Expect)> = vec![
@@ -245,7 +306,7 @@ async fn commands_are_validated_in_the_stated_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_without_id_gets_no_response_but_takes_effect() {
     let Some((_broker, instance, mut obs)) = setup(standard_devices()).await else { return };
-    let t = &instance.topics;
+    let t = instance.topics();
     obs.publish(&t.command("l1"), json!({"values": {"brightness": 42}}).to_string()).await;
     let state = obs.next_json(&t.state("l1"), WAIT, |s| s["state"]["brightness"] == 42).await;
     assert_eq!(state["state"]["brightness"], 42);
@@ -255,7 +316,7 @@ async fn a_command_without_id_gets_no_response_but_takes_effect() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn success_answers_then_publishes_the_fresh_state_and_the_event() {
     let Some((_broker, instance, mut obs)) = setup(standard_devices()).await else { return };
-    let t = &instance.topics;
+    let t = instance.topics();
     obs.publish(&t.command("l1"), json!({"id": "p1", "values": {"power": true, "brightness": 30}}).to_string()).await;
     let response = obs.next_json(&t.command_response("l1"), WAIT, |r| r["cmd_id"] == "p1").await;
     assert_eq!(response["status"], "success");
@@ -279,7 +340,7 @@ async fn success_answers_then_publishes_the_fresh_state_and_the_event() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_duplicate_id_is_answered_again_not_executed_again() {
     let Some((_broker, instance, mut obs)) = setup(standard_devices()).await else { return };
-    let t = &instance.topics;
+    let t = instance.topics();
     let command = json!({"id": "dup-1", "values": {"power": "toggle"}}).to_string();
     obs.publish(&t.command("l1"), command.clone()).await;
     obs.publish(&t.command("l1"), command.clone()).await;
@@ -297,7 +358,7 @@ async fn a_duplicate_id_is_answered_again_not_executed_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_publishes_the_full_state_and_a_partial_one_only_when_asked() {
     let Some((broker, instance, mut obs)) = setup(standard_devices()).await else { return };
-    let t = &instance.topics;
+    let t = instance.topics();
     obs.next_on(&t.state("l1"), WAIT).await;
     obs.clear();
     obs.publish(&t.get("l1"), "{}").await;
@@ -333,9 +394,9 @@ async fn group_commands_reach_enabled_members_and_answer_per_member() {
         {"group_id": "mixed", "devices": ["l1", "t1", "off", "nope"]}
     ]);
     let mut obs = Observer::connect(broker.port(), &format!("IoT2mqtt/v1/instances/{id}/#")).await;
-    let instance = TestInstance::start(&broker, "demo", config).await;
-    instance.ready().await;
-    let t = &instance.topics;
+    let Some(mut instance) = Subject::start(broker.port(), config).await else { return };
+    instance.ready(broker.port()).await;
+    let t = instance.topics();
 
     obs.publish(&t.group_command("lights"), json!({"id": "g1", "values": {"power": true}}).to_string()).await;
     let response = obs.next_json(&t.group_response("lights"), WAIT, |r| r["cmd_id"] == "g1").await;
@@ -359,7 +420,7 @@ async fn group_commands_reach_enabled_members_and_answer_per_member() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn meta_requests_are_answered_and_unknown_ones_ignored() {
     let Some((_broker, instance, mut obs)) = setup(standard_devices()).await else { return };
-    let t = &instance.topics;
+    let t = instance.topics();
     obs.next_on(&t.info(), WAIT).await;
     obs.next_on(&t.devices_list(), WAIT).await;
     // The slow device answers its first read after 1.5 s; uptime passes 1 s meanwhile.
@@ -391,8 +452,8 @@ async fn failed_polls_back_off_with_retry_info_and_never_stop() {
     );
     config["update_interval"] = json!(1);
     let mut obs = Observer::connect(broker.port(), &format!("IoT2mqtt/v1/instances/{id}/#")).await;
-    let instance = TestInstance::start(&broker, "demo", config).await;
-    let t = &instance.topics;
+    let Some(instance) = Subject::start(broker.port(), config).await else { return };
+    let t = instance.topics();
     let mut last_next_retry = String::new();
     for attempt in 1..=3u64 {
         let error =
@@ -414,7 +475,7 @@ async fn failed_polls_back_off_with_retry_info_and_never_stop() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_device_does_not_delay_the_others() {
     let Some((_broker, instance, mut obs)) = setup(standard_devices()).await else { return };
-    let t = &instance.topics;
+    let t = instance.topics();
     obs.next_on(&t.state("slow"), Duration::from_secs(5)).await;
     obs.publish(&t.command("slow"), json!({"id": "s", "values": {"power": true}}).to_string()).await;
     let started = std::time::Instant::now();
@@ -430,16 +491,18 @@ async fn a_slow_device_does_not_delay_the_others() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnects_after_a_broker_restart_and_announces_itself_again() {
     let Some((mut broker, instance, _obs)) = setup(standard_devices()).await else { return };
-    let t = &instance.topics;
+    let t = instance.topics();
     broker.restart().await;
-    // TestBroker keeps nothing across the restart; the instance must bring its status back.
+    // The broker keeps nothing across the restart; the instance must bring its status back.
     let mut obs = Observer::connect(broker.port(), &format!("{}/#", t.root())).await;
     assert_eq!(obs.next_on(&t.status(), Duration::from_secs(15)).await.text(), "online");
     obs.publish(&t.command("l1"), json!({"id": "after", "values": {"power": true}}).to_string()).await;
     let response = obs.next_json(&t.command_response("l1"), WAIT, |r| r["cmd_id"] == "after").await;
     assert_eq!(response["status"], "success", "subscriptions were restored");
-    let status = instance.handle.status();
-    assert!(status.reconnects >= 1 && status.mqtt_connected, "{status:?}");
+    if let Some(host) = instance.host() {
+        let status = host.handle.status();
+        assert!(status.reconnects >= 1 && status.mqtt_connected, "{status:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -453,19 +516,18 @@ async fn publications_made_while_disconnected_are_queued_and_sent_after_reconnec
     );
     config["update_interval"] = json!(1);
     let mut obs = Observer::connect(broker.port(), &format!("IoT2mqtt/v1/instances/{id}/#")).await;
-    let instance = TestInstance::start_on(proxy.port(), "demo", config, InstanceOptions::default()).await;
-    instance.ready().await;
-    let t = instance.topics.clone();
+    let Some(mut instance) = Subject::start(proxy.port(), config).await else { return };
+    instance.ready(broker.port()).await;
+    let t = instance.topics().clone();
 
     proxy.cut();
     let cut = OffsetDateTime::now_utc();
-    let mut status = instance.handle.watch_status();
-    tokio::time::timeout(WAIT, status.wait_for(|s| !s.mqtt_connected)).await.unwrap().unwrap();
+    instance.wait_connected(broker.port(), false, WAIT).await;
     tokio::time::sleep(Duration::from_millis(3500)).await;
     let healed = OffsetDateTime::now_utc();
     obs.clear();
     proxy.heal();
-    tokio::time::timeout(Duration::from_secs(15), status.wait_for(|s| s.mqtt_connected)).await.unwrap().unwrap();
+    instance.wait_connected(broker.port(), true, Duration::from_secs(15)).await;
     let after = obs.collect_all(Duration::from_millis(1500)).await;
 
     let during = |m: &Received| {

@@ -1,4 +1,4 @@
-//! A private broker per test, on a free port, stoppable and restartable: TestBroker (the
+//! A private broker per test, on a free port, stoppable and restartable: Mosquitto (the
 //! reference) by default, or iot2mqtt's embedded broker when `IOT2MQTT_TEST_BROKER=embedded`.
 //! `cargo xtask test` runs the suite against both.
 
@@ -18,7 +18,7 @@ pub struct TestBroker {
 
 #[derive(Debug)]
 enum Running {
-    TestBroker(Child),
+    Mosquitto(Child),
     Embedded(Broker),
 }
 
@@ -28,7 +28,7 @@ pub fn embedded() -> bool {
 }
 
 impl TestBroker {
-    /// Start one, or `None` when TestBroker is needed but not installed (see `super::require`).
+    /// Start one, or `None` when Mosquitto is needed but not installed (see `super::require`).
     pub async fn start() -> Option<Self> {
         if !embedded() && !super::require("mosquitto", "apt-get install -y mosquitto mosquitto-clients") {
             return None;
@@ -47,7 +47,7 @@ impl TestBroker {
     /// Stop it abruptly: connections drop at once.
     pub async fn stop(&mut self) {
         match self.running.take() {
-            Some(Running::TestBroker(mut child)) => {
+            Some(Running::Mosquitto(mut child)) => {
                 let _ = child.kill();
                 let _ = child.wait();
             }
@@ -94,7 +94,7 @@ impl TestBroker {
             .stderr(Stdio::null())
             .spawn()
             .expect("start mosquitto");
-        self.running = Some(Running::TestBroker(child));
+        self.running = Some(Running::Mosquitto(child));
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(Instant::now() < deadline, "mosquitto did not listen on {} in time", self.port);
@@ -105,7 +105,7 @@ impl TestBroker {
 
 impl Drop for TestBroker {
     fn drop(&mut self) {
-        if let Some(Running::TestBroker(mut child)) = self.running.take() {
+        if let Some(Running::Mosquitto(mut child)) = self.running.take() {
             let _ = child.kill();
             let _ = child.wait();
         }

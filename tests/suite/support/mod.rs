@@ -1,5 +1,6 @@
 //! What the tests share: tools, the broker, an observing MQTT client, instance harnesses.
 
+pub mod baseline;
 pub mod broker;
 pub mod harness;
 pub mod observer;
