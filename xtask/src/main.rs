@@ -2,8 +2,11 @@
 //!
 //! - `plugins`: build every plugin in `plugins/` to `<target>/plugins/<name>.wasm`.
 //! - `run`: build everything and run `iot2mqtt serve` (see the README).
-//! - `test`: every test tier: unit tests, plugin tests, and the integration suite against real
-//!   Mosquitto and Docker.
+//! - `test`: every test tier: unit tests, plugin tests, the integration suite against real
+//!   Mosquitto and Docker, then against the embedded broker, and the contract tests against the
+//!   Python baseline.
+//! - `bench`: the benchmarks against a Mosquitto they start, beside the Python baseline;
+//!   `--quick`, `--only a,b`, `--runs N`, `--check` (see the README's Performance section).
 //! - `schema`: regenerate `connectors/setup.schema.json` from the `setup.json` types.
 
 mod run;
@@ -19,13 +22,14 @@ fn main() -> ExitCode {
         Some("plugins") => plugins().map(|_| ()),
         Some("run") => run::run(&args[1..]),
         Some("test") => test(&args[1..]),
+        Some("bench") => bench(&args[1..]),
         Some("schema") => cargo_with_env(
             &["test", "--release", "-p", "iot2mqtt-flows", "--test", "flows", "json_schema"],
             &root(),
             ("IOT2MQTT_UPDATE_SCHEMA", "1"),
         ),
         _ => {
-            eprintln!("usage: cargo xtask <plugins|run|test|schema> [args]");
+            eprintln!("usage: cargo xtask <plugins|run|test|bench|schema> [args]");
             return ExitCode::from(2);
         }
     };
@@ -88,6 +92,29 @@ pub(crate) fn cargo_with_env(args: &[&str], dir: &Path, (key, value): (&str, &st
     Ok(())
 }
 
+fn bench(extra: &[String]) -> anyhow::Result<()> {
+    plugins()?;
+    let plugins_dir = target_dir().join("plugins");
+    let root = root();
+    cargo(&["build", "--release", "--workspace", "--bins"], &root)?;
+    let out = target_dir().join("bench");
+    let status = Command::new(release_dir()?.join("iot2mqtt-bench"))
+        .arg("run")
+        .arg("--out")
+        .arg(&out)
+        .arg("--repo")
+        .arg(&root)
+        .arg("--plugins")
+        .arg(&plugins_dir)
+        .args(extra)
+        .status()
+        .context("cannot run iot2mqtt-bench")?;
+    if !status.success() {
+        bail!("the benchmarks failed ({status})");
+    }
+    Ok(())
+}
+
 fn test(extra: &[String]) -> anyhow::Result<()> {
     plugins()?;
     let root = root();
@@ -107,6 +134,16 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
     }
     println!("xtask: the integration suite against the embedded broker");
     cargo_with_env(&embedded, &root, ("IOT2MQTT_TEST_BROKER", "embedded"))?;
+    // The contract tests once more, against the Python reference connector of the benchmarks,
+    // so the comparison is between two implementations that honour the contract.
+    if extra.is_empty() {
+        println!("xtask: the contract tests against the Python baseline");
+        cargo_with_env(
+            &["test", "--release", "-p", "iot2mqtt-tests", "--", "contract::"],
+            &root,
+            ("IOT2MQTT_CONTRACT_TARGET", "baseline"),
+        )?;
+    }
     // Plugin logic is tested natively (it is plain Rust apart from the exports).
     let host = Command::new("rustc").args(["--print", "host-tuple"]).output().context("cannot run rustc")?;
     let host = String::from_utf8_lossy(&host.stdout).trim().to_string();

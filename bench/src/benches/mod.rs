@@ -1,0 +1,80 @@
+//! The benchmarks. Each takes the context, measures, and adds figures to the report.
+
+mod density;
+mod latency;
+mod process;
+mod swap;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use iot2mqtt_contract::{InstanceId, Topics};
+use iot2mqtt_runtime::{EngineConfig, Runtime};
+
+pub use density::{density, density_child};
+pub use latency::{round_trip, throughput};
+pub use process::{control_plane, footprint, sizes, start};
+pub use swap::swap;
+
+use crate::Ctx;
+use crate::driver::Driver;
+use crate::procs::Proc;
+use crate::report::Subject;
+
+/// A Python 3 that can import paho-mqtt.
+pub fn find_python() -> Option<PathBuf> {
+    let candidates = [
+        std::env::var_os("IOT2MQTT_PYTHON").map(PathBuf::from),
+        Some("/usr/bin/python3".into()),
+        Some("python3".into()),
+    ];
+    candidates.into_iter().flatten().find(|python| {
+        std::process::Command::new(python)
+            .args(["-c", "import paho.mqtt.client"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+}
+
+/// Compile the demo plugin into the shared cache, so "warm" means warm.
+pub async fn warm_cache(ctx: &Ctx) -> anyhow::Result<()> {
+    let runtime = Runtime::new(EngineConfig { cache_dir: Some(ctx.cache.path().to_path_buf()) })?;
+    runtime.load_plugin(std::fs::read(ctx.paths.plugin("demo"))?).await?;
+    Ok(())
+}
+
+/// The topics of an instance.
+pub fn topics(id: &str) -> anyhow::Result<Topics> {
+    Ok(Topics::new("IoT2mqtt", &InstanceId::new(id)?))
+}
+
+/// Start `config` for `subject` in its own process and wait for its retained `online`;
+/// the process, a driver subscribed to `filters` (below the instance root), and how long
+/// `online` took.
+pub async fn start_online(
+    ctx: &Ctx,
+    subject: Subject,
+    config: &serde_json::Value,
+    filters: &[&str],
+) -> anyhow::Result<(Proc, Driver, Duration)> {
+    let id = config["instance_id"].as_str().unwrap_or_default();
+    let t = topics(id)?;
+    let mut subscriptions = vec![t.status()];
+    subscriptions.extend(filters.iter().map(|f| format!("{}/{f}", t.root())));
+    let mut driver = Driver::connect(ctx.broker, &subscriptions).await?;
+    let started = Instant::now();
+    let mut proc = ctx.start(subject, config)?;
+    let online = driver.wait_for(&t.status(), Some("online"), Duration::from_secs(60)).await;
+    if online.is_err() {
+        proc.check_alive()?;
+    }
+    let took = online?.at.duration_since(started);
+    Ok((proc, driver, took))
+}
+
+/// Milliseconds.
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
