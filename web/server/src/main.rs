@@ -45,6 +45,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    fixed_malloc_thresholds();
     init_logging();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -93,3 +94,20 @@ fn init_logging() {
         builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
     }
 }
+
+/// glibc raises its mmap threshold (and with it the trim threshold) each time a large block is
+/// freed, so the 19 MiB argon2 block of a login would stay resident for the life of the
+/// process. Fixed thresholds hand such blocks back to the system when they are freed.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn fixed_malloc_thresholds() {
+    // SAFETY: mallopt only sets allocator parameters; it is called before any other thread
+    // exists, and with values glibc documents as valid.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1024 * 1024);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn fixed_malloc_thresholds() {}
