@@ -136,7 +136,7 @@ pub async fn control_plane(ctx: &mut Ctx) -> anyhow::Result<()> {
     {
         let mut rss = Vec::new();
         for _ in 0..ctx.runs {
-            let serve = serve_with_instances(ctx, external, 20).await?;
+            let (serve, _mosquitto) = serve_with_instances(ctx, external, 20).await?;
             tokio::time::sleep(Duration::from_secs(5)).await;
             rss.push(serve.rss_kib() / 1024.0);
         }
@@ -167,12 +167,20 @@ pub async fn control_plane(ctx: &mut Ctx) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A `serve` with `count` one-light demo instances, all online.
-async fn serve_with_instances(ctx: &Ctx, external: bool, count: usize) -> anyhow::Result<Proc> {
+/// A `serve` with `count` one-light demo instances, all online (and its Mosquitto).
+async fn serve_with_instances(ctx: &Ctx, external: bool, count: usize) -> anyhow::Result<(Proc, Option<Proc>)> {
     use anyhow::Context;
     let (http, own) = (procs::free_port(), procs::free_port());
     let key = "bench-access-key";
-    let serve = procs::serve(&ctx.paths, http, own, external.then_some(ctx.broker), key)?;
+    // A Mosquitto of its own: the shared one holds the retained topics of every earlier
+    // benchmark, which serve's topic cache would then hold too.
+    let mosquitto = if external {
+        let port = procs::free_port();
+        Some((port, procs::mosquitto(port)?))
+    } else {
+        None
+    };
+    let serve = procs::serve(&ctx.paths, http, own, mosquitto.as_ref().map(|(port, _)| *port), key)?;
     let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{http}");
     let login: serde_json::Value =
@@ -189,7 +197,7 @@ async fn serve_with_instances(ctx: &Ctx, external: bool, count: usize) -> anyhow
             client.get(format!("{base}/api/instances")).bearer_auth(&token).send().await?.json().await?;
         let online = list.as_array().map_or(0, |l| l.iter().filter(|i| i["status"]["mqtt_status"] == "online").count());
         if online == count {
-            return Ok(serve);
+            return Ok((serve, mosquitto.map(|(_, m)| m)));
         }
         anyhow::ensure!(Instant::now() < deadline, "only {online} of {count} instances came online");
         tokio::time::sleep(Duration::from_millis(200)).await;
