@@ -223,6 +223,7 @@ impl Session {
             next_pkid: 0,
             ping_sent: None,
             max_packet: self.options.max_packet,
+            awaiting_suback: None,
         };
         let end = self.serve_connected(&mut conn, shutdown).await;
         // Whatever was sent but not acknowledged is sent again on the next connection.
@@ -235,6 +236,7 @@ impl Session {
         if !self.subscriptions.is_empty() {
             let pkid = conn.pkid();
             conn.queue(&Packet::Subscribe { pkid, filters: self.subscriptions.clone() });
+            conn.awaiting_suback = Some(pkid);
         }
         let birth = self.birth.as_ref().and_then(|b| b.borrow().clone());
         if let Some(message) = birth {
@@ -243,7 +245,9 @@ impl Session {
         if let Err(e) = conn.flush().await {
             return End::Lost(e);
         }
-        if self.events.send(ClientEvent::Connected).await.is_err() {
+        // Without subscriptions the session is ready now; with them, once the broker acknowledged
+        // them, so that whoever sees `Connected` knows a command sent now will arrive.
+        if conn.awaiting_suback.is_none() && self.events.send(ClientEvent::Connected).await.is_err() {
             return End::Shutdown;
         }
         let keepalive = self.options.keepalive;
@@ -328,9 +332,15 @@ impl Session {
                     }
                     conn.queue(&Packet::PubRel(pkid));
                 }
-                Packet::SubAck { codes, .. } => {
+                Packet::SubAck { pkid, codes } => {
                     if codes.contains(&0x80) {
                         tracing::error!(client = %self.options.client_id, "the broker refused a subscription");
+                    }
+                    if conn.awaiting_suback == Some(pkid) {
+                        conn.awaiting_suback = None;
+                        if self.events.send(ClientEvent::Connected).await.is_err() {
+                            return Err(End::Shutdown);
+                        }
                     }
                 }
                 Packet::PingResp => conn.ping_sent = None,
@@ -376,6 +386,8 @@ struct Connection {
     next_pkid: u16,
     ping_sent: Option<Instant>,
     max_packet: usize,
+    /// The SUBSCRIBE whose SUBACK completes the connection.
+    awaiting_suback: Option<u16>,
 }
 
 impl Connection {
@@ -438,5 +450,71 @@ fn refusal(code: u8) -> String {
         4 => "the broker refused the connection: bad user name or password".into(),
         5 => "the broker refused the connection: not authorised".into(),
         other => format!("the broker refused the connection with code {other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    /// Read one whole packet (fixed header, remaining length, body) from a scripted peer.
+    async fn read_packet(stream: &mut TcpStream) -> Vec<u8> {
+        let mut packet = vec![stream.read_u8().await.unwrap()];
+        let (mut length, mut shift) = (0usize, 0);
+        loop {
+            let byte = stream.read_u8().await.unwrap();
+            packet.push(byte);
+            length |= usize::from(byte & 0x7f) << shift;
+            shift += 7;
+            if byte & 0x80 == 0 {
+                break;
+            }
+        }
+        let start = packet.len();
+        packet.resize(start + length, 0);
+        stream.read_exact(&mut packet[start..]).await.unwrap();
+        packet
+    }
+
+    /// `Connected` promises that the subscriptions are in place: a broker that is slow to
+    /// acknowledge them delays it.
+    #[tokio::test]
+    async fn connected_waits_for_the_subscriptions_to_be_acknowledged() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let options = ClientOptions {
+            host: "127.0.0.1".into(),
+            port: listener.local_addr().unwrap().port(),
+            client_id: "suback-test".into(),
+            username: None,
+            password: None,
+            keepalive: Duration::from_secs(30),
+            will: None,
+            max_packet: 1 << 16,
+            connect_timeout: Duration::from_secs(5),
+        };
+        let (events_tx, mut events) = mpsc::channel(8);
+        let session = Session::new(options, vec![("a/#".into(), QoS::AtLeastOnce)], Outbox::new(8), events_tx);
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let client = tokio::spawn(session.run(async move {
+            let _ = stop_rx.await;
+        }));
+
+        let (mut peer, _) = listener.accept().await.unwrap();
+        assert_eq!(read_packet(&mut peer).await[0], 0x10, "CONNECT first");
+        peer.write_all(&[0x20, 0x02, 0x00, 0x00]).await.unwrap();
+        let subscribe = read_packet(&mut peer).await;
+        assert_eq!(subscribe[0], 0x82, "then SUBSCRIBE");
+        let pkid = [subscribe[2], subscribe[3]];
+
+        let early = timeout(Duration::from_millis(300), events.recv()).await;
+        assert!(early.is_err(), "no event before the SUBACK, got {early:?}");
+        peer.write_all(&[0x90, 0x03, pkid[0], pkid[1], 0x01]).await.unwrap();
+        let event = timeout(Duration::from_secs(5), events.recv()).await.expect("an event after the SUBACK");
+        assert_eq!(event, Some(ClientEvent::Connected));
+
+        stop_tx.send(()).unwrap();
+        drop(peer);
+        timeout(Duration::from_secs(5), client).await.expect("the session stops").unwrap();
     }
 }
