@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use iot2mqtt_runtime::NetGrants;
 use serde_json::{Value, json};
 
+use crate::support::observer::Received;
 use crate::support::yeelight::{BulbSim, Model, device};
 use crate::support::{Observer, TestBroker, TestInstance, plugin, unique_id};
 
@@ -216,18 +217,32 @@ async fn a_bulb_that_restarts_is_unavailable_meanwhile_and_recovers_by_itself() 
     let Some(mut s) = setup(&[("desk", &sim)], json!({})).await else { return };
     let t = s.instance.topics.clone();
     s.obs.wait_for("available", WAIT, |m| m.topic == t.availability("desk") && m.text() == "online").await;
+    // The list of devices follows availability, whichever path (a push or a poll) noticed.
+    let listed = |online: bool| {
+        let topic = t.devices_list();
+        move |m: &Received| {
+            m.topic == topic
+                && m.json()
+                    .as_array()
+                    .is_some_and(|l| l.iter().any(|d| d["device_id"] == "desk" && d["online"] == online))
+        }
+    };
+    s.obs.wait_for("listed online", WAIT, listed(true)).await;
+    s.obs.clear();
     let restart = tokio::spawn(async move {
         sim.restart(Duration::from_secs(3)).await;
         sim
     });
     s.obs.wait_for("unavailable", WAIT, |m| m.topic == t.availability("desk") && m.text() == "offline").await;
     s.state("desk", |st| st["online"] == false).await;
+    s.obs.wait_for("listed offline", WAIT, listed(false)).await;
     let sim = restart.await.unwrap();
     s.obs
         .wait_for("available again", Duration::from_secs(40), |m| {
             m.topic == t.availability("desk") && m.text() == "online"
         })
         .await;
+    s.obs.wait_for("listed online again", WAIT, listed(true)).await;
     let response = s.command("desk", "after", json!({"brightness": 44})).await;
     assert_eq!(response["status"], "success", "{response}");
     assert_eq!(sim.prop("bright"), "44");

@@ -59,6 +59,11 @@ pub(crate) struct Dispatcher {
     next_token: u64,
     starting: usize,
     ready: bool,
+    /// Enabled devices not read yet; `meta/devices_list` waits for all of them at start.
+    unread: usize,
+    /// Every enabled device has been read once: from then on the list follows availability
+    /// changes as the reporter signals them.
+    list_settled: bool,
 }
 
 /// The channels a dispatcher publishes through.
@@ -151,6 +156,8 @@ impl Dispatcher {
             next_token: 0,
             starting: 0,
             ready: false,
+            unread: 0,
+            list_settled: false,
         }
     }
 
@@ -165,6 +172,7 @@ impl Dispatcher {
                     self.worker_events.clone(),
                 ));
                 self.starting += 1;
+                self.unread += 1;
             }
         }
     }
@@ -179,6 +187,7 @@ impl Dispatcher {
         init_grace: Duration,
     ) {
         tokio::pin!(shutdown);
+        let reporter = self.reporter.clone();
         let grace = Instant::now() + init_grace;
         if self.starting == 0 {
             self.announce();
@@ -199,6 +208,8 @@ impl Dispatcher {
                 () = sleep_until(next_timer) => self.timers(),
                 // Slow devices do not keep the instance from going online.
                 () = sleep_until(grace), if !self.ready => self.announce(),
+                // A device came or went: the list of who is online follows.
+                () = reporter.availability_changed(), if self.list_settled => self.refresh_stale_list(),
             }
         }
     }
@@ -220,6 +231,7 @@ impl Dispatcher {
         self.birth.send_replace(Some(online.clone()));
         self.reporter.outbox().push(online);
         self.publish_devices_list();
+        self.list_settled = self.unread == 0;
         self.publish_info();
         let now = Instant::now();
         let ids: Vec<String> =
@@ -669,7 +681,7 @@ impl Dispatcher {
         let instance = self.config.instance_id.as_str();
         let mut list = Vec::with_capacity(self.devices.len());
         for (id, d) in &mut self.devices {
-            let online = self.reporter.view(id).online.unwrap_or(false);
+            let online = self.reporter.online(id);
             d.listed_online = online;
             list.push(DeviceListEntry {
                 device_id: id.clone(),
@@ -682,18 +694,26 @@ impl Dispatcher {
         self.reporter.meta(self.reporter.topics().devices_list(), &list);
     }
 
-    /// Republish `meta/devices_list` when availability no longer matches it, once every
-    /// enabled device has been read (so a start publishes one list, not one per device).
+    /// Publish `meta/devices_list` once every enabled device has been read (so a start
+    /// publishes one list, not one per device). Later changes arrive through the reporter's
+    /// availability signal, so a read costs nothing here.
     fn refresh_devices_list(&mut self, device: &str) {
-        if let Some(d) = self.devices.get_mut(device) {
+        if let Some(d) = self.devices.get_mut(device)
+            && d.worker.is_some()
+            && !d.read_once
+        {
             d.read_once = true;
+            self.unread = self.unread.saturating_sub(1);
         }
-        if !self.ready || self.devices.values().any(|d| d.worker.is_some() && !d.read_once) {
-            return;
+        if self.ready && !self.list_settled && self.unread == 0 {
+            self.list_settled = true;
+            self.refresh_stale_list();
         }
-        let stale =
-            self.devices.iter().any(|(id, d)| d.listed_online != self.reporter.view(id).online.unwrap_or(false));
-        if stale {
+    }
+
+    /// Republish `meta/devices_list` when availability no longer matches it.
+    fn refresh_stale_list(&mut self) {
+        if self.devices.iter().any(|(id, d)| d.listed_online != self.reporter.online(id)) {
             self.publish_devices_list();
         }
     }

@@ -14,6 +14,7 @@ use iot2mqtt_contract::{Severity, Topics};
 use iot2mqtt_mqtt::{Message, Outbox, QoS};
 use serde::Serialize;
 use serde_json::Value;
+use tokio::sync::Notify;
 
 /// Publishes an instance's messages into its session's outbox.
 #[derive(Debug)]
@@ -23,6 +24,9 @@ pub(crate) struct Reporter {
     qos: QoS,
     retain: bool,
     devices: Mutex<HashMap<String, DeviceView>>,
+    /// Woken when a device's availability changed, whoever reported it (a poll, a command, a
+    /// push from the plugin), so `meta/devices_list` follows without rescanning on every read.
+    availability_changed: Notify,
 }
 
 /// What the reporter knows of a device.
@@ -38,7 +42,13 @@ pub(crate) struct DeviceView {
 
 impl Reporter {
     pub(crate) fn new(topics: Topics, outbox: Outbox, qos: QoS, retain: bool) -> Self {
-        Self { topics, outbox, qos, retain, devices: Mutex::default() }
+        Self { topics, outbox, qos, retain, devices: Mutex::default(), availability_changed: Notify::new() }
+    }
+
+    /// Completes once some device's availability changed since the last call (changes made
+    /// meanwhile are coalesced into one wake-up).
+    pub(crate) async fn availability_changed(&self) {
+        self.availability_changed.notified().await;
     }
 
     pub(crate) fn topics(&self) -> &Topics {
@@ -108,8 +118,9 @@ impl Reporter {
         }
     }
 
-    pub(crate) fn view(&self, device: &str) -> DeviceView {
-        self.lock().get(device).cloned().unwrap_or_default()
+    /// Whether the device answers (`false` before its first read), without copying its state.
+    pub(crate) fn online(&self, device: &str) -> bool {
+        self.lock().get(device).and_then(|d| d.online).unwrap_or(false)
     }
 
     pub(crate) fn device_error(
@@ -164,6 +175,7 @@ impl Reporter {
             retain: true,
             replaceable: true,
         });
+        self.availability_changed.notify_one();
     }
 
     fn publish_state(&self, device: &str, timestamp: String, state: Object, retain: bool, replaceable: bool) {
