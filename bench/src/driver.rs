@@ -29,8 +29,14 @@ pub struct Driver {
 }
 
 impl Driver {
-    /// Connect to the broker on `port` and subscribe to `filters`.
+    /// Connect to the broker on `port` and subscribe to `filters` at QoS 1.
     pub async fn connect(port: u16, filters: &[String]) -> anyhow::Result<Self> {
+        Self::connect_with(port, filters, QoS::AtLeastOnce).await
+    }
+
+    /// The same, subscribing at `qos` (QoS 0 to count without the counter's acknowledgements
+    /// slowing the broker down).
+    pub async fn connect_with(port: u16, filters: &[String], qos: QoS) -> anyhow::Result<Self> {
         use std::sync::atomic::{AtomicU32, Ordering};
         static N: AtomicU32 = AtomicU32::new(0);
         let id = format!("bench-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
@@ -50,7 +56,7 @@ impl Driver {
                 match eventloop.poll().await {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         for filter in &filters {
-                            let _ = subscriber.try_subscribe(filter.clone(), QoS::AtLeastOnce);
+                            let _ = subscriber.try_subscribe(filter.clone(), qos);
                         }
                     }
                     Ok(Event::Incoming(Packet::SubAck(_))) => {

@@ -148,8 +148,10 @@ pub async fn throughput(ctx: &mut Ctx) -> anyhow::Result<()> {
             for &count in sizes {
                 let id = ctx.id("tp");
                 let config = demo_config(&id, devices("sensor", count), 1);
-                let (_proc, mut driver, _) =
-                    start_online(ctx, subject, &config, &["devices/+/state/#", "devices/+/state"]).await?;
+                let (_proc, _, _) = start_online(ctx, subject, &config, &[]).await?;
+                let root = topics(&id)?.root().to_string();
+                let filters = [format!("{root}/devices/+/state"), format!("{root}/devices/+/state/+")];
+                let mut driver = Driver::connect_with(ctx.broker, &filters, rumqttc::QoS::AtMostOnce).await?;
                 tokio::time::sleep(Duration::from_secs(2)).await;
                 driver.drain();
                 let start = Instant::now();
@@ -177,7 +179,9 @@ pub async fn throughput(ctx: &mut Ctx) -> anyhow::Result<()> {
             .figure("state_publications_per_s", subject, "msg/s", rates)
             .higher_is_better()
             .note(format!("up to {largest} devices polled each second"));
-        ctx.report.figure("mqtt_bytes_per_state_update", subject, "B", bytes).note("state + per-key topics, QoS 1");
+        ctx.report
+            .figure("mqtt_bytes_per_state_update", subject, "B", bytes)
+            .note("state + per-key topics, as QoS 1 packets");
     }
     Ok(())
 }
