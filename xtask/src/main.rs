@@ -43,8 +43,14 @@ fn main() -> ExitCode {
 }
 
 /// The repository root.
+///
+/// `cargo run` sets `CARGO_MANIFEST_DIR` for the process; that is preferred over the path baked
+/// in at compile time, because checkouts sharing one `CARGO_TARGET_DIR` share this binary too
+/// (a CI clone and a working tree), and each must work on its own tree.
 pub(crate) fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    let manifest_dir =
+        std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    manifest_dir.parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
 /// The cargo target directory (honours `CARGO_TARGET_DIR`).

@@ -45,7 +45,7 @@ pub fn python() -> Option<PathBuf> {
 
 /// The script.
 pub fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("bench/python-baseline/connector.py")
+    super::repo().join("bench/python-baseline/connector.py")
 }
 
 /// One baseline instance. Stopped with SIGTERM (then SIGKILL) when dropped.

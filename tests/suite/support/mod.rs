@@ -14,6 +14,15 @@ pub use broker::TestBroker;
 pub use harness::{TestInstance, demo_config};
 pub use observer::Observer;
 
+/// The repository this suite runs in. `cargo test` sets `CARGO_MANIFEST_DIR` at run time; it is
+/// preferred over the compile-time path because checkouts sharing one target directory can
+/// share this test binary too.
+pub fn repo() -> PathBuf {
+    let tests =
+        std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    tests.parent().map(PathBuf::from).unwrap_or(tests)
+}
+
 /// The directory of the plugins built for this suite.
 pub fn plugins_dir() -> PathBuf {
     PathBuf::from(env!("IOT2MQTT_TEST_PLUGINS"))

@@ -239,7 +239,7 @@ impl Drop for Serve {
 /// that succeed, hang, crash, print garbage and echo secrets); "cloudy" (an OAuth step);
 /// "broken" (an invalid setup.json); and a hidden `_template`.
 fn write_connectors(dir: &Path) {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let repo = &super::repo();
     for (name, files) in [
         ("demo", &["manifest.json", "icon.svg", "setup.json"]),
         ("yeelight", &["manifest.json", "icon.svg", "setup.json"]),
