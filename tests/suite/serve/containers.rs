@@ -9,7 +9,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::support::serve::{Runtime, Serve};
-use crate::support::{Observer, require_docker, unique_id};
+use crate::support::{Observer, TestBroker, require_docker, unique_id};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -122,4 +122,32 @@ async fn the_container_api_refuses_containers_without_the_connector_label() {
     let _ = std::process::Command::new("docker").args(["rm", "-f", &foreign]).output();
     let (_, list) = serve.call(Method::GET, "/api/docker/containers", None).await;
     assert!(list.as_array().unwrap().iter().all(|c| c["name"] != foreign.as_str()), "not listed either");
+}
+
+/// A connector that asks for Docker's bridge network gets it, and still reaches a broker the
+/// orchestrator knows as `localhost`: through the host's gateway, by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bridged_connector_reaches_a_local_broker_through_the_gateway() {
+    if !require_docker() {
+        return;
+    }
+    let Some(broker) = TestBroker::start_for_containers().await else { return };
+    let serve = Serve::start_with(Runtime::Docker, Some(&broker), &[]).await;
+    let id = unique_id("brg");
+    let mut obs = Observer::connect(broker.port(), &format!("IoT2mqtt/v1/instances/{id}/#")).await;
+    serve
+        .create(
+            json!({"instance_id": id, "connector_type": "bridged", "devices": [{"device_id": "l1", "kind": "light"}]}),
+        )
+        .await;
+
+    let container = inspect(&format!("iot2mqtt_bridged_{id}"));
+    let host = &container["HostConfig"];
+    assert_eq!(host["NetworkMode"], "bridge");
+    assert_eq!(host["ExtraHosts"], json!(["host.docker.internal:host-gateway"]));
+    let env: Vec<&str> = container["Config"]["Env"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert!(env.contains(&"MQTT_HOST=host.docker.internal"), "{env:?}");
+
+    obs.wait_for("online", WAIT, |m| m.topic.ends_with("/status") && m.text() == "online").await;
+    obs.wait_for("the light's state", WAIT, |m| m.topic.ends_with("/devices/l1/state")).await;
 }

@@ -14,6 +14,8 @@ pub struct TestBroker {
     port: u16,
     dir: tempfile::TempDir,
     running: Option<Running>,
+    /// Listen on every interface, not only loopback (for containers on Docker's bridge).
+    everywhere: bool,
 }
 
 #[derive(Debug)]
@@ -33,8 +35,21 @@ impl TestBroker {
         if !embedded() && !super::require("mosquitto", "apt-get install -y mosquitto mosquitto-clients") {
             return None;
         }
+        Self::start_listening(false).await
+    }
+
+    /// Like [`TestBroker::start`], listening on every interface, so that containers on Docker's
+    /// bridge network reach it through the host's gateway address.
+    pub async fn start_for_containers() -> Option<Self> {
+        if !embedded() && !super::require("mosquitto", "apt-get install -y mosquitto mosquitto-clients") {
+            return None;
+        }
+        Self::start_listening(true).await
+    }
+
+    async fn start_listening(everywhere: bool) -> Option<Self> {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let mut broker = Self { port: super::free_port(), dir, running: None };
+        let mut broker = Self { port: super::free_port(), dir, running: None, everywhere };
         broker.spawn().await;
         Some(broker)
     }
@@ -64,7 +79,8 @@ impl TestBroker {
 
     async fn spawn(&mut self) {
         if embedded() {
-            let config = BrokerConfig { listen: ([127, 0, 0, 1], self.port).into(), ..BrokerConfig::default() };
+            let ip = if self.everywhere { [0, 0, 0, 0] } else { [127, 0, 0, 1] };
+            let config = BrokerConfig { listen: (ip, self.port).into(), ..BrokerConfig::default() };
             let deadline = Instant::now() + Duration::from_secs(10);
             loop {
                 match Broker::start(config.clone()).await {
@@ -83,8 +99,9 @@ impl TestBroker {
         let config = self.dir.path().join("mosquitto.conf");
         // Queue without limit: the default drops QoS 1 messages in bursts.
         let text = format!(
-            "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 0\nmax_inflight_messages 0\n",
-            self.port
+            "listener {} {}\nallow_anonymous true\npersistence false\nmax_queued_messages 0\nmax_inflight_messages 0\n",
+            self.port,
+            if self.everywhere { "0.0.0.0" } else { "127.0.0.1" },
         );
         std::fs::write(&config, text).expect("write mosquitto.conf");
         let child = Command::new("mosquitto")
