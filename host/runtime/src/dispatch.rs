@@ -576,10 +576,7 @@ impl Dispatcher {
                 tracing::error!(instance = %self.config.instance_id, %device, kind = ?fault.kind, "plugin fault: {}", fault.message);
                 let message = format!("device \"{device}\": {}", fault.message);
                 self.reporter.instance_error(codes::PLUGIN_FAULT, &message, Severity::Error);
-                self.status.send_modify(|s| {
-                    s.faults += 1;
-                    s.last_error = Some(message);
-                });
+                self.status.send_modify(|s| s.record_fault(std::time::Instant::now(), message));
             }
             WorkerEvent::Switched { device, pause } => {
                 tracing::debug!(%device, ?pause, "device switched to the new plugin");

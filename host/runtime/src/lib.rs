@@ -20,4 +20,7 @@ pub use iot2mqtt_engine::{
     CacheOutcome, EngineConfig, Failure, Fault, FaultKind, LoadError, NetGrants, Plugin, PluginAbout,
 };
 pub use options::InstanceOptions;
-pub use runtime::{InstanceHandle, InstanceSpec, InstanceStatus, Runtime, RuntimeError, SwapError, SwapReport};
+pub use runtime::{
+    CRASH_LOOP_FAULTS, CRASH_LOOP_GAP, InstanceHandle, InstanceSpec, InstanceStatus, Runtime, RuntimeError, SwapError,
+    SwapReport,
+};

@@ -1,8 +1,9 @@
 //! The public face of the crate: a [`Runtime`] (one engine per process) starts instances and
 //! returns an [`InstanceHandle`] to watch, hot-swap and stop each.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use iot2mqtt_contract::config::InstanceConfig;
@@ -76,12 +77,46 @@ pub struct InstanceStatus {
     pub plugin: PluginAbout,
     /// Hot swaps so far.
     pub swaps: u64,
-    /// Plugin faults so far.
+    /// Plugin faults so far (each one restarts the plugin of the device it happened in).
     pub faults: u64,
+    /// When the last few faults happened (at most [`CRASH_LOOP_FAULTS`]), oldest first.
+    pub recent_faults: VecDeque<Instant>,
     /// The last fault or rejection.
     pub last_error: Option<String>,
     /// The longest a device waited for a swap to complete.
     pub last_swap_pause: Duration,
+}
+
+/// Faults in a row that make a crash loop (see [`InstanceStatus::crash_looping`]).
+pub const CRASH_LOOP_FAULTS: usize = 5;
+/// Faults at most this far apart are in a row: the longest restart delay, plus the time after
+/// which a restarted plugin counts as healthy again.
+pub const CRASH_LOOP_GAP: Duration = crate::backoff::MAX_DELAY.saturating_add(crate::worker::HEALTHY_AFTER);
+
+impl InstanceStatus {
+    /// The plugin keeps faulting: the last [`CRASH_LOOP_FAULTS`] faults came each within
+    /// [`CRASH_LOOP_GAP`] of the one before, and the last within that gap before `now`. Restarts
+    /// back off up to five minutes, so a plugin that never recovers stays in the loop; one that
+    /// runs quietly for a gap leaves it.
+    pub fn crash_looping(&self, now: Instant) -> bool {
+        let Some(last) = self.recent_faults.back() else { return false };
+        self.recent_faults.len() >= CRASH_LOOP_FAULTS
+            && now.saturating_duration_since(*last) <= CRASH_LOOP_GAP
+            && self
+                .recent_faults
+                .iter()
+                .zip(self.recent_faults.iter().skip(1))
+                .all(|(a, b)| b.saturating_duration_since(*a) <= CRASH_LOOP_GAP)
+    }
+
+    pub(crate) fn record_fault(&mut self, at: Instant, message: String) {
+        self.faults += 1;
+        self.last_error = Some(message);
+        if self.recent_faults.len() == CRASH_LOOP_FAULTS {
+            self.recent_faults.pop_front();
+        }
+        self.recent_faults.push_back(at);
+    }
 }
 
 /// Everything an instance needs to run.
@@ -166,6 +201,7 @@ impl Runtime {
             plugin: plugin.about().clone(),
             swaps: 0,
             faults: 0,
+            recent_faults: VecDeque::new(),
             last_error: None,
             last_swap_pause: Duration::ZERO,
         };
@@ -335,5 +371,55 @@ impl HostSink for ToolSink {
 
     fn push_event(&self, _: &str, _: &str, _: Map<String, Value>) -> Result<(), String> {
         Err("setup tools cannot publish events".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status() -> InstanceStatus {
+        InstanceStatus {
+            mqtt_connected: true,
+            connected_once: true,
+            reconnects: 0,
+            ready: true,
+            plugin: PluginAbout { name: "p".into(), version: "1".into(), sha256: String::new() },
+            swaps: 0,
+            faults: 0,
+            recent_faults: VecDeque::new(),
+            last_error: None,
+            last_swap_pause: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn a_crash_loop_is_faults_in_a_row_and_ends_when_they_stop() {
+        let start = Instant::now();
+        let at = |secs: u64| start + Duration::from_secs(secs);
+        let mut s = status();
+        // Restarts back off: 0 s, 1 s, 2 s, 4 s… then every five minutes.
+        for (n, secs) in [0, 1, 3, 7].into_iter().enumerate() {
+            s.record_fault(at(secs), format!("fault {n}"));
+        }
+        assert!(!s.crash_looping(at(8)), "not yet");
+        s.record_fault(at(15), "the last straw".into());
+        assert!(s.crash_looping(at(16)));
+        assert_eq!((s.faults, s.last_error.as_deref()), (CRASH_LOOP_FAULTS as u64, Some("the last straw")));
+        // A plugin that never recovers keeps faulting at the longest delay: still a loop.
+        for n in 1..=10 {
+            s.record_fault(at(15 + 300 * n), "again".into());
+        }
+        assert!(s.crash_looping(at(15 + 300 * 10 + 1)));
+        assert_eq!(s.recent_faults.len(), CRASH_LOOP_FAULTS);
+        // Quiet for a gap: out of the loop.
+        assert!(!s.crash_looping(at(15 + 300 * 10) + CRASH_LOOP_GAP + Duration::from_secs(1)));
+
+        // Rare faults, each after a healthy stretch, are not a loop.
+        let mut rare = status();
+        for n in 0..10u32 {
+            rare.record_fault(start + (CRASH_LOOP_GAP + Duration::from_secs(1)) * n, "rare".into());
+        }
+        assert!(!rare.crash_looping(start + (CRASH_LOOP_GAP + Duration::from_secs(1)) * 9));
     }
 }

@@ -23,7 +23,7 @@ use crate::report::Reporter;
 /// Jobs waiting for one device, at most.
 pub(crate) const JOB_QUEUE: usize = 256;
 /// A lane that faults within this time of starting counts as faulting again.
-const HEALTHY_AFTER: Duration = Duration::from_secs(60);
+pub(crate) const HEALTHY_AFTER: Duration = Duration::from_secs(60);
 /// Log lines per second a plugin lane may write before lines are dropped.
 const LOG_LINES_PER_SECOND: f64 = 50.0;
 

@@ -242,3 +242,46 @@ async fn invalid_requests_are_refused_naming_the_field_and_nothing_is_created() 
         .await;
     assert_eq!((status, body["field"].as_str()), (StatusCode::CONFLICT, Some("instance_id")));
 }
+
+/// A plugin that faults again and again is reported as crash-looping, with its restarts and
+/// the guest's own message; the instance keeps serving meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_that_keeps_faulting_is_reported_as_crash_looping() {
+    let serve = Serve::start(Runtime::Embedded).await;
+    let id = unique_id("loop");
+    serve.create(json!({"instance_id": id, "connector_type": "trappy", "devices": [{"device_id": "x"}]})).await;
+    let one = format!("/api/instances/trappy/{id}");
+    let calm = wait_status(&serve, &one, |v| v["status"]["mqtt_status"] == "online").await;
+    assert_eq!(calm["status"]["crash_looping"], false, "{calm}");
+
+    let command = format!("/api/devices/{id}/x/command");
+    for n in 0..iot2mqtt_runtime::CRASH_LOOP_FAULTS {
+        // Restarts back off (0 s, 1 s, 2 s…); meanwhile commands are refused without a fault.
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let (status, response) =
+                serve.call(Method::POST, &command, Some(json!({"values": {"panic": format!("boom {n}")}}))).await;
+            assert_eq!(
+                (status, response["error"]["code"].as_str()),
+                (StatusCode::OK, Some("PLUGIN_FAULT")),
+                "{response}"
+            );
+            let message = response["error"]["message"].as_str().unwrap_or_default();
+            if !message.starts_with("the device's plugin is restarting") {
+                assert!(message.contains(&format!("fixture trap: \"boom {n}\"")), "{response}");
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the plugin never came back: {response}");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        if n + 1 < iot2mqtt_runtime::CRASH_LOOP_FAULTS {
+            let (_, view) = serve.call(Method::GET, &one, None).await;
+            assert_eq!(view["status"]["crash_looping"], false, "a few faults are not a loop yet: {view}");
+        }
+    }
+    let looping = wait_status(&serve, &one, |v| v["status"]["crash_looping"] == true).await;
+    let status = &looping["status"];
+    assert_eq!(status["restarts"].as_u64(), Some(iot2mqtt_runtime::CRASH_LOOP_FAULTS as u64), "{looping}");
+    assert!(status["last_error"].as_str().is_some_and(|e| e.contains("fixture trap: \"boom 4\"")), "{looping}");
+    assert!(status["running"] == true && status["mqtt_status"] == "online", "the instance keeps serving: {looping}");
+}

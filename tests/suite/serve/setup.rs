@@ -37,7 +37,11 @@ async fn the_catalog_lists_connectors_and_names_what_is_broken() {
         list.as_array().unwrap().iter().map(|c| (c["name"].as_str().unwrap(), c)).collect();
     let mut names: Vec<&str> = by_name.keys().copied().collect();
     names.sort_unstable();
-    assert_eq!(names, ["bridged", "broken", "cloudy", "demo", "probe", "scripted", "yeelight"], "_template is hidden");
+    assert_eq!(
+        names,
+        ["bridged", "broken", "cloudy", "demo", "probe", "scripted", "trappy", "yeelight"],
+        "_template is hidden"
+    );
     let demo = by_name["demo"];
     assert_eq!(demo["display_name"], "Demo devices");
     assert_eq!(demo["instances"], 1);

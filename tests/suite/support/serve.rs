@@ -236,8 +236,8 @@ impl Drop for Serve {
 
 /// A connectors folder: the real demo and Yeelight connectors; "probe" (the sandbox probe
 /// fixture, with a password field and plugin tools of each network); "scripted" (script tools
-/// that succeed, hang, crash, print garbage and echo secrets); "bridged" (the demo plugin on
-/// Docker's bridge network); "cloudy" (an OAuth step);
+/// that succeed, hang, crash, print garbage and echo secrets); "trappy" (the trap fixture);
+/// "bridged" (the demo plugin on Docker's bridge network); "cloudy" (an OAuth step);
 /// "broken" (an invalid setup.json); and a hidden `_template`.
 fn write_connectors(dir: &Path) {
     let repo = &super::repo();
@@ -289,6 +289,16 @@ fn write_connectors(dir: &Path) {
                 {"id": "ask", "type": "form", "fields": [{"name": "password", "type": "password", "required": true}]},
                 {"id": "run", "type": "tool", "tool": "echo", "input": {"password": "{{ form.ask.password }}"}, "output_key": "echo", "auto_advance": true},
                 {"id": "review", "type": "summary", "summary": [{"label": "Password", "value": "{{ form.ask.password }}"}]}
+            ]}]
+        }),
+    );
+    connector(
+        "trappy",
+        "trap",
+        json!({
+            "version": "1.0", "display_name": "A plugin that traps on demand",
+            "flows": [{"id": "default", "name": "Add", "steps": [
+                {"id": "create", "type": "instance", "instance": {"instance_id": "auto", "friendly_name": "trappy"}}
             ]}]
         }),
     );

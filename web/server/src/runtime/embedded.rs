@@ -104,8 +104,8 @@ impl InstanceRuntime for EmbeddedRuntime {
                     Observed {
                         running: true,
                         restarts: status.faults,
+                        crash_looping: status.crash_looping(std::time::Instant::now()),
                         last_error: status.last_error,
-                        crash_looping: status.faults >= 5 && !status.ready,
                     }
                 }
             }
