@@ -76,13 +76,19 @@ async fn the_explorer_lists_publishes_streams_and_clears() {
         .await;
     obs.wait_for("state", WAIT, |m| m.topic == format!("{root}/devices/l1/state")).await;
 
-    let (_, topics) = serve.call(Method::GET, &format!("/api/mqtt/topics?prefix={root}/"), None).await;
-    let names: Vec<&str> = topics.as_array().unwrap().iter().filter_map(|t| t["topic"].as_str()).collect();
-    assert!(
-        names.contains(&format!("{root}/status").as_str())
-            && names.contains(&format!("{root}/devices/l1/state").as_str()),
-        "{names:?}"
-    );
+    // The server's cache is another subscriber: it may get the state a moment after us.
+    let wanted = [format!("{root}/status"), format!("{root}/devices/l1/state")];
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (_, topics) = serve.call(Method::GET, &format!("/api/mqtt/topics?prefix={root}/"), None).await;
+        let names: Vec<String> =
+            topics.as_array().unwrap().iter().filter_map(|t| t["topic"].as_str().map(String::from)).collect();
+        if wanted.iter().all(|w| names.contains(w)) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the topic list never held {wanted:?}: {names:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     let stream = serve.client().get(serve.url("/api/mqtt/stream")).bearer_auth(serve.token()).send().await.unwrap();
     assert_eq!(stream.status(), StatusCode::OK);
