@@ -1,7 +1,8 @@
 //! Onboarding through the HTTP API: the connector catalog, setup flows walked to a running
 //! instance (the demo connector, and Yeelight against the bulb simulator, found by multicast),
-//! the tool runner's limits (timeout, exit status, output, masked secrets, network), and an
-//! OAuth step against a fake provider.
+//! the tool runner's limits (timeout, exit status, output, masked secrets, network) as
+//! subprocesses and, under Docker, in a container of the connector's image, and an OAuth step
+//! against a fake provider.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::support::serve::{Runtime, Serve};
 use crate::support::yeelight::{BulbSim, Model};
-use crate::support::{Observer, require};
+use crate::support::{Observer, require, require_docker};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -27,6 +28,14 @@ async fn step(serve: &Serve, session: &Value, body: Value) -> Value {
     ok(serve, &format!("/api/flows/{}/step", session["id"].as_str().unwrap()), body).await
 }
 
+/// Run `tool` of `connector` through the tool API, expecting 200; the outcome.
+async fn execute(serve: &Serve, connector: &str, tool: &str, input: Value) -> Value {
+    let path = format!("/api/integrations/{connector}/tools/execute");
+    let (status, body) = serve.call(Method::POST, &path, Some(json!({"tool": tool, "input": input}))).await;
+    assert_eq!(status, StatusCode::OK, "{connector}/{tool}: {body}");
+    body
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_catalog_lists_connectors_and_names_what_is_broken() {
     let serve = Serve::start(Runtime::Embedded).await;
@@ -39,7 +48,7 @@ async fn the_catalog_lists_connectors_and_names_what_is_broken() {
     names.sort_unstable();
     assert_eq!(
         names,
-        ["bridged", "broken", "cloudy", "demo", "probe", "scripted", "trappy", "yeelight"],
+        ["boxed", "bridged", "broken", "cloudy", "demo", "probe", "scripted", "trappy", "yeelight"],
         "_template is hidden"
     );
     let demo = by_name["demo"];
@@ -227,20 +236,7 @@ async fn script_tools_run_within_their_limits() {
         return;
     }
     let serve = Serve::start(Runtime::Embedded).await;
-    let run = |tool: &'static str, input: Value| {
-        let serve = &serve;
-        async move {
-            let (status, body) = serve
-                .call(
-                    Method::POST,
-                    "/api/integrations/scripted/tools/execute",
-                    Some(json!({"tool": tool, "input": input})),
-                )
-                .await;
-            assert_eq!(status, StatusCode::OK, "{tool}: {body}");
-            body
-        }
-    };
+    let run = |tool: &'static str, input: Value| execute(&serve, "scripted", tool, input);
     let password = "correct-horse-battery";
 
     let echo = run("echo", json!({"host": "h", "password": password})).await;
@@ -309,6 +305,71 @@ async fn script_tools_run_within_their_limits() {
     assert_eq!(review["step"]["summary"][0]["value"], "********", "{review}");
     assert!(!review.to_string().contains(password));
     assert!(!serve.log().contains(password), "the log holds the secret");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn script_tools_run_in_a_container_of_their_connectors_image_under_docker() {
+    if !require_docker() || !require("busybox", "apt-get install busybox-static") {
+        return;
+    }
+    let serve = Serve::start(Runtime::Docker).await;
+    let password = "correct-horse-battery";
+
+    // No network: only loopback, in a container, in the connector's folder, secrets masked.
+    let echo = execute(&serve, "boxed", "echo", json!({"host": "h", "password": password})).await;
+    assert_eq!(echo["ok"], true, "{echo}");
+    let result = &echo["result"];
+    assert_eq!((result["container"].as_bool(), result["cwd"].as_str()), (Some(true), Some("/connector")), "{echo}");
+    assert_eq!(result["interfaces"], "lo ", "{echo}");
+    assert_eq!(result["request"], json!({"tool": "echo", "input": {"host": "h", "password": "********"}}));
+    let images =
+        docker(&["images", "--filter", "label=iot2mqtt.connector=boxed", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert!(images.lines().any(|i| i.starts_with("iot2mqtt/connector:boxed-")), "built from its Dockerfile: {images}");
+
+    // "local" is the host's network (the LAN, multicast); "internet" is Docker's bridge.
+    let local = execute(&serve, "boxed", "local", json!({})).await;
+    let seen: Vec<&str> = local["result"]["interfaces"].as_str().unwrap().split_whitespace().collect();
+    // Containers of other tests come and go (their veth pairs); the machine's own stay.
+    for interface in host_interfaces().into_iter().filter(|i| !i.starts_with("veth")) {
+        assert!(seen.contains(&interface.as_str()), "{interface} is missing from {seen:?}");
+    }
+    assert!(seen.len() > 1, "{seen:?}");
+    let internet = execute(&serve, "boxed", "internet", json!({})).await;
+    assert_eq!(internet["result"]["interfaces"], "eth0 lo ", "{internet}");
+
+    let hang = execute(&serve, "boxed", "hang", json!({})).await;
+    assert_eq!((hang["ok"].as_bool(), hang["error"]["code"].as_str()), (Some(false), Some("timeout")), "{hang}");
+    let crash = execute(&serve, "boxed", "crash", json!({"password": password})).await;
+    assert_eq!(crash["error"]["code"], "tool_failed", "{crash}");
+    let message = crash["error"]["message"].as_str().unwrap();
+    assert!(message.contains("exited with status 3") && message.contains("cannot log in with ********"), "{message}");
+    let garbage = execute(&serve, "boxed", "garbage", json!({})).await;
+    assert_eq!(garbage["error"]["code"], "invalid_output", "{garbage}");
+
+    // A connector without a Dockerfile has the runner image, which has no Python.
+    let python = execute(&serve, "scripted", "echo", json!({"password": password})).await;
+    assert_eq!(python["error"]["code"], "executor_error", "{python}");
+    assert!(python["error"]["message"].as_str().unwrap().contains("Dockerfile"), "{python}");
+
+    let left = docker(&["ps", "--all", "--filter", "label=iot2mqtt.type=tool", "--format", "{{.Names}}"]);
+    assert!(
+        !left.lines().any(|n| n.starts_with("iot2mqtt_tool_boxed_") || n.starts_with("iot2mqtt_tool_scripted_")),
+        "{left}"
+    );
+    assert!(!serve.log().contains(password), "the log holds the secret");
+}
+
+/// `docker args…`'s output.
+fn docker(args: &[&str]) -> String {
+    let out = std::process::Command::new("docker").args(args).output().unwrap();
+    assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// This machine's network interfaces.
+fn host_interfaces() -> Vec<String> {
+    let dev = std::fs::read_to_string("/proc/net/dev").unwrap();
+    dev.lines().skip(2).filter_map(|l| l.split(':').next()).map(|n| n.trim().to_string()).collect()
 }
 
 /// Whether a process with `needle` on its command line runs.

@@ -37,14 +37,18 @@ pub fn plugin(name: &str) -> Vec<u8> {
 /// Whether `tool` is on the PATH. Under `CI=true` a missing tool fails the test; otherwise
 /// the test is skipped with a message that says how to install it.
 pub fn require(tool: &str, install: &str) -> bool {
-    let found =
-        std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()));
-    if found {
+    if which(tool).is_some() {
         return true;
     }
     assert!(std::env::var("CI").as_deref() != Ok("true"), "{tool} is required but not installed: {install}");
     eprintln!("\n*** SKIPPED: {tool} is not installed. Install it with: {install} ***\n");
     false
+}
+
+/// Where `tool` is on the `PATH`.
+pub fn which(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|dir| dir.join(tool)).find(|file| file.is_file())
 }
 
 /// Whether the Docker engine answers. Under `CI=true` it must; otherwise the test is skipped

@@ -313,6 +313,29 @@ fn write_connectors(dir: &Path) {
             ]}]
         }),
     );
+    let boxed_tool = |timeout: u64, network: &str| json!({"entry": "tool.sh", "timeout": timeout, "network": network, "secrets": ["password"]});
+    let boxed = connector(
+        "boxed",
+        "demo",
+        json!({
+            "version": "1.0", "display_name": "Tools in the connector's own image",
+            "tools": {
+                "echo": boxed_tool(10, "none"), "local": boxed_tool(10, "local"), "internet": boxed_tool(10, "internet"),
+                "hang": boxed_tool(1, "none"), "crash": boxed_tool(10, "none"), "garbage": boxed_tool(10, "none")
+            },
+            "flows": [{"id": "default", "name": "Add", "steps": [
+                {"id": "check", "type": "tool", "tool": "echo", "input": {}, "output_key": "check"},
+                {"id": "create", "type": "instance", "instance": {"instance_id": "auto", "friendly_name": "boxed"}}
+            ]}]
+        }),
+    );
+    // Its image: busybox in an otherwise empty image (nothing can be pulled here).
+    if let Some(busybox) = super::which("busybox") {
+        std::fs::copy(busybox, boxed.join("busybox")).unwrap();
+        std::fs::write(boxed.join("Dockerfile"), BOXED_DOCKERFILE).unwrap();
+    }
+    std::fs::write(boxed.join("tool.sh"), BOXED_TOOL).unwrap();
+    std::fs::set_permissions(boxed.join("tool.sh"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     std::fs::write(scripted.join("tool.py"), SCRIPT_TOOL).unwrap();
     std::fs::set_permissions(scripted.join("tool.py"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     std::os::unix::fs::symlink("../demo/manifest.json", scripted.join("outside.py")).unwrap();
@@ -340,6 +363,32 @@ fn write_connectors(dir: &Path) {
     )
     .unwrap();
 }
+
+/// The image of the "boxed" connector.
+const BOXED_DOCKERFILE: &str = r#"FROM scratch
+COPY busybox /bin/busybox
+RUN ["/bin/busybox", "--install", "-s", "/bin"]
+ENV PATH=/bin
+"#;
+
+/// The script behind every tool of the "boxed" connector, for busybox's `sh`: the tool's name
+/// picks what it does; by default it tells where it runs.
+const BOXED_TOOL: &str = r#"#!/bin/sh
+request=$(cat)
+password=$(printf '%s' "$request" | sed -n 's/.*"password":"\([^"]*\)".*/\1/p')
+case "$IOT2MQTT_TOOL" in
+  hang) sleep 60 ;;
+  crash) echo "cannot log in with $password" >&2; exit 3 ;;
+  garbage) echo "this is not json" ;;
+  *)
+    interfaces=$(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | sort | tr '\n' ' ')
+    container=false
+    [ -f /.dockerenv ] && container=true
+    printf '{"ok": true, "result": {"request": %s, "cwd": "%s", "container": %s, "interfaces": "%s"}}\n' \
+      "$request" "$(pwd)" "$container" "$interfaces"
+    ;;
+esac
+"#;
 
 /// The script behind every tool of the "scripted" connector; the tool's name picks what it does.
 const SCRIPT_TOOL: &str = r#"#!/usr/bin/env python3

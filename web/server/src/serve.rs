@@ -116,8 +116,13 @@ pub async fn run(options: ServeOptions, shutdown: impl Future<Output = ()> + Sen
     let plugins_dir = options.plugins_dir.clone().or_else(default_plugins_dir);
     let catalog = Catalog::new(options.connectors.clone(), plugins_dir);
     let oauth = OAuth::new(oauth::config_dir(data.root()));
+    let in_containers = runtime.name() == "docker";
     let instances = Instances::new(runtime, data, secrets, catalog, mqtt.clone(), mqtt_settings)?;
-    let tools = Arc::new(ToolRunner::new(instances.sandbox()));
+    let tools = Arc::new(match (&docker, in_containers) {
+        (Some(docker), true) => ToolRunner::in_containers(instances.sandbox(), Arc::clone(docker)),
+        _ => ToolRunner::new(instances.sandbox()),
+    });
+    tools.sweep().await;
     let flows = Flows::new(Arc::clone(&tools), oauth);
     let state = AppState::new(Shared {
         auth,

@@ -37,6 +37,8 @@ const STOP_SECONDS: i32 = 10;
 const RUNNER_DOCKERFILE: &str = include_str!("../../../../runner-image/Dockerfile");
 /// Memory a container gets beyond its plugin's cap (the host itself).
 const HOST_OVERHEAD_MB: u64 = 48;
+/// The most of a connector's folder that goes into a build context or a tool container.
+const MAX_FOLDER_BYTES: u64 = 64 << 20;
 
 /// The Docker runtime.
 pub struct DockerRuntime {
@@ -45,6 +47,7 @@ pub struct DockerRuntime {
     host_binary: PathBuf,
     secrets_dir: PathBuf,
     image: Mutex<Option<String>>,
+    building: Mutex<()>,
     names: Mutex<HashMap<InstanceId, String>>,
 }
 
@@ -90,12 +93,25 @@ impl DockerRuntime {
     /// `host_binary`, with decrypted secrets kept under `secrets_dir` (memory-backed where
     /// possible).
     pub fn new(docker: Docker, install: String, host_binary: PathBuf, secrets_dir: PathBuf) -> Self {
-        Self { docker, install, host_binary, secrets_dir, image: Mutex::default(), names: Mutex::default() }
+        Self {
+            docker,
+            install,
+            host_binary,
+            secrets_dir,
+            image: Mutex::default(),
+            building: Mutex::default(),
+            names: Mutex::default(),
+        }
     }
 
     /// The Docker client (for the container API).
     pub fn docker(&self) -> &Docker {
         &self.docker
+    }
+
+    /// The installation's tag (the value of [`INSTALL_LABEL`]).
+    pub fn install(&self) -> &str {
+        &self.install
     }
 
     /// Build the runner image unless an up-to-date one exists; its tag.
@@ -124,9 +140,40 @@ impl DockerRuntime {
         }
         tracing::info!(%tag, "building the runner image");
         let context = build_context(dockerfile, &binary).map_err(|e| RuntimeError::Io(e.to_string()))?;
-        let mut labels = HashMap::new();
-        labels.insert("iot2mqtt.type".to_string(), "runner".to_string());
-        let options = BuildImageOptionsBuilder::default().t(&tag).rm(true).forcerm(true).labels(&labels).build();
+        self.build(&tag, context, &[("iot2mqtt.type", "runner")]).await?;
+        *cached = Some(tag.clone());
+        self.prune_images(&tag, &["iot2mqtt.type=runner".to_string()]).await;
+        Ok(tag)
+    }
+
+    /// The image a connector's programs run in: built from its folder when it brings a
+    /// `Dockerfile` (tagged by the folder's content, built again when that changes), else the
+    /// runner image.
+    pub async fn connector_image(&self, connector: &str, dir: &Path) -> Result<String, RuntimeError> {
+        if !dir.join("Dockerfile").is_file() {
+            return self.ensure_image().await;
+        }
+        let folder = dir.to_path_buf();
+        let context = tokio::task::spawn_blocking(move || folder_archive(&folder, ""))
+            .await
+            .map_err(|e| RuntimeError::Io(e.to_string()))?
+            .map_err(|e| RuntimeError::Io(format!("cannot pack the folder of connector \"{connector}\": {e}")))?;
+        let tag = format!("iot2mqtt/connector:{connector}-{}", &hex::encode(Sha256::digest(&context))[..16]);
+        let _one_build_at_a_time = self.building.lock().await;
+        if self.docker.inspect_image(&tag).await.is_ok() {
+            return Ok(tag);
+        }
+        tracing::info!(%tag, "building the image of connector {connector}");
+        self.build(&tag, context, &[("iot2mqtt.type", "connector"), ("iot2mqtt.connector", connector)]).await?;
+        let labels = ["iot2mqtt.type=connector".to_string(), format!("iot2mqtt.connector={connector}")];
+        self.prune_images(&tag, &labels).await;
+        Ok(tag)
+    }
+
+    /// Build `context` (a tar archive with a `Dockerfile`) as `tag`.
+    async fn build(&self, tag: &str, context: Vec<u8>, labels: &[(&str, &str)]) -> Result<(), RuntimeError> {
+        let labels: HashMap<String, String> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let options = BuildImageOptionsBuilder::default().t(tag).rm(true).forcerm(true).labels(&labels).build();
         let mut build = self.docker.build_image(options, None, Some(bollard::body_full(Bytes::from(context))));
         while let Some(step) = build.next().await {
             let step = step.map_err(|e| RuntimeError::Docker(format!("building {tag}: {e}")))?;
@@ -134,22 +181,20 @@ impl DockerRuntime {
                 return Err(RuntimeError::Docker(format!("building {tag}: {}", detail.message.unwrap_or_default())));
             }
         }
-        *cached = Some(tag.clone());
-        self.prune_images(&tag).await;
-        Ok(tag)
+        Ok(())
     }
 
-    /// Remove runner images older than `current` that no container uses (best effort: Docker
-    /// refuses to remove an image in use, and that refusal is fine).
-    async fn prune_images(&self, current: &str) {
+    /// Remove images with `labels` other than `current` that no container uses (best effort:
+    /// Docker refuses to remove an image in use, and that refusal is fine).
+    async fn prune_images(&self, current: &str, labels: &[String]) {
         let mut filters = HashMap::new();
-        filters.insert("label".to_string(), vec!["iot2mqtt.type=runner".to_string()]);
+        filters.insert("label".to_string(), labels.to_vec());
         let options = bollard::query_parameters::ListImagesOptionsBuilder::new().filters(&filters).build();
         let Ok(images) = self.docker.list_images(Some(options)).await else { return };
         for image in images.into_iter().filter(|i| !i.repo_tags.iter().any(|t| t == current)) {
             let options = bollard::query_parameters::RemoveImageOptionsBuilder::new().build();
             if self.docker.remove_image(&image.id, Some(options), None).await.is_ok() {
-                tracing::info!(image = %image.id, "removed an outdated runner image");
+                tracing::info!(image = %image.id, "removed an outdated image");
             }
         }
     }
@@ -497,9 +542,82 @@ fn build_context(dockerfile: &[u8], binary: &[u8]) -> std::io::Result<Vec<u8>> {
     archive.into_inner()
 }
 
+/// A connector's folder as a tar archive in memory, every path under `prefix`: regular files
+/// and folders in name order with fixed times and owners, so the same content gives the same
+/// bytes. Symbolic links are left out (they could point outside the folder).
+pub(crate) fn folder_archive(dir: &Path, prefix: &str) -> std::io::Result<Vec<u8>> {
+    fn add(archive: &mut tar::Builder<Vec<u8>>, dir: &Path, name: &Path, total: &mut u64) -> std::io::Result<()> {
+        let mut entries = std::fs::read_dir(dir)?.collect::<Result<Vec<_>, _>>()?;
+        entries.sort_by_key(std::fs::DirEntry::file_name);
+        for entry in entries {
+            let kind = entry.file_type()?;
+            let path = name.join(entry.file_name());
+            let executable = std::os::unix::fs::PermissionsExt::mode(&entry.metadata()?.permissions()) & 0o100 != 0;
+            let mut header = tar::Header::new_gnu();
+            header.set_mtime(0);
+            header.set_uid(0);
+            header.set_gid(0);
+            if kind.is_dir() {
+                header.set_entry_type(tar::EntryType::Directory);
+                header.set_mode(0o755);
+                header.set_size(0);
+                header.set_cksum();
+                archive.append_data(&mut header, &path, std::io::empty())?;
+                add(archive, &entry.path(), &path, total)?;
+            } else if kind.is_file() {
+                let bytes = std::fs::read(entry.path())?;
+                *total += bytes.len() as u64;
+                if *total > MAX_FOLDER_BYTES {
+                    return Err(std::io::Error::other(format!("it holds more than {} MiB", MAX_FOLDER_BYTES >> 20)));
+                }
+                header.set_mode(if executable { 0o755 } else { 0o644 });
+                header.set_size(bytes.len() as u64);
+                header.set_cksum();
+                archive.append_data(&mut header, &path, bytes.as_slice())?;
+            }
+        }
+        Ok(())
+    }
+    let mut archive = tar::Builder::new(Vec::new());
+    add(&mut archive, dir, Path::new(prefix), &mut 0)?;
+    archive.into_inner()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn folder_archives_are_reproducible_and_stay_inside() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/tool.sh"), "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(dir.path().join("sub/tool.sh"), std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
+        std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join("passwd")).unwrap();
+        let first = folder_archive(dir.path(), "connector").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").unwrap();
+        assert_eq!(first, folder_archive(dir.path(), "connector").unwrap(), "same content, same bytes");
+        let mut archive = tar::Archive::new(first.as_slice());
+        let entries: Vec<(String, u32)> = archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.path().unwrap().to_string_lossy().into_owned(), e.header().mode().unwrap())
+            })
+            .collect();
+        assert_eq!(
+            entries,
+            [
+                ("connector/Dockerfile".to_string(), 0o644),
+                ("connector/sub".to_string(), 0o755),
+                ("connector/sub/tool.sh".to_string(), 0o755)
+            ]
+        );
+    }
 
     #[test]
     fn log_levels() {

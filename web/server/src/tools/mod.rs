@@ -1,15 +1,19 @@
 //! The tool runner: setup tools a connector declares in `setup.json`, run for the catalog's
 //! tool API and for flows alike. A tool is either the plugin's `run-tool` export, called in a
 //! fresh sandboxed instance with only the network the tool asks for, or a program in the
-//! connector's folder, run as a subprocess with `{"tool","input"}` on stdin and one JSON
-//! object on stdout (`{"ok": true, "result": …}` or `{"ok": false, "error": {…}}`, or a bare
-//! result). The tool's timeout is enforced (SIGTERM to its process group, SIGKILL after a
-//! grace), and the values of its `secrets` input keys are masked in every message it yields.
+//! connector's folder with `{"tool","input"}` on stdin and one JSON object on stdout
+//! (`{"ok": true, "result": …}` or `{"ok": false, "error": {…}}`, or a bare result). Programs
+//! run in a short-lived container of the connector's image under the Docker runtime
+//! ([`container`]) and as subprocesses otherwise ([`process`]). The tool's timeout is enforced
+//! (SIGTERM, then SIGKILL after a grace), and the values of its `secrets` input keys are masked
+//! in every message it yields.
+
+mod container;
+mod process;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use iot2mqtt_flows::ToolFailure;
@@ -17,10 +21,9 @@ use iot2mqtt_flows::schema::{Tool, ToolNetwork};
 use iot2mqtt_runtime::{NetGrants, Plugin, Runtime};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::sync::OnceCell;
 
 use crate::catalog::{Catalog, Connector};
+use crate::runtime::docker::DockerRuntime;
 
 /// The most a script may print on stdout.
 const MAX_OUTPUT: usize = 1 << 20;
@@ -56,7 +59,15 @@ pub enum ToolLookupError {
 pub struct ToolRunner {
     runtime: Runtime,
     plugins: Mutex<HashMap<String, Plugin>>,
-    isolation: OnceCell<Option<Vec<&'static str>>>,
+    programs: Programs,
+}
+
+/// Where program tools run.
+enum Programs {
+    /// As subprocesses of this process.
+    Processes(process::Processes),
+    /// In containers on this Docker engine.
+    Containers(container::Containers),
 }
 
 impl std::fmt::Debug for ToolRunner {
@@ -66,9 +77,22 @@ impl std::fmt::Debug for ToolRunner {
 }
 
 impl ToolRunner {
-    /// A runner whose plugin tools run on `runtime`'s engine.
+    /// A runner whose plugin tools run on `runtime`'s engine and whose programs run as
+    /// subprocesses.
     pub fn new(runtime: Runtime) -> Self {
-        Self { runtime, plugins: Mutex::default(), isolation: OnceCell::new() }
+        Self { runtime, plugins: Mutex::default(), programs: Programs::Processes(process::Processes::default()) }
+    }
+
+    /// The same, with programs in short-lived containers of their connector's image.
+    pub fn in_containers(runtime: Runtime, docker: Arc<DockerRuntime>) -> Self {
+        Self { runtime, plugins: Mutex::default(), programs: Programs::Containers(container::Containers::new(docker)) }
+    }
+
+    /// Remove what earlier runs left behind (tool containers of a `serve` that was killed).
+    pub async fn sweep(&self) {
+        if let Programs::Containers(containers) = &self.programs {
+            containers.sweep().await;
+        }
     }
 
     /// Run `tool` of `connector` with `input`: its result, or why it failed.
@@ -87,7 +111,7 @@ impl ToolRunner {
         } else {
             let program = entry_path(&connector.dir, &spec.entry)
                 .ok_or_else(|| ToolLookupError::UnknownEntry { tool: tool.to_string(), entry: spec.entry.clone() })?;
-            self.run_program(&connector.dir, &program, tool, &spec, &input).await
+            self.run_program(connector, &program, tool, &spec, &input).await
         };
         let outcome = match outcome {
             Ok(result) => Ok(mask_value(result, &secrets)),
@@ -163,115 +187,110 @@ impl ToolRunner {
 
     async fn run_program(
         &self,
-        dir: &Path,
+        connector: &Connector,
         program: &Path,
         name: &str,
         spec: &Tool,
         input: &Value,
     ) -> Result<Value, ToolFailure> {
-        let mut command = match spec.network {
-            ToolNetwork::None => {
-                let prefix = self.isolation().await.ok_or_else(|| {
-                    executor_error(
-                        "this tool must run without network, and this machine cannot isolate it \
-                         (`unshare --net` is missing or not permitted)"
-                            .into(),
-                    )
-                })?;
-                let mut command = tokio::process::Command::new(prefix[0]);
-                command.args(&prefix[1..]).arg(program);
-                command
-            }
-            ToolNetwork::Local | ToolNetwork::Internet => tokio::process::Command::new(program),
-        };
-        command
-            .current_dir(dir)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()))
-            .env("LANG", "C.UTF-8")
-            .env("HOME", std::env::temp_dir())
-            .env("IOT2MQTT_TOOL", name)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        let mut child =
-            command.spawn().map_err(|e| executor_error(format!("cannot start {}: {e}", program.display())))?;
         let request = json!({"tool": name, "input": input}).to_string();
-        let mut stdin = child.stdin.take();
-        let mut stdout = child.stdout.take();
-        let mut stderr = child.stderr.take();
-        let run = async {
-            let write = async {
-                if let Some(stdin) = stdin.as_mut() {
-                    // A tool that does not read its input closes the pipe early; that is its choice.
-                    let _ = stdin.write_all(request.as_bytes()).await;
-                    let _ = stdin.shutdown().await;
-                }
-                drop(stdin.take());
-            };
-            let (_, out, err, status) = tokio::join!(
-                write,
-                read_limited(stdout.as_mut(), MAX_OUTPUT),
-                read_tail(stderr.as_mut()),
-                child.wait()
-            );
-            (out, err, status)
-        };
-        let (out, err, status) = match tokio::time::timeout(Duration::from_secs(spec.timeout), run).await {
-            Ok(finished) => finished,
-            Err(_) => {
-                terminate(&mut child).await;
-                return Err(ToolFailure {
-                    code: "timeout".into(),
-                    message: format!("the tool did not finish within {} s and was stopped", spec.timeout),
-                    retriable: true,
-                });
+        let timeout = Duration::from_secs(spec.timeout);
+        let ran = match &self.programs {
+            Programs::Processes(processes) => {
+                processes.run(&connector.dir, program, name, spec.network, timeout, request.as_bytes()).await
+            }
+            Programs::Containers(containers) => {
+                containers.run(connector, program, name, spec.network, timeout, request.as_bytes()).await
             }
         };
-        let status = status.map_err(|e| executor_error(e.to_string()))?;
-        if !status.success() {
-            let why = match status.code() {
-                Some(code) => format!("exited with status {code}"),
-                None => "was killed by a signal".to_string(),
-            };
-            let last_words = String::from_utf8_lossy(&err).trim().to_string();
-            let message =
-                if last_words.is_empty() { format!("the tool {why}") } else { format!("the tool {why}: {last_words}") };
-            return Err(ToolFailure { code: "tool_failed".into(), message, retriable: true });
+        match ran.map_err(executor_error)? {
+            Ran::TimedOut => Err(ToolFailure {
+                code: "timeout".into(),
+                message: format!("the tool did not finish within {} s and was stopped", spec.timeout),
+                retriable: true,
+            }),
+            Ran::Exited { code: Some(0), stdout: Some(out), .. } => parse_output(&out),
+            Ran::Exited { code: Some(0), stdout: None, .. } => Err(ToolFailure {
+                code: "invalid_output".into(),
+                message: format!("the tool printed more than {MAX_OUTPUT} bytes"),
+                retriable: false,
+            }),
+            Ran::Exited { code, stderr, .. } => {
+                let why = match code {
+                    Some(code) => format!("exited with status {code}"),
+                    None => "was killed by a signal".to_string(),
+                };
+                let last_words = String::from_utf8_lossy(&stderr).trim().to_string();
+                let message = if last_words.is_empty() {
+                    format!("the tool {why}")
+                } else {
+                    format!("the tool {why}: {last_words}")
+                };
+                Err(ToolFailure { code: "tool_failed".into(), message, retriable: true })
+            }
         }
-        let out = out.ok_or_else(|| ToolFailure {
-            code: "invalid_output".into(),
-            message: format!("the tool printed more than {MAX_OUTPUT} bytes"),
-            retriable: false,
-        })?;
-        parse_output(&out)
     }
+}
 
-    /// The command prefix that runs a program without network, found once.
-    async fn isolation(&self) -> Option<Vec<&'static str>> {
-        self.isolation
-            .get_or_init(|| async {
-                let candidates: [&[&'static str]; 2] =
-                    [&["unshare", "--net", "--"], &["unshare", "--user", "--map-root-user", "--net", "--"]];
-                for prefix in candidates {
-                    let probe = tokio::process::Command::new(prefix[0])
-                        .args(&prefix[1..])
-                        .arg("true")
-                        .stdout(Stdio::null())
-                        .stderr(Stdio::null())
-                        .status()
-                        .await;
-                    if probe.is_ok_and(|s| s.success()) {
-                        return Some(prefix.to_vec());
-                    }
-                }
-                tracing::warn!("`unshare --net` does not work here: tools that ask for no network will not run");
-                None
-            })
-            .await
-            .clone()
+/// How a program tool ended.
+#[derive(Debug)]
+enum Ran {
+    /// It exited with `code` (`None`: killed by a signal); `stdout` is `None` when it printed
+    /// more than [`MAX_OUTPUT`]; `stderr` is the tail.
+    Exited { code: Option<i64>, stdout: Option<Vec<u8>>, stderr: Vec<u8> },
+    /// It ran past its timeout and was stopped.
+    TimedOut,
+}
+
+/// Takes a stream's bytes as they come.
+trait Sink {
+    /// Take `bytes`.
+    fn push(&mut self, bytes: &[u8]);
+}
+
+/// A tool's stdout: kept up to [`MAX_OUTPUT`]; past it, only the fact.
+#[derive(Debug, Default)]
+struct Limited {
+    bytes: Vec<u8>,
+    over: bool,
+}
+
+impl Limited {
+    fn into_inner(self) -> Option<Vec<u8>> {
+        (!self.over).then_some(self.bytes)
+    }
+}
+
+impl Sink for Limited {
+    fn push(&mut self, bytes: &[u8]) {
+        if self.over {
+            return;
+        }
+        if self.bytes.len() + bytes.len() > MAX_OUTPUT {
+            self.over = true;
+            self.bytes = Vec::new();
+        } else {
+            self.bytes.extend_from_slice(bytes);
+        }
+    }
+}
+
+/// The last [`STDERR_TAIL`] bytes of a tool's stderr.
+#[derive(Debug, Default)]
+struct Tail(Vec<u8>);
+
+impl Tail {
+    fn into_inner(self) -> Vec<u8> {
+        self.0
+    }
+}
+
+impl Sink for Tail {
+    fn push(&mut self, bytes: &[u8]) {
+        self.0.extend_from_slice(bytes);
+        if self.0.len() > STDERR_TAIL {
+            self.0.drain(..self.0.len() - STDERR_TAIL);
+        }
     }
 }
 
@@ -280,58 +299,6 @@ fn entry_path(dir: &Path, entry: &str) -> Option<PathBuf> {
     let folder = dir.canonicalize().ok()?;
     let path = folder.join(entry).canonicalize().ok()?;
     (path.starts_with(&folder) && path.is_file()).then_some(path)
-}
-
-/// SIGTERM to the tool's process group, SIGKILL after the grace.
-async fn terminate(child: &mut tokio::process::Child) {
-    use nix::sys::signal::{Signal, killpg};
-    use nix::unistd::Pid;
-    let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) else { return };
-    let group = Pid::from_raw(pid);
-    let _ = killpg(group, Signal::SIGTERM);
-    if tokio::time::timeout(KILL_GRACE, child.wait()).await.is_err() {
-        let _ = killpg(group, Signal::SIGKILL);
-        let _ = child.wait().await;
-    }
-}
-
-/// Everything on `reader`, or `None` past `limit` bytes.
-async fn read_limited<R: AsyncRead + Unpin>(reader: Option<&mut R>, limit: usize) -> Option<Vec<u8>> {
-    let reader = reader?;
-    let mut out = Vec::new();
-    let mut chunk = [0u8; 8192];
-    loop {
-        match reader.read(&mut chunk).await {
-            Ok(0) | Err(_) => return Some(out),
-            Ok(n) if out.len() + n > limit => {
-                // Keep draining so the tool is not blocked on a full pipe.
-                while let Ok(n) = reader.read(&mut chunk).await {
-                    if n == 0 {
-                        break;
-                    }
-                }
-                return None;
-            }
-            Ok(n) => out.extend_from_slice(&chunk[..n]),
-        }
-    }
-}
-
-/// The last bytes of `reader`.
-async fn read_tail<R: AsyncRead + Unpin>(reader: Option<&mut R>) -> Vec<u8> {
-    let Some(reader) = reader else { return Vec::new() };
-    let mut tail = Vec::new();
-    let mut chunk = [0u8; 4096];
-    while let Ok(n) = reader.read(&mut chunk).await {
-        if n == 0 {
-            break;
-        }
-        tail.extend_from_slice(&chunk[..n]);
-        if tail.len() > STDERR_TAIL {
-            tail.drain(..tail.len() - STDERR_TAIL);
-        }
-    }
-    tail
 }
 
 /// A script's stdout: one JSON object, `{"ok": …}` or a bare result.
@@ -442,6 +409,22 @@ mod tests {
             assert_eq!(e.code, "invalid_output");
             assert!(e.message.contains(needle), "{}: {}", String::from_utf8_lossy(out), e.message);
         }
+    }
+
+    #[test]
+    fn output_is_kept_within_its_limits() {
+        let mut out = Limited::default();
+        out.push(&vec![b'a'; MAX_OUTPUT]);
+        assert_eq!(out.into_inner().map(|o| o.len()), Some(MAX_OUTPUT));
+        let mut out = Limited::default();
+        out.push(&vec![b'a'; MAX_OUTPUT]);
+        out.push(b"b");
+        assert_eq!(out.into_inner(), None, "one byte too many");
+        let mut tail = Tail::default();
+        tail.push(&vec![b'a'; STDERR_TAIL]);
+        tail.push(b"the end");
+        let tail = tail.into_inner();
+        assert_eq!((tail.len(), tail.ends_with(b"the end")), (STDERR_TAIL, true));
     }
 
     #[test]
