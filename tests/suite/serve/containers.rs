@@ -150,4 +150,25 @@ async fn a_bridged_connector_reaches_a_local_broker_through_the_gateway() {
 
     obs.wait_for("online", WAIT, |m| m.topic.ends_with("/status") && m.text() == "online").await;
     obs.wait_for("the light's state", WAIT, |m| m.topic.ends_with("/devices/l1/state")).await;
+    assert!(!serve.log().contains("nothing answers there"), "no false warning");
+}
+
+/// The same connector with a broker that listens on loopback only (the embedded broker's
+/// default) could never connect: the orchestrator says so in its log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bridged_connector_and_a_loopback_only_broker_are_warned_about() {
+    if !require_docker() {
+        return;
+    }
+    let serve = Serve::start(Runtime::Docker).await;
+    let id = unique_id("brw");
+    serve.create(json!({"instance_id": id, "connector_type": "bridged", "devices": []})).await;
+    let warning = "nothing answers there: the broker listens on loopback only";
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !serve.log().contains(warning) {
+        assert!(tokio::time::Instant::now() < deadline, "no warning in the log:\n{}", serve.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, _) = serve.call(Method::DELETE, &format!("/api/instances/bridged/{id}"), None).await;
+    assert!(status.is_success(), "{status}");
 }

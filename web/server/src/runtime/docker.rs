@@ -229,6 +229,7 @@ impl DockerRuntime {
             (Network::Bridge, true) => {
                 env.push("MQTT_HOST=host.docker.internal".to_string());
                 extra_hosts = Some(vec!["host.docker.internal:host-gateway".to_string()]);
+                self.check_gateway_reaches_broker(&id, spec.mqtt.port).await;
             }
             _ => env.push(format!("MQTT_HOST={}", spec.mqtt.host)),
         }
@@ -288,6 +289,27 @@ impl DockerRuntime {
             .map_err(|e| RuntimeError::Docker(format!("starting {name}: {e}")))?;
         self.names.lock().await.insert(id, name);
         Ok(())
+    }
+
+    /// A container on the bridge network reaches a broker on this machine through the bridge's
+    /// gateway; say so loudly when the broker does not listen there (it listens on loopback
+    /// only, as the embedded broker does by default), since the instance could never connect.
+    async fn check_gateway_reaches_broker(&self, id: &InstanceId, port: u16) {
+        let options = None::<bollard::query_parameters::InspectNetworkOptions>;
+        let Ok(bridge) = self.docker.inspect_network("bridge", options).await else { return };
+        let configs = bridge.ipam.and_then(|ipam| ipam.config).unwrap_or_default();
+        for gateway in configs.iter().filter_map(gateway) {
+            let connect = tokio::net::TcpStream::connect((gateway, port));
+            if matches!(tokio::time::timeout(std::time::Duration::from_secs(2), connect).await, Ok(Ok(_))) {
+                return;
+            }
+            tracing::warn!(
+                instance = %id,
+                "this instance runs on Docker's bridge network and reaches the MQTT broker as \
+                 host.docker.internal ({gateway}:{port}), but nothing answers there: the broker listens on \
+                 loopback only. Let it listen beyond loopback (e.g. `serve --mqtt-listen 0.0.0.0:{port}`)"
+            );
+        }
     }
 
     /// Write the instance's decrypted secrets where only its container sees them.
@@ -509,6 +531,17 @@ impl InstanceRuntime for DockerRuntime {
     }
 }
 
+/// A network's gateway: as configured, or else the first address of its subnet (Docker's
+/// default, not always written out).
+fn gateway(config: &bollard::models::IpamConfig) -> Option<std::net::IpAddr> {
+    if let Some(gateway) = config.gateway.as_deref().and_then(|g| g.parse().ok()) {
+        return Some(gateway);
+    }
+    let (network, _) = config.subnet.as_deref()?.split_once('/')?;
+    let network: std::net::Ipv4Addr = network.parse().ok()?;
+    Some(std::net::Ipv4Addr::from(u32::from(network).checked_add(1)?).into())
+}
+
 /// `iot2mqtt_{connector}_{id}`
 pub fn container_name(connector: &str, instance: &str) -> String {
     format!("iot2mqtt_{connector}_{instance}")
@@ -632,6 +665,20 @@ mod tests {
             assert_eq!(LogLine::parse(line).level, level, "{line}");
         }
         assert_eq!(LogLine::parse(cases[0].0).timestamp, "2026-11-26T18:34:15.508542000Z");
+    }
+
+    #[test]
+    fn gateways_are_read_or_derived() {
+        let config = |subnet: Option<&str>, gateway: Option<&str>| bollard::models::IpamConfig {
+            subnet: subnet.map(str::to_string),
+            gateway: gateway.map(str::to_string),
+            ..Default::default()
+        };
+        let ip = |s: &str| Some(s.parse::<std::net::IpAddr>().unwrap());
+        assert_eq!(gateway(&config(Some("172.17.0.0/16"), None)), ip("172.17.0.1"));
+        assert_eq!(gateway(&config(Some("172.17.0.0/16"), Some("172.17.0.254"))), ip("172.17.0.254"));
+        assert_eq!(gateway(&config(Some("fd00::/64"), None)), None);
+        assert_eq!(gateway(&config(None, None)), None);
     }
 
     #[test]
