@@ -123,6 +123,8 @@ pub async fn run(options: ServeOptions, shutdown: impl Future<Output = ()> + Sen
         _ => ToolRunner::new(instances.sandbox()),
     });
     tools.sweep().await;
+    let (preparing, catalog) = (Arc::clone(&tools), instances.catalog().clone());
+    tokio::spawn(async move { preparing.prepare(&catalog).await });
     let flows = Flows::new(Arc::clone(&tools), oauth);
     let state = AppState::new(Shared {
         auth,

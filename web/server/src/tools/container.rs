@@ -48,6 +48,14 @@ impl Containers {
         Self { runtime }
     }
 
+    /// Build `connector`'s image unless it is there; a failure is logged (and told again to
+    /// the first tool that needs the image).
+    pub(super) async fn prepare(&self, connector: &Connector) {
+        if let Err(e) = self.runtime.connector_image(connector.name.as_str(), &connector.dir).await {
+            tracing::warn!(connector = %connector.name, "cannot build the connector's image: {e}");
+        }
+    }
+
     /// Run `program` (a file in `connector`'s folder) in a container of the connector's image
     /// with `request` on its stdin, within `timeout`. An error is why it could not be run.
     pub(super) async fn run(

@@ -95,6 +95,19 @@ impl ToolRunner {
         }
     }
 
+    /// Build the images of connectors whose tools are programs ahead of time, so that a
+    /// wizard's first tool does not wait for a build (Docker runtime only).
+    pub async fn prepare(&self, catalog: &Catalog) {
+        let Programs::Containers(containers) = &self.programs else { return };
+        for name in catalog.names() {
+            let Ok(connector) = catalog.get(&name) else { continue };
+            let has_programs = connector.setup.as_ref().is_some_and(|s| s.tools.values().any(|t| t.entry != "plugin"));
+            if has_programs {
+                containers.prepare(&connector).await;
+            }
+        }
+    }
+
     /// Run `tool` of `connector` with `input`: its result, or why it failed.
     pub async fn execute(
         &self,
