@@ -21,6 +21,6 @@ pub use iot2mqtt_engine::{
 };
 pub use options::InstanceOptions;
 pub use runtime::{
-    CRASH_LOOP_FAULTS, CRASH_LOOP_GAP, InstanceHandle, InstanceSpec, InstanceStatus, Runtime, RuntimeError, SwapError,
-    SwapReport,
+    CRASH_LOOP_FAULTS, CRASH_LOOP_GAP, FaultTimes, InstanceHandle, InstanceSpec, InstanceStatus, Runtime, RuntimeError,
+    SwapError, SwapReport,
 };

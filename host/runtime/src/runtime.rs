@@ -79,8 +79,8 @@ pub struct InstanceStatus {
     pub swaps: u64,
     /// Plugin faults so far (each one restarts the plugin of the device it happened in).
     pub faults: u64,
-    /// When the last few faults happened (at most [`CRASH_LOOP_FAULTS`]), oldest first.
-    pub recent_faults: VecDeque<Instant>,
+    /// When the last few faults happened.
+    pub recent_faults: FaultTimes,
     /// The last fault or rejection.
     pub last_error: Option<String>,
     /// The longest a device waited for a swap to complete.
@@ -94,28 +94,52 @@ pub const CRASH_LOOP_FAULTS: usize = 5;
 pub const CRASH_LOOP_GAP: Duration = crate::backoff::MAX_DELAY.saturating_add(crate::worker::HEALTHY_AFTER);
 
 impl InstanceStatus {
-    /// The plugin keeps faulting: the last [`CRASH_LOOP_FAULTS`] faults came each within
-    /// [`CRASH_LOOP_GAP`] of the one before, and the last within that gap before `now`. Restarts
-    /// back off up to five minutes, so a plugin that never recovers stays in the loop; one that
-    /// runs quietly for a gap leaves it.
+    /// The plugin keeps faulting (see [`FaultTimes::in_a_row`]).
     pub fn crash_looping(&self, now: Instant) -> bool {
-        let Some(last) = self.recent_faults.back() else { return false };
-        self.recent_faults.len() >= CRASH_LOOP_FAULTS
-            && now.saturating_duration_since(*last) <= CRASH_LOOP_GAP
-            && self
-                .recent_faults
-                .iter()
-                .zip(self.recent_faults.iter().skip(1))
-                .all(|(a, b)| b.saturating_duration_since(*a) <= CRASH_LOOP_GAP)
+        self.recent_faults.in_a_row(now)
     }
 
     pub(crate) fn record_fault(&mut self, at: Instant, message: String) {
         self.faults += 1;
         self.last_error = Some(message);
-        if self.recent_faults.len() == CRASH_LOOP_FAULTS {
-            self.recent_faults.pop_front();
+        self.recent_faults.record(at);
+    }
+}
+
+/// When the last few plugin faults happened (at most [`CRASH_LOOP_FAULTS`]): what tells a
+/// crash loop, wherever the faults are seen (in this process, or on an instance's MQTT
+/// `error` topic).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FaultTimes(VecDeque<Instant>);
+
+impl FaultTimes {
+    /// A fault happened `at`.
+    pub fn record(&mut self, at: Instant) {
+        if self.0.len() == CRASH_LOOP_FAULTS {
+            self.0.pop_front();
         }
-        self.recent_faults.push_back(at);
+        self.0.push_back(at);
+    }
+
+    /// How many are kept.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// None yet.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// A crash loop: the last [`CRASH_LOOP_FAULTS`] faults came each within [`CRASH_LOOP_GAP`]
+    /// of the one before, and the last within that gap before `now`. Restarts back off up to
+    /// five minutes, so a plugin that never recovers stays in the loop; one that runs quietly
+    /// for a gap leaves it.
+    pub fn in_a_row(&self, now: Instant) -> bool {
+        let Some(last) = self.0.back() else { return false };
+        self.0.len() >= CRASH_LOOP_FAULTS
+            && now.saturating_duration_since(*last) <= CRASH_LOOP_GAP
+            && self.0.iter().zip(self.0.iter().skip(1)).all(|(a, b)| b.saturating_duration_since(*a) <= CRASH_LOOP_GAP)
     }
 }
 
@@ -201,7 +225,7 @@ impl Runtime {
             plugin: plugin.about().clone(),
             swaps: 0,
             faults: 0,
-            recent_faults: VecDeque::new(),
+            recent_faults: FaultTimes::default(),
             last_error: None,
             last_swap_pause: Duration::ZERO,
         };
@@ -387,7 +411,7 @@ mod tests {
             plugin: PluginAbout { name: "p".into(), version: "1".into(), sha256: String::new() },
             swaps: 0,
             faults: 0,
-            recent_faults: VecDeque::new(),
+            recent_faults: FaultTimes::default(),
             last_error: None,
             last_swap_pause: Duration::ZERO,
         }

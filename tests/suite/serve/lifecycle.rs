@@ -247,7 +247,20 @@ async fn invalid_requests_are_refused_naming_the_field_and_nothing_is_created() 
 /// the guest's own message; the instance keeps serving meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_that_keeps_faulting_is_reported_as_crash_looping() {
-    let serve = Serve::start(Runtime::Embedded).await;
+    keeps_faulting(Runtime::Embedded).await;
+}
+
+/// The same in a container, where the faults are seen on the instance's MQTT `error` topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_that_keeps_faulting_in_a_container_is_reported_as_crash_looping() {
+    if !require_docker() {
+        return;
+    }
+    keeps_faulting(Runtime::Docker).await;
+}
+
+async fn keeps_faulting(runtime: Runtime) {
+    let serve = Serve::start(runtime).await;
     let id = unique_id("loop");
     serve.create(json!({"instance_id": id, "connector_type": "trappy", "devices": [{"device_id": "x"}]})).await;
     let one = format!("/api/instances/trappy/{id}");

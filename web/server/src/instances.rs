@@ -441,12 +441,20 @@ impl Instances {
             cpus: connector.manifest.resources.cpus,
             network: connector.network,
         };
+        self.mqtt.forget_faults(id);
         self.runtime.start(spec).await.map_err(|e| AppError::Unavailable(e.to_string()))
     }
 
     async fn view(&self, instance: &StoredInstance) -> Result<InstanceView, AppError> {
         let id = &instance.config.instance_id;
         let mut observed = self.runtime.observe(id).await;
+        if !self.runtime.sees_plugin_faults()
+            && let Some(faults) = self.mqtt.reported_faults(id)
+        {
+            observed.restarts += faults.count;
+            observed.crash_looping |= faults.times.in_a_row(std::time::Instant::now());
+            observed.last_error.get_or_insert(faults.last);
+        }
         if let Some(error) = lock(&self.errors).get(id) {
             observed.last_error.get_or_insert_with(|| error.clone());
         }

@@ -1,15 +1,18 @@
 //! The orchestrator's own MQTT client: it watches every instance's topics
 //! (`{base}/v1/instances/#`), keeps the last message of each topic, streams live messages,
-//! sends commands and waits for their responses, publishes for the explorer, and clears an
-//! instance's retained topics. It reconnects to new settings without a restart.
+//! sends commands and waits for their responses, publishes for the explorer, clears an
+//! instance's retained topics, and counts the plugin faults instances report on their `error`
+//! topic (for runtimes that cannot see them otherwise). It reconnects to new settings without
+//! a restart.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use iot2mqtt_contract::{InstanceId, MqttSettings, Topics};
 use iot2mqtt_mqtt::{ClientEvent, ClientOptions, Message, Outbox, QoS, Session};
+use iot2mqtt_runtime::FaultTimes;
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -45,6 +48,17 @@ pub struct Live {
     pub received: String,
 }
 
+/// The plugin faults an instance reported on its `error` topic.
+#[derive(Debug, Clone, Default)]
+pub struct ReportedFaults {
+    /// How many, since the orchestrator (re)started the instance.
+    pub count: u64,
+    /// When the last few arrived.
+    pub times: FaultTimes,
+    /// The last one's message.
+    pub last: String,
+}
+
 /// The MQTT service.
 #[derive(Clone)]
 pub struct MqttService {
@@ -56,6 +70,7 @@ struct Inner {
     outbox: Mutex<Outbox>,
     cache: Mutex<Cache>,
     waiters: Mutex<HashMap<String, oneshot::Sender<Value>>>,
+    faults: Mutex<HashMap<String, ReportedFaults>>,
     live: broadcast::Sender<Arc<Live>>,
     connected: watch::Sender<bool>,
     stop: Mutex<Option<oneshot::Sender<()>>>,
@@ -83,6 +98,7 @@ impl MqttService {
                 outbox: Mutex::new(Outbox::new(1000)),
                 cache: Mutex::default(),
                 waiters: Mutex::default(),
+                faults: Mutex::default(),
                 live,
                 connected: watch::channel(false).0,
                 stop: Mutex::new(None),
@@ -191,7 +207,27 @@ impl MqttService {
         {
             let _ = waiter.send(response);
         }
+        if let Some(instance) = instance_error_topic(topic, &lock(&self.inner.settings).base_topic)
+            && let Ok(error) = serde_json::from_str::<Value>(&text)
+            && error.get("error_code").and_then(Value::as_str) == Some("PLUGIN_FAULT")
+        {
+            let mut faults = lock(&self.inner.faults);
+            let reported = faults.entry(instance.to_string()).or_default();
+            reported.count += 1;
+            reported.times.record(Instant::now());
+            reported.last = error.get("message").and_then(Value::as_str).unwrap_or_default().to_string();
+        }
         let _ = self.inner.live.send(Arc::new(Live { topic: topic.to_string(), payload: text, received: now }));
+    }
+
+    /// The plugin faults `instance` reported since it was last started (see [`Self::forget_faults`]).
+    pub fn reported_faults(&self, instance: &InstanceId) -> Option<ReportedFaults> {
+        lock(&self.inner.faults).get(instance.as_str()).cloned()
+    }
+
+    /// Start counting `instance`'s faults afresh (it is being started).
+    pub fn forget_faults(&self, instance: &InstanceId) {
+        lock(&self.inner.faults).remove(instance.as_str());
     }
 
     /// The cached message of a topic.
@@ -257,6 +293,13 @@ impl MqttService {
     }
 }
 
+/// The instance whose own `error` topic (`{base}/v1/instances/{id}/error`) `topic` is.
+fn instance_error_topic<'a>(topic: &'a str, base: &str) -> Option<&'a str> {
+    let rest = topic.strip_prefix(base)?.strip_prefix("/v1/instances/")?;
+    let (instance, leaf) = rest.split_once('/')?;
+    (leaf == "error").then_some(instance)
+}
+
 /// Whether the contract publishes this topic (relative to `B/`) retained.
 fn retained_by_contract(rest: &str) -> bool {
     let parts: Vec<&str> = rest.split('/').collect();
@@ -278,6 +321,18 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn instance_error_topics() {
+        for (topic, instance) in [
+            ("IoT2mqtt/v1/instances/kitchen/error", Some("kitchen")),
+            ("IoT2mqtt/v1/instances/kitchen/devices/l1/error", None),
+            ("IoT2mqtt/v1/instances/kitchen/status", None),
+            ("Other/v1/instances/kitchen/error", None),
+        ] {
+            assert_eq!(instance_error_topic(topic, "IoT2mqtt"), instance, "{topic}");
+        }
+    }
 
     #[test]
     fn contract_retained_topics() {

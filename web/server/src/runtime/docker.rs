@@ -470,6 +470,11 @@ impl InstanceRuntime for DockerRuntime {
         "docker"
     }
 
+    fn sees_plugin_faults(&self) -> bool {
+        // They happen inside the container's host; only its MQTT `error` topic tells.
+        false
+    }
+
     fn start(&self, spec: RunSpec) -> BoxFuture<'_, Result<(), RuntimeError>> {
         Box::pin(self.start_instance(spec))
     }

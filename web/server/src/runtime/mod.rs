@@ -87,6 +87,11 @@ pub enum RuntimeError {
 pub trait InstanceRuntime: Send + Sync + 'static {
     /// `embedded` or `docker`.
     fn name(&self) -> &'static str;
+    /// Whether [`observe`](Self::observe) counts plugin faults itself; when not, they are
+    /// counted from the instance's MQTT `error` topic.
+    fn sees_plugin_faults(&self) -> bool {
+        true
+    }
     /// Start the instance, replacing a running one of the same id.
     fn start(&self, spec: RunSpec) -> BoxFuture<'_, Result<(), RuntimeError>>;
     /// Stop it (a stopped container is kept).
