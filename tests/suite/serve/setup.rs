@@ -48,7 +48,7 @@ async fn the_catalog_lists_connectors_and_names_what_is_broken() {
     names.sort_unstable();
     assert_eq!(
         names,
-        ["boxed", "bridged", "broken", "cloudy", "demo", "probe", "scripted", "trappy", "yeelight"],
+        ["boxed", "bridged", "broken", "cloudy", "demo", "probe", "scripted", "trappy", "unbuildable", "yeelight"],
         "_template is hidden"
     );
     let demo = by_name["demo"];
@@ -345,6 +345,12 @@ async fn script_tools_run_in_a_container_of_their_connectors_image_under_docker(
     assert!(message.contains("exited with status 3") && message.contains("cannot log in with ********"), "{message}");
     let garbage = execute(&serve, "boxed", "garbage", json!({})).await;
     assert_eq!(garbage["error"]["code"], "invalid_output", "{garbage}");
+
+    // An image that does not build: the tool cannot run, and says why.
+    let unbuilt = execute(&serve, "unbuildable", "echo", json!({})).await;
+    assert_eq!(unbuilt["error"]["code"], "executor_error", "{unbuilt}");
+    let message = unbuilt["error"]["message"].as_str().unwrap();
+    assert!(message.contains("image is not available") && message.contains("no-such-program"), "{message}");
 
     // A connector without a Dockerfile has the runner image, which has no Python.
     let python = execute(&serve, "scripted", "echo", json!({"password": password})).await;

@@ -335,6 +335,20 @@ fn write_connectors(dir: &Path) {
         std::fs::write(boxed.join("Dockerfile"), BOXED_DOCKERFILE).unwrap();
     }
     std::fs::write(boxed.join("tool.sh"), BOXED_TOOL).unwrap();
+    // A connector whose image cannot be built.
+    let unbuildable = connector(
+        "unbuildable",
+        "demo",
+        json!({
+            "version": "1.0", "display_name": "An image that does not build",
+            "tools": {"echo": {"entry": "tool.sh", "network": "none"}},
+            "flows": [{"id": "default", "name": "Add", "steps": [
+                {"id": "create", "type": "instance", "instance": {"instance_id": "auto", "friendly_name": "unbuildable"}}
+            ]}]
+        }),
+    );
+    std::fs::write(unbuildable.join("Dockerfile"), "FROM scratch\nRUN [\"/bin/no-such-program\"]\n").unwrap();
+    std::fs::write(unbuildable.join("tool.sh"), BOXED_TOOL).unwrap();
     std::fs::set_permissions(boxed.join("tool.sh"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     std::fs::write(scripted.join("tool.py"), SCRIPT_TOOL).unwrap();
     std::fs::set_permissions(scripted.join("tool.py"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
