@@ -105,10 +105,14 @@ pub async fn run(options: ServeOptions, shutdown: impl Future<Output = ()> + Sen
         let host_binary = options.host_binary.clone().unwrap_or_else(|| exe_dir.join("iot2mqtt-host"));
         Arc::new(DockerRuntime::new(client, install_tag(&data), host_binary, secrets_run_dir(&data)))
     });
-    let runtime: Arc<dyn InstanceRuntime> = match (options.runtime, &docker) {
+    // Instances run in containers or in this process; script tools run the same way.
+    let (runtime, containers): (Arc<dyn InstanceRuntime>, _) = match (options.runtime, &docker) {
         (RuntimeChoice::Docker, None) => bail!("--runtime docker, but the Docker engine does not answer"),
-        (RuntimeChoice::Docker | RuntimeChoice::Auto, Some(docker)) => docker.clone(),
-        _ => Arc::new(EmbeddedRuntime::new(data.cache("embedded")).context("cannot start the embedded runtime")?),
+        (RuntimeChoice::Docker | RuntimeChoice::Auto, Some(docker)) => (docker.clone(), Some(Arc::clone(docker))),
+        _ => {
+            let embedded = EmbeddedRuntime::new(data.cache("embedded")).context("cannot start the embedded runtime")?;
+            (Arc::new(embedded), None)
+        }
     };
     tracing::info!(runtime = runtime.name(), broker = %format!("{}:{}", mqtt_settings.host, mqtt_settings.port), embedded_broker = broker.is_some(), "starting");
 
@@ -116,11 +120,10 @@ pub async fn run(options: ServeOptions, shutdown: impl Future<Output = ()> + Sen
     let plugins_dir = options.plugins_dir.clone().or_else(default_plugins_dir);
     let catalog = Catalog::new(options.connectors.clone(), plugins_dir);
     let oauth = OAuth::new(oauth::config_dir(data.root()));
-    let in_containers = runtime.name() == "docker";
     let instances = Instances::new(runtime, data, secrets, catalog, mqtt.clone(), mqtt_settings)?;
-    let tools = Arc::new(match (&docker, in_containers) {
-        (Some(docker), true) => ToolRunner::in_containers(instances.sandbox(), Arc::clone(docker)),
-        _ => ToolRunner::new(instances.sandbox()),
+    let tools = Arc::new(match containers {
+        Some(docker) => ToolRunner::in_containers(instances.sandbox(), docker),
+        None => ToolRunner::new(instances.sandbox()),
     });
     tools.sweep().await;
     let (preparing, catalog) = (Arc::clone(&tools), instances.catalog().clone());
