@@ -50,7 +50,7 @@ enum Command {
 #[derive(Debug, clap::Args)]
 struct RunArgs {
     /// Run only these benchmarks (round_trip, footprint, density, start, swap, throughput,
-    /// control_plane, sizes).
+    /// control_plane, tools, sizes).
     #[arg(long = "only", value_delimiter = ',')]
     only: Vec<String>,
     /// Shorter runs and smaller sizes (minutes instead of a quarter of an hour).
@@ -147,7 +147,8 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-const ALL: [&str; 8] = ["sizes", "start", "round_trip", "throughput", "swap", "footprint", "control_plane", "density"];
+const ALL: [&str; 9] =
+    ["sizes", "start", "round_trip", "throughput", "swap", "footprint", "control_plane", "tools", "density"];
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     for name in &args.only {
@@ -188,6 +189,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             "swap" => benches::swap(&mut ctx).await,
             "footprint" => benches::footprint(&mut ctx).await,
             "control_plane" => benches::control_plane(&mut ctx).await,
+            "tools" => benches::tools(&mut ctx).await,
             "density" => benches::density(&mut ctx).await,
             _ => unreachable!("checked above"),
         };

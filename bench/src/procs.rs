@@ -160,17 +160,26 @@ pub fn baseline(paths: &Paths, port: u16, config: &Value) -> anyhow::Result<Proc
     spawn("the Python baseline", command, dir)
 }
 
-/// `iot2mqtt serve` with its own data directory; `mqtt` is an external broker's port, or
-/// `None` for its embedded broker on `own_mqtt`.
-pub fn serve(paths: &Paths, http: u16, own_mqtt: u16, mqtt: Option<u16>, key: &str) -> anyhow::Result<Proc> {
+/// `iot2mqtt serve` with its own data directory, the connectors of `connectors` and `runtime`
+/// (`embedded` or `docker`); `mqtt` is an external broker's port, or `None` for its embedded
+/// broker on `own_mqtt`.
+pub fn serve(
+    paths: &Paths,
+    http: u16,
+    own_mqtt: u16,
+    mqtt: Option<u16>,
+    key: &str,
+    runtime: &str,
+    connectors: &Path,
+) -> anyhow::Result<Proc> {
     let dir = tempfile::tempdir()?;
     let mut command = Command::new(paths.bin.join("iot2mqtt"));
     command
-        .args(["serve", "--runtime", "embedded"])
+        .args(["serve", "--runtime", runtime])
         .arg("--data-dir")
         .arg(dir.path().join("data"))
         .arg("--connectors")
-        .arg(paths.repo.join("connectors"))
+        .arg(connectors)
         .arg("--plugins-dir")
         .arg(&paths.plugins)
         .args(["--listen", &format!("127.0.0.1:{http}"), "--mqtt-listen", &format!("127.0.0.1:{own_mqtt}")])

@@ -4,6 +4,7 @@ mod density;
 mod latency;
 mod process;
 mod swap;
+mod tools;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -15,6 +16,7 @@ pub use density::{density, density_child};
 pub use latency::{round_trip, throughput};
 pub use process::{control_plane, footprint, sizes, start};
 pub use swap::swap;
+pub use tools::tools;
 
 use crate::Ctx;
 use crate::driver::Driver;

@@ -180,7 +180,9 @@ async fn serve_with_instances(ctx: &Ctx, external: bool, count: usize) -> anyhow
     } else {
         None
     };
-    let serve = procs::serve(&ctx.paths, http, own, mosquitto.as_ref().map(|(port, _)| *port), key)?;
+    let connectors = ctx.paths.repo.join("connectors");
+    let external = mosquitto.as_ref().map(|(port, _)| *port);
+    let serve = procs::serve(&ctx.paths, http, own, external, key, "embedded", &connectors)?;
     let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{http}");
     let login: serde_json::Value =
