@@ -315,12 +315,14 @@ async fn script_tools_run_in_a_container_of_their_connectors_image_under_docker(
     let serve = Serve::start(Runtime::Docker).await;
     let password = "correct-horse-battery";
 
-    // No network: only loopback, in a container, in the connector's folder, secrets masked.
+    // No network: only loopback, in a container, in the connector's folder (read-only; /tmp is
+    // not), secrets masked.
     let echo = execute(&serve, "boxed", "echo", json!({"host": "h", "password": password})).await;
     assert_eq!(echo["ok"], true, "{echo}");
     let result = &echo["result"];
     assert_eq!((result["container"].as_bool(), result["cwd"].as_str()), (Some(true), Some("/connector")), "{echo}");
     assert_eq!(result["interfaces"], "lo ", "{echo}");
+    assert_eq!((result["writable"].as_bool(), result["scratch"].as_bool()), (Some(false), Some(true)), "only /tmp");
     assert_eq!(result["request"], json!({"tool": "echo", "input": {"host": "h", "password": "********"}}));
     let images =
         docker(&["images", "--filter", "label=iot2mqtt.connector=boxed", "--format", "{{.Repository}}:{{.Tag}}"]);

@@ -398,8 +398,12 @@ case "$IOT2MQTT_TOOL" in
     interfaces=$(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | sort | tr '\n' ' ')
     container=false
     [ -f /.dockerenv ] && container=true
-    printf '{"ok": true, "result": {"request": %s, "cwd": "%s", "container": %s, "interfaces": "%s"}}\n' \
-      "$request" "$(pwd)" "$container" "$interfaces"
+    writable=false
+    touch ./probe 2>/dev/null && writable=true
+    scratch=false
+    touch /tmp/probe 2>/dev/null && scratch=true
+    printf '{"ok": true, "result": {"request": %s, "cwd": "%s", "container": %s, "interfaces": "%s", "writable": %s, "scratch": %s}}\n' \
+      "$request" "$(pwd)" "$container" "$interfaces" "$writable" "$scratch"
     ;;
 esac
 "#;

@@ -37,8 +37,12 @@ const STOP_SECONDS: i32 = 10;
 const RUNNER_DOCKERFILE: &str = include_str!("../../../../runner-image/Dockerfile");
 /// Memory a container gets beyond its plugin's cap (the host itself).
 const HOST_OVERHEAD_MB: u64 = 48;
-/// The most of a connector's folder that goes into a build context or a tool container.
+/// The most of a connector's folder that goes into a build context.
 const MAX_FOLDER_BYTES: u64 = 64 << 20;
+/// The recipe of a tool image, added to the connector's folder when it is built.
+const TOOL_DOCKERFILE: &str = ".iot2mqtt-tool.Dockerfile";
+/// Its text: the connector's folder on top of its image.
+const TOOL_DOCKERFILE_TEXT: &str = "ARG BASE\nFROM ${BASE}\nCOPY . /connector/\n";
 
 /// The Docker runtime.
 pub struct DockerRuntime {
@@ -140,40 +144,76 @@ impl DockerRuntime {
         }
         tracing::info!(%tag, "building the runner image");
         let context = build_context(dockerfile, &binary).map_err(|e| RuntimeError::Io(e.to_string()))?;
-        self.build(&tag, context, &[("iot2mqtt.type", "runner")]).await?;
+        self.build(&tag, context, "Dockerfile", &HashMap::new(), &[("iot2mqtt.type", "runner")]).await?;
         *cached = Some(tag.clone());
         self.prune_images(&tag, &["iot2mqtt.type=runner".to_string()]).await;
         Ok(tag)
     }
 
-    /// The image a connector's programs run in: built from its folder when it brings a
-    /// `Dockerfile` (tagged by the folder's content, built again when that changes), else the
-    /// runner image.
-    pub async fn connector_image(&self, connector: &str, dir: &Path) -> Result<String, RuntimeError> {
-        if !dir.join("Dockerfile").is_file() {
-            return self.ensure_image().await;
-        }
+    /// The image a connector's program tools run in: the connector's own image (built from
+    /// the `Dockerfile` in its folder) or, without one, the runner image; with the folder at
+    /// `/connector`. Tagged by the folder's content, built when that changes.
+    pub async fn tool_image(&self, connector: &str, dir: &Path) -> Result<String, RuntimeError> {
+        let own_image = dir.join("Dockerfile").is_file();
         let folder = dir.to_path_buf();
-        let context = tokio::task::spawn_blocking(move || folder_archive(&folder, ""))
-            .await
-            .map_err(|e| RuntimeError::Io(e.to_string()))?
-            .map_err(|e| RuntimeError::Io(format!("cannot pack the folder of connector \"{connector}\": {e}")))?;
-        let tag = format!("iot2mqtt/connector:{connector}-{}", &hex::encode(Sha256::digest(&context))[..16]);
+        let context = tokio::task::spawn_blocking(move || {
+            folder_archive(&folder, &[(TOOL_DOCKERFILE, TOOL_DOCKERFILE_TEXT.as_bytes())])
+        })
+        .await
+        .map_err(|e| RuntimeError::Io(e.to_string()))?
+        .map_err(|e| RuntimeError::Io(format!("cannot pack the folder of connector \"{connector}\": {e}")))?;
+        let base = if own_image { None } else { Some(self.ensure_image().await?) };
+        let mut hash = Sha256::new();
+        hash.update(&context);
+        hash.update(base.as_deref().unwrap_or_default());
+        let hash = &hex::encode(hash.finalize())[..16];
+        let tag = format!("iot2mqtt/tool:{connector}-{hash}");
+        if self.docker.inspect_image(&tag).await.is_ok() {
+            return Ok(tag);
+        }
         let _one_build_at_a_time = self.building.lock().await;
         if self.docker.inspect_image(&tag).await.is_ok() {
             return Ok(tag);
         }
-        tracing::info!(%tag, "building the image of connector {connector}");
-        self.build(&tag, context, &[("iot2mqtt.type", "connector"), ("iot2mqtt.connector", connector)]).await?;
-        let labels = ["iot2mqtt.type=connector".to_string(), format!("iot2mqtt.connector={connector}")];
-        self.prune_images(&tag, &labels).await;
+        let base = match base {
+            Some(runner) => runner,
+            None => {
+                let own = format!("iot2mqtt/connector:{connector}-{hash}");
+                tracing::info!(tag = %own, "building the image of connector {connector}");
+                let labels = [("iot2mqtt.type", "connector"), ("iot2mqtt.connector", connector)];
+                self.build(&own, context.clone(), "Dockerfile", &HashMap::new(), &labels).await?;
+                own
+            }
+        };
+        tracing::info!(%tag, "building the tool image of connector {connector}");
+        let args = HashMap::from([("BASE".to_string(), base)]);
+        let labels = [("iot2mqtt.type", "tool"), ("iot2mqtt.connector", connector)];
+        self.build(&tag, context, TOOL_DOCKERFILE, &args, &labels).await?;
+        for kind in ["tool", "connector"] {
+            let labels = [format!("iot2mqtt.type={kind}"), format!("iot2mqtt.connector={connector}")];
+            self.prune_images(&format!("iot2mqtt/{kind}:{connector}-{hash}"), &labels).await;
+        }
         Ok(tag)
     }
 
-    /// Build `context` (a tar archive with a `Dockerfile`) as `tag`.
-    async fn build(&self, tag: &str, context: Vec<u8>, labels: &[(&str, &str)]) -> Result<(), RuntimeError> {
+    /// Build `context` (a tar archive) with its `dockerfile` and `args` as `tag`.
+    async fn build(
+        &self,
+        tag: &str,
+        context: Vec<u8>,
+        dockerfile: &str,
+        args: &HashMap<String, String>,
+        labels: &[(&str, &str)],
+    ) -> Result<(), RuntimeError> {
         let labels: HashMap<String, String> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let options = BuildImageOptionsBuilder::default().t(tag).rm(true).forcerm(true).labels(&labels).build();
+        let options = BuildImageOptionsBuilder::default()
+            .t(tag)
+            .dockerfile(dockerfile)
+            .buildargs(args)
+            .rm(true)
+            .forcerm(true)
+            .labels(&labels)
+            .build();
         let mut build = self.docker.build_image(options, None, Some(bollard::body_full(Bytes::from(context))));
         while let Some(step) = build.next().await {
             let step = step.map_err(|e| RuntimeError::Docker(format!("building {tag}: {e}")))?;
@@ -191,10 +231,11 @@ impl DockerRuntime {
         filters.insert("label".to_string(), labels.to_vec());
         let options = bollard::query_parameters::ListImagesOptionsBuilder::new().filters(&filters).build();
         let Ok(images) = self.docker.list_images(Some(options)).await else { return };
-        for image in images.into_iter().filter(|i| !i.repo_tags.iter().any(|t| t == current)) {
+        // By tag: an image under the current tag too only loses the old name.
+        for tag in images.into_iter().flat_map(|i| i.repo_tags).filter(|t| t != current) {
             let options = bollard::query_parameters::RemoveImageOptionsBuilder::new().build();
-            if self.docker.remove_image(&image.id, Some(options), None).await.is_ok() {
-                tracing::info!(image = %image.id, "removed an outdated image");
+            if self.docker.remove_image(&tag, Some(options), None).await.is_ok() {
+                tracing::info!(image = %tag, "removed an outdated image");
             }
         }
     }
@@ -580,10 +621,10 @@ fn build_context(dockerfile: &[u8], binary: &[u8]) -> std::io::Result<Vec<u8>> {
     archive.into_inner()
 }
 
-/// A connector's folder as a tar archive in memory, every path under `prefix`: regular files
-/// and folders in name order with fixed times and owners, so the same content gives the same
-/// bytes. Symbolic links are left out (they could point outside the folder).
-pub(crate) fn folder_archive(dir: &Path, prefix: &str) -> std::io::Result<Vec<u8>> {
+/// A connector's folder as a tar archive in memory, with `extra` files after it: regular files and folders in name order with fixed times and owners, so
+/// the same content gives the same bytes. Symbolic links are left out (they could point
+/// outside the folder).
+fn folder_archive(dir: &Path, extra: &[(&str, &[u8])]) -> std::io::Result<Vec<u8>> {
     fn add(archive: &mut tar::Builder<Vec<u8>>, dir: &Path, name: &Path, total: &mut u64) -> std::io::Result<()> {
         let mut entries = std::fs::read_dir(dir)?.collect::<Result<Vec<_>, _>>()?;
         entries.sort_by_key(std::fs::DirEntry::file_name);
@@ -617,7 +658,15 @@ pub(crate) fn folder_archive(dir: &Path, prefix: &str) -> std::io::Result<Vec<u8
         Ok(())
     }
     let mut archive = tar::Builder::new(Vec::new());
-    add(&mut archive, dir, Path::new(prefix), &mut 0)?;
+    add(&mut archive, dir, Path::new(""), &mut 0)?;
+    for (name, bytes) in extra {
+        let mut header = tar::Header::new_gnu();
+        header.set_mtime(0);
+        header.set_mode(0o644);
+        header.set_size(bytes.len() as u64);
+        header.set_cksum();
+        archive.append_data(&mut header, name, *bytes)?;
+    }
     archive.into_inner()
 }
 
@@ -634,10 +683,10 @@ mod tests {
             .unwrap();
         std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").unwrap();
         std::os::unix::fs::symlink("/etc/passwd", dir.path().join("passwd")).unwrap();
-        let first = folder_archive(dir.path(), "connector").unwrap();
+        let first = folder_archive(dir.path(), &[("extra", b"x")]).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
         std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").unwrap();
-        assert_eq!(first, folder_archive(dir.path(), "connector").unwrap(), "same content, same bytes");
+        assert_eq!(first, folder_archive(dir.path(), &[("extra", b"x")]).unwrap(), "same content, same bytes");
         let mut archive = tar::Archive::new(first.as_slice());
         let entries: Vec<(String, u32)> = archive
             .entries()
@@ -650,9 +699,10 @@ mod tests {
         assert_eq!(
             entries,
             [
-                ("connector/Dockerfile".to_string(), 0o644),
-                ("connector/sub".to_string(), 0o755),
-                ("connector/sub/tool.sh".to_string(), 0o755)
+                ("Dockerfile".to_string(), 0o644),
+                ("sub".to_string(), 0o755),
+                ("sub/tool.sh".to_string(), 0o755),
+                ("extra".to_string(), 0o644)
             ]
         );
     }

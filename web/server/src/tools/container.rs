@@ -1,10 +1,10 @@
 //! Script tools under the Docker runtime: every call is a short-lived container of the
-//! connector's image ([`DockerRuntime::connector_image`]) with the connector's folder copied
-//! to `/connector`, the request on stdin, and only the network the tool asks for: none at all;
+//! connector's tool image ([`DockerRuntime::tool_image`]: its own image with its folder at
+//! `/connector`), the request on stdin, and only the network the tool asks for: none at all;
 //! the host's for `local` (the LAN, broadcast and multicast discovery); Docker's bridge for
-//! `internet` (out through NAT, off the LAN's broadcast domain). Capabilities are dropped, no
-//! new privileges can be gained, memory and processes are capped, and the container is removed
-//! however the call ends.
+//! `internet` (out through NAT, off the LAN's broadcast domain). The file system is read-only
+//! but for `/tmp`, capabilities are dropped, no new privileges can be gained, memory and
+//! processes are capped, and the container is removed however the call ends.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -16,10 +16,8 @@ use bollard::container::{AttachContainerResults, LogOutput};
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, KillContainerOptionsBuilder,
-    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, StartContainerOptions,
-    UploadToContainerOptionsBuilder, WaitContainerOptions,
+    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, StartContainerOptions, WaitContainerOptions,
 };
-use bytes::Bytes;
 use futures_util::StreamExt;
 use iot2mqtt_flows::schema::ToolNetwork;
 use rand::Rng;
@@ -27,12 +25,12 @@ use tokio::io::AsyncWriteExt;
 
 use super::{KILL_GRACE, Limited, Ran, Sink, Tail};
 use crate::catalog::Connector;
-use crate::runtime::docker::{DockerRuntime, INSTALL_LABEL, TYPE_LABEL, folder_archive};
+use crate::runtime::docker::{DockerRuntime, INSTALL_LABEL, TYPE_LABEL};
 
 /// The value of [`TYPE_LABEL`] on tool containers.
 const TYPE_TOOL: &str = "tool";
 /// Where the connector's folder is in a tool container.
-const FOLDER: &str = "connector";
+const FOLDER: &str = "/connector";
 /// A tool container's memory cap.
 const MEMORY_BYTES: i64 = 256 << 20;
 /// A tool container's process cap.
@@ -51,7 +49,7 @@ impl Containers {
     /// Build `connector`'s image unless it is there; a failure is logged (and told again to
     /// the first tool that needs the image).
     pub(super) async fn prepare(&self, connector: &Connector) {
-        if let Err(e) = self.runtime.connector_image(connector.name.as_str(), &connector.dir).await {
+        if let Err(e) = self.runtime.tool_image(connector.name.as_str(), &connector.dir).await {
             tracing::warn!(connector = %connector.name, "cannot build the connector's image: {e}");
         }
     }
@@ -69,18 +67,14 @@ impl Containers {
     ) -> Result<Ran, String> {
         let image = self
             .runtime
-            .connector_image(connector.name.as_str(), &connector.dir)
+            .tool_image(connector.name.as_str(), &connector.dir)
             .await
             .map_err(|e| format!("the connector's image is not available: {e}"))?;
         let folder = connector.dir.canonicalize().map_err(|e| format!("{}: {e}", connector.dir.display()))?;
         let entry = program
             .strip_prefix(&folder)
             .map_err(|_| format!("{} is not in the connector's folder", program.display()))?;
-        let entry = format!("/{FOLDER}/{}", entry.display());
-        let archive = tokio::task::spawn_blocking(move || folder_archive(&folder, FOLDER))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("cannot pack the connector's folder: {e}"))?;
+        let entry = format!("{FOLDER}/{}", entry.display());
 
         let docker = self.runtime.docker().clone();
         let container = format!("iot2mqtt_tool_{}_{:08x}", connector.name, rand::thread_rng().r#gen::<u32>());
@@ -92,7 +86,7 @@ impl Containers {
             image: Some(image.clone()),
             entrypoint: Some(vec![entry.clone()]),
             cmd: Some(Vec::new()),
-            working_dir: Some(format!("/{FOLDER}")),
+            working_dir: Some(FOLDER.to_string()),
             env: Some(vec!["LANG=C.UTF-8".into(), "HOME=/tmp".into(), format!("IOT2MQTT_TOOL={name}")]),
             labels: Some(labels),
             attach_stdin: Some(true),
@@ -110,6 +104,8 @@ impl Containers {
                     }
                     .to_string(),
                 ),
+                readonly_rootfs: Some(true),
+                tmpfs: Some(HashMap::from([("/tmp".to_string(), "rw,nosuid,size=64m".to_string())])),
                 memory: Some(MEMORY_BYTES),
                 pids_limit: Some(MAX_PROCESSES),
                 cap_drop: Some(vec!["ALL".to_string()]),
@@ -124,7 +120,7 @@ impl Containers {
             .map_err(|e| format!("cannot create a container of {image}: {e}"))?;
         let removal = Removal { docker: docker.clone(), container: Some(container.clone()) };
 
-        let ran = drive(&docker, &container, &image, &entry, archive, timeout, request).await;
+        let ran = drive(&docker, &container, &image, &entry, timeout, request).await;
         removal.now().await;
         ran
     }
@@ -147,22 +143,16 @@ impl Containers {
     }
 }
 
-/// Copy the folder into the created `container`, start it with `request` on stdin, and
-/// collect what it prints until it exits or `timeout` passes.
+/// Start the created `container` with `request` on stdin, and collect what it prints until it
+/// exits or `timeout` passes.
 async fn drive(
     docker: &Docker,
     container: &str,
     image: &str,
     entry: &str,
-    archive: Vec<u8>,
     timeout: Duration,
     request: &[u8],
 ) -> Result<Ran, String> {
-    let upload = UploadToContainerOptionsBuilder::default().path("/").build();
-    docker
-        .upload_to_container(container, Some(upload), bollard::body_full(Bytes::from(archive)))
-        .await
-        .map_err(|e| format!("cannot copy the connector's folder into the container: {e}"))?;
     let attach = AttachContainerOptionsBuilder::default().stream(true).stdin(true).stdout(true).stderr(true).build();
     let AttachContainerResults { mut output, mut input } = docker
         .attach_container(container, Some(attach))
