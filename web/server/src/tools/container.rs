@@ -46,16 +46,16 @@ impl Containers {
         Self { runtime }
     }
 
-    /// Build `connector`'s image unless it is there; a failure is logged (and told again to
-    /// the first tool that needs the image).
+    /// Build `connector`'s tool image unless it is there; a failure is logged (and told again
+    /// to the first tool that needs the image).
     pub(super) async fn prepare(&self, connector: &Connector) {
         if let Err(e) = self.runtime.tool_image(connector.name.as_str(), &connector.dir).await {
-            tracing::warn!(connector = %connector.name, "cannot build the connector's image: {e}");
+            tracing::warn!(connector = %connector.name, "cannot build the connector's tool image: {e}");
         }
     }
 
-    /// Run `program` (a file in `connector`'s folder) in a container of the connector's image
-    /// with `request` on its stdin, within `timeout`. An error is why it could not be run.
+    /// Run `program` (a file in `connector`'s folder) in a container of the connector's tool
+    /// image with `request` on its stdin, within `timeout`. An error is why it could not be run.
     pub(super) async fn run(
         &self,
         connector: &Connector,
