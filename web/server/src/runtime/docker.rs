@@ -44,13 +44,16 @@ const TOOL_DOCKERFILE: &str = ".iot2mqtt-tool.Dockerfile";
 /// Its text: the connector's folder on top of its image.
 const TOOL_DOCKERFILE_TEXT: &str = "ARG BASE\nFROM ${BASE}\nCOPY . /connector/\n";
 
+/// A file's size and modification time: enough to tell it changed.
+type FileStamp = (u64, Option<std::time::SystemTime>);
+
 /// The Docker runtime.
 pub struct DockerRuntime {
     docker: Docker,
     install: String,
     host_binary: PathBuf,
     secrets_dir: PathBuf,
-    image: Mutex<Option<String>>,
+    image: Mutex<Option<(Option<FileStamp>, String)>>,
     building: Mutex<()>,
     names: Mutex<HashMap<InstanceId, String>>,
 }
@@ -118,9 +121,17 @@ impl DockerRuntime {
         &self.install
     }
 
-    /// Build the runner image unless an up-to-date one exists; its tag.
+    /// Build the runner image unless an up-to-date one exists; its tag. The host binary is read
+    /// and hashed again only when its size or modification time changed.
     pub async fn ensure_image(&self) -> Result<String, RuntimeError> {
         let mut cached = self.image.lock().await;
+        let stamp = tokio::fs::metadata(&self.host_binary).await.ok().map(|m| (m.len(), m.modified().ok()));
+        if let Some((seen, tag)) = cached.as_ref()
+            && stamp.is_some()
+            && *seen == stamp
+        {
+            return Ok(tag.clone());
+        }
         let dockerfile = RUNNER_DOCKERFILE.as_bytes();
         let binary = tokio::fs::read(&self.host_binary).await.map_err(|e| {
             RuntimeError::Io(format!(
@@ -138,14 +149,14 @@ impl DockerRuntime {
         hash.update(dockerfile);
         hash.update(&binary);
         let tag = format!("iot2mqtt/runner:{}", &hex::encode(hash.finalize())[..16]);
-        if cached.as_deref() == Some(tag.as_str()) || self.docker.inspect_image(&tag).await.is_ok() {
-            *cached = Some(tag.clone());
+        if self.docker.inspect_image(&tag).await.is_ok() {
+            *cached = Some((stamp, tag.clone()));
             return Ok(tag);
         }
         tracing::info!(%tag, "building the runner image");
         let context = build_context(dockerfile, &binary).map_err(|e| RuntimeError::Io(e.to_string()))?;
         self.build(&tag, context, "Dockerfile", &HashMap::new(), &[("iot2mqtt.type", "runner")]).await?;
-        *cached = Some(tag.clone());
+        *cached = Some((stamp, tag.clone()));
         self.prune_images(&tag, &["iot2mqtt.type=runner".to_string()]).await;
         Ok(tag)
     }
