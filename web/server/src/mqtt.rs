@@ -207,7 +207,9 @@ impl MqttService {
         {
             let _ = waiter.send(response);
         }
-        if let Some(instance) = instance_error_topic(topic, &lock(&self.inner.settings).base_topic)
+        // Most messages are not an instance's error: the suffix rules them out before the lock.
+        if topic.ends_with("/error")
+            && let Some(instance) = instance_error_topic(topic, &lock(&self.inner.settings).base_topic)
             && let Ok(error) = serde_json::from_str::<Value>(&text)
             && error.get("error_code").and_then(Value::as_str) == Some("PLUGIN_FAULT")
         {
