@@ -695,8 +695,13 @@ mod tests {
         std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").unwrap();
         std::os::unix::fs::symlink("/etc/passwd", dir.path().join("passwd")).unwrap();
         let first = folder_archive(dir.path(), &[("extra", b"x")]).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").unwrap();
+        let touched = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
+        std::fs::File::options()
+            .write(true)
+            .open(dir.path().join("Dockerfile"))
+            .unwrap()
+            .set_modified(touched)
+            .unwrap();
         assert_eq!(first, folder_archive(dir.path(), &[("extra", b"x")]).unwrap(), "same content, same bytes");
         let mut archive = tar::Archive::new(first.as_slice());
         let entries: Vec<(String, u32)> = archive
