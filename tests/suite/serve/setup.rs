@@ -312,7 +312,19 @@ async fn script_tools_run_in_a_container_of_their_connectors_image_under_docker(
     if !require_docker() || !require("busybox", "apt-get install busybox-static") {
         return;
     }
-    let serve = Serve::start(Runtime::Docker).await;
+    // Its tool image is built when serve starts, before any tool asks for it.
+    let tool_images = || {
+        docker(&["images", "-q", "--filter", "label=iot2mqtt.type=tool", "--filter", "label=iot2mqtt.connector=boxed"])
+    };
+    for image in tool_images().lines() {
+        docker(&["rmi", "--force", image]);
+    }
+    let mut serve = Serve::start(Runtime::Docker).await;
+    let deadline = std::time::Instant::now() + WAIT;
+    while tool_images().trim().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no tool image was built ahead:\n{}", serve.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let password = "correct-horse-battery";
 
     // No network: only loopback, in a container, in the connector's folder (read-only; /tmp is
@@ -365,6 +377,32 @@ async fn script_tools_run_in_a_container_of_their_connectors_image_under_docker(
         "{left}"
     );
     assert!(!serve.log().contains(password), "the log holds the secret");
+
+    // A tool container a killed serve left behind is removed at the next start; another
+    // installation's is not touched.
+    let image = tool_images().lines().next().unwrap().to_string();
+    let ours = install_tag(&serve.data());
+    let leftover = format!("iot2mqtt_tool_boxed_left-{}", std::process::id());
+    let foreign = format!("iot2mqtt_tool_boxed_foreign-{}", std::process::id());
+    for (name, install) in [(&leftover, ours.as_str()), (&foreign, "someone-else")] {
+        let labels = ["--label", "iot2mqtt.type=tool", "--label", &format!("iot2mqtt.install={install}")];
+        docker(&[&["create", "--name", name.as_str()][..], &labels, &[image.as_str(), "true"]].concat());
+    }
+    serve.stop();
+    serve.spawn().await;
+    let names = docker(&["ps", "--all", "--format", "{{.Names}}"]);
+    let remaining: Vec<&str> = names.lines().collect();
+    // Whatever the outcome, neither stays behind this test.
+    let _ = std::process::Command::new("docker").args(["rm", "--force", &leftover, &foreign]).output();
+    assert!(!remaining.contains(&leftover.as_str()), "the leftover was removed: {remaining:?}");
+    assert!(remaining.contains(&foreign.as_str()), "another installation's container stays: {remaining:?}");
+}
+
+/// The installation label `serve` gives its containers: a hash of its data directory.
+fn install_tag(data: &std::path::Path) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(data.to_string_lossy().as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect::<String>()[..12].to_string()
 }
 
 /// `docker args…`'s output.
