@@ -80,3 +80,42 @@ pub async fn start_online(
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
+
+/// A `serve` of the benchmark's own, logged in.
+pub struct Api {
+    client: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Api {
+    /// Start `serve` with `runtime` and the connectors of `connectors`, against the Mosquitto
+    /// on `mqtt` or its embedded broker, and log in.
+    pub async fn start(
+        ctx: &Ctx,
+        runtime: &str,
+        connectors: &std::path::Path,
+        mqtt: Option<u16>,
+    ) -> anyhow::Result<(Proc, Self)> {
+        use anyhow::Context;
+        const KEY: &str = "bench-access-key";
+        let (http, own) = (crate::procs::free_port(), crate::procs::free_port());
+        let serve = crate::procs::serve(&ctx.paths, http, own, mqtt, KEY, runtime, connectors)?;
+        let api =
+            Self { client: reqwest::Client::new(), base: format!("http://127.0.0.1:{http}"), token: String::new() };
+        let login = api.post("/api/auth/login", &serde_json::json!({"key": KEY})).await?;
+        let token = login["token"].as_str().context("login gave no token")?.to_string();
+        Ok((serve, Self { token, ..api }))
+    }
+
+    /// `POST path` with `body`; the answer, whatever its status.
+    pub async fn post(&self, path: &str, body: &serde_json::Value) -> anyhow::Result<serde_json::Value> {
+        let request = self.client.post(format!("{}{path}", self.base)).bearer_auth(&self.token).json(body);
+        Ok(request.send().await?.json().await?)
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        Ok(self.client.get(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await?.json().await?)
+    }
+}

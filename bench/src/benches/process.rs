@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use iot2mqtt_runtime::{EngineConfig, InstanceOptions, InstanceSpec, Runtime};
 use serde_json::json;
 
-use super::{ms, start_online};
+use super::{Api, ms, start_online};
 use crate::procs::{self, Proc};
 use crate::report::Subject;
 use crate::{Ctx, demo_config, devices};
@@ -169,9 +169,6 @@ pub async fn control_plane(ctx: &mut Ctx) -> anyhow::Result<()> {
 
 /// A `serve` with `count` one-light demo instances, all online (and its Mosquitto).
 async fn serve_with_instances(ctx: &Ctx, external: bool, count: usize) -> anyhow::Result<(Proc, Option<Proc>)> {
-    use anyhow::Context;
-    let (http, own) = (procs::free_port(), procs::free_port());
-    let key = "bench-access-key";
     // A Mosquitto of its own: the shared one holds the retained topics of every earlier
     // benchmark, which serve's topic cache would then hold too.
     let mosquitto = if external {
@@ -181,22 +178,15 @@ async fn serve_with_instances(ctx: &Ctx, external: bool, count: usize) -> anyhow
         None
     };
     let connectors = ctx.paths.repo.join("connectors");
-    let external = mosquitto.as_ref().map(|(port, _)| *port);
-    let serve = procs::serve(&ctx.paths, http, own, external, key, "embedded", &connectors)?;
-    let client = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{http}");
-    let login: serde_json::Value =
-        client.post(format!("{base}/api/auth/login")).json(&json!({"key": key})).send().await?.json().await?;
-    let token = login["token"].as_str().context("login gave no token")?.to_string();
+    let (serve, api) = Api::start(ctx, "embedded", &connectors, mosquitto.as_ref().map(|(port, _)| *port)).await?;
     for i in 0..count {
         let body = json!({"instance_id": format!("cp{i}"), "connector_type": "demo", "devices": devices("light", 1)});
-        let response = client.post(format!("{base}/api/instances")).bearer_auth(&token).json(&body).send().await?;
-        anyhow::ensure!(response.status().is_success(), "creating an instance: {}", response.text().await?);
+        let created = api.post("/api/instances", &body).await?;
+        anyhow::ensure!(created.get("error").is_none(), "creating an instance: {created}");
     }
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let list: serde_json::Value =
-            client.get(format!("{base}/api/instances")).bearer_auth(&token).send().await?.json().await?;
+        let list = api.get("/api/instances").await?;
         let online = list.as_array().map_or(0, |l| l.iter().filter(|i| i["status"]["mqtt_status"] == "online").count());
         if online == count {
             return Ok((serve, mosquitto.map(|(_, m)| m)));

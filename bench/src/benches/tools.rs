@@ -6,14 +6,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::ms;
+use super::{Api, ms};
 use crate::Ctx;
-use crate::procs::{self, Proc};
-use crate::report::Subject;
 
-const KEY: &str = "bench-access-key";
+use crate::report::Subject;
 
 /// The script every measured script tool runs: read the request, answer.
 const SCRIPT: &str = "#!/bin/sh\ncat >/dev/null\necho '{\"ok\": true, \"result\": {}}'\n";
@@ -29,7 +27,7 @@ pub async fn tools(ctx: &mut Ctx) -> anyhow::Result<()> {
     let connectors = connectors(&ctx.paths.repo, busybox.as_deref())?;
 
     let (plugin, script) = {
-        let (_serve, api) = Api::start(ctx, "embedded", connectors.path()).await?;
+        let (_serve, api) = Api::start(ctx, "embedded", connectors.path(), None).await?;
         let mut plugin = Vec::new();
         let mut script = Vec::new();
         for _ in 0..ctx.runs {
@@ -49,7 +47,7 @@ pub async fn tools(ctx: &mut Ctx) -> anyhow::Result<()> {
         eprintln!("note: the container figure needs Docker and a static busybox (apt-get install busybox-static)");
         return Ok(());
     }
-    let (_serve, api) = Api::start(ctx, "docker", connectors.path()).await?;
+    let (_serve, api) = Api::start(ctx, "docker", connectors.path(), None).await?;
     // The first call waits for the connector's image to be built; that is not measured.
     api.call("scripted", "echo").await.context("the first tool call in a container")?;
     let mut container = Vec::new();
@@ -62,31 +60,13 @@ pub async fn tools(ctx: &mut Ctx) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A `serve` to call, logged in.
-struct Api {
-    client: reqwest::Client,
-    base: String,
-    token: String,
-}
-
+/// Tool calls through a `serve`'s API.
 impl Api {
-    async fn start(ctx: &Ctx, runtime: &str, connectors: &Path) -> anyhow::Result<(Proc, Self)> {
-        let (http, own) = (procs::free_port(), procs::free_port());
-        let serve = procs::serve(&ctx.paths, http, own, None, KEY, runtime, connectors)?;
-        let client = reqwest::Client::new();
-        let base = format!("http://127.0.0.1:{http}");
-        let login: Value =
-            client.post(format!("{base}/api/auth/login")).json(&json!({"key": KEY})).send().await?.json().await?;
-        let token = login["token"].as_str().context("login gave no token")?.to_string();
-        Ok((serve, Self { client, base, token }))
-    }
-
     /// Run `tool` of `connector` once; how long it took.
     async fn call(&self, connector: &str, tool: &str) -> anyhow::Result<Duration> {
-        let url = format!("{}/api/integrations/{connector}/tools/execute", self.base);
+        let url = format!("/api/integrations/{connector}/tools/execute");
         let started = Instant::now();
-        let response = self.client.post(url).bearer_auth(&self.token).json(&json!({"tool": tool})).send().await?;
-        let body: Value = response.json().await?;
+        let body = self.post(&url, &json!({"tool": tool})).await?;
         let took = started.elapsed();
         if body["ok"] != true {
             bail!("{connector}/{tool} failed: {body}");
