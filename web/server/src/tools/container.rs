@@ -7,7 +7,6 @@
 //! processes are capped, and the container is removed however the call ends.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +22,7 @@ use iot2mqtt_flows::schema::ToolNetwork;
 use rand::Rng;
 use tokio::io::AsyncWriteExt;
 
-use super::{KILL_GRACE, Limited, Ran, Sink, Tail};
+use super::{Call, KILL_GRACE, Limited, Ran, Sink, Tail};
 use crate::catalog::Connector;
 use crate::runtime::docker::{DockerRuntime, INSTALL_LABEL, TYPE_LABEL};
 
@@ -54,17 +53,10 @@ impl Containers {
         }
     }
 
-    /// Run `program` (a file in `connector`'s folder) in a container of the connector's tool
-    /// image with `request` on its stdin, within `timeout`. An error is why it could not be run.
-    pub(super) async fn run(
-        &self,
-        connector: &Connector,
-        program: &Path,
-        name: &str,
-        network: ToolNetwork,
-        timeout: Duration,
-        request: &[u8],
-    ) -> Result<Ran, String> {
+    /// Make `call` in a container of `connector`'s tool image. An error is why it could not be
+    /// run at all.
+    pub(super) async fn run(&self, connector: &Connector, call: &Call<'_>) -> Result<Ran, String> {
+        let Call { program, name, network, timeout, request } = *call;
         let image = self
             .runtime
             .tool_image(connector.name.as_str(), &connector.dir)

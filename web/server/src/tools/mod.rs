@@ -207,14 +207,16 @@ impl ToolRunner {
         input: &Value,
     ) -> Result<Value, ToolFailure> {
         let request = json!({"tool": name, "input": input}).to_string();
-        let timeout = Duration::from_secs(spec.timeout);
+        let call = Call {
+            program,
+            name,
+            network: spec.network,
+            timeout: Duration::from_secs(spec.timeout),
+            request: request.as_bytes(),
+        };
         let ran = match &self.programs {
-            Programs::Processes(processes) => {
-                processes.run(&connector.dir, program, name, spec.network, timeout, request.as_bytes()).await
-            }
-            Programs::Containers(containers) => {
-                containers.run(connector, program, name, spec.network, timeout, request.as_bytes()).await
-            }
+            Programs::Processes(processes) => processes.run(&connector.dir, &call).await,
+            Programs::Containers(containers) => containers.run(connector, &call).await,
         };
         match ran.map_err(executor_error)? {
             Ran::TimedOut => Err(ToolFailure {
@@ -243,6 +245,21 @@ impl ToolRunner {
             }
         }
     }
+}
+
+/// One run of a program tool, wherever it runs.
+#[derive(Debug)]
+struct Call<'a> {
+    /// The program, a file in the connector's folder.
+    program: &'a Path,
+    /// The tool's name.
+    name: &'a str,
+    /// The network it may use.
+    network: ToolNetwork,
+    /// How long it may take.
+    timeout: Duration,
+    /// What goes on its stdin.
+    request: &'a [u8],
 }
 
 /// How a program tool ended.

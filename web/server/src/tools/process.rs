@@ -3,13 +3,12 @@
 
 use std::path::Path;
 use std::process::Stdio;
-use std::time::Duration;
 
 use iot2mqtt_flows::schema::ToolNetwork;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::OnceCell;
 
-use super::{KILL_GRACE, Limited, Ran, Sink, Tail};
+use super::{Call, KILL_GRACE, Limited, Ran, Sink, Tail};
 
 /// Starts script tools as subprocesses.
 #[derive(Debug, Default)]
@@ -18,17 +17,9 @@ pub(super) struct Processes {
 }
 
 impl Processes {
-    /// Run `program` in `dir` with `request` on its stdin, within `timeout`. An error is why
-    /// it could not be run at all.
-    pub(super) async fn run(
-        &self,
-        dir: &Path,
-        program: &Path,
-        name: &str,
-        network: ToolNetwork,
-        timeout: Duration,
-        request: &[u8],
-    ) -> Result<Ran, String> {
+    /// Make `call` in `dir`. An error is why it could not be run at all.
+    pub(super) async fn run(&self, dir: &Path, call: &Call<'_>) -> Result<Ran, String> {
+        let Call { program, name, network, timeout, request } = *call;
         let mut command = match network {
             ToolNetwork::None => {
                 let prefix = self.isolation().await.ok_or_else(|| {
