@@ -273,7 +273,15 @@ fn write_connectors(dir: &Path) {
             ]}]
         }),
     );
-    let tool = |timeout: u64, network: &str| json!({"entry": "tool.py", "timeout": timeout, "network": network, "secrets": ["password"]});
+    // A script tool of `entry` whose input key "password" is a secret.
+    let script = |entry: &str, timeout: u64, network: &str| json!({"entry": entry, "timeout": timeout, "network": network, "secrets": ["password"]});
+    let tool = |timeout: u64, network: &str| script("tool.py", timeout, network);
+    // A flow of one step that creates the instance.
+    let just_create = |name: &str| {
+        json!([{"id": "default", "name": "Add", "steps": [
+            {"id": "create", "type": "instance", "instance": {"instance_id": "auto", "friendly_name": name}}
+        ]}])
+    };
     let scripted = connector(
         "scripted",
         "demo",
@@ -297,9 +305,7 @@ fn write_connectors(dir: &Path) {
         "trap",
         json!({
             "version": "1.0", "display_name": "A plugin that traps on demand",
-            "flows": [{"id": "default", "name": "Add", "steps": [
-                {"id": "create", "type": "instance", "instance": {"instance_id": "auto", "friendly_name": "trappy"}}
-            ]}]
+            "flows": just_create("trappy")
         }),
     );
     connector(
@@ -308,12 +314,10 @@ fn write_connectors(dir: &Path) {
         json!({
             "version": "1.0", "display_name": "Demo on the bridge network",
             "requirements": {"network": "bridge"},
-            "flows": [{"id": "default", "name": "Add", "steps": [
-                {"id": "create", "type": "instance", "instance": {"instance_id": "auto", "friendly_name": "bridged"}}
-            ]}]
+            "flows": just_create("bridged")
         }),
     );
-    let boxed_tool = |timeout: u64, network: &str| json!({"entry": "tool.sh", "timeout": timeout, "network": network, "secrets": ["password"]});
+    let boxed_tool = |timeout: u64, network: &str| script("tool.sh", timeout, network);
     let boxed = connector(
         "boxed",
         "demo",
@@ -342,9 +346,7 @@ fn write_connectors(dir: &Path) {
         json!({
             "version": "1.0", "display_name": "An image that does not build",
             "tools": {"echo": {"entry": "tool.sh", "network": "none"}},
-            "flows": [{"id": "default", "name": "Add", "steps": [
-                {"id": "create", "type": "instance", "instance": {"instance_id": "auto", "friendly_name": "unbuildable"}}
-            ]}]
+            "flows": just_create("unbuildable")
         }),
     );
     std::fs::write(unbuildable.join("Dockerfile"), "FROM scratch\nRUN [\"/bin/no-such-program\"]\n").unwrap();
