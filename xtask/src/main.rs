@@ -2,13 +2,14 @@
 //!
 //! - `plugins`: build every plugin in `plugins/` to `<target>/plugins/<name>.wasm`.
 //! - `run`: build everything and run `iot2mqtt serve` (see the README).
-//! - `test`: every test tier: unit tests, plugin tests, the integration suite against real
+//! - `test`: the build-once check (see `once.rs`), then every test tier: unit tests, plugin tests, the integration suite against real
 //!   Mosquitto and Docker, then against the embedded broker, and the contract tests against the
 //!   Python baseline.
 //! - `bench`: the benchmarks against a Mosquitto they start, beside the Python baseline;
 //!   `--quick`, `--only a,b`, `--runs N`, `--check` (see the README's Performance section).
 //! - `schema`: regenerate `connectors/setup.schema.json` from the `setup.json` types.
 
+mod once;
 mod run;
 
 use std::path::{Path, PathBuf};
@@ -102,7 +103,7 @@ fn bench(extra: &[String]) -> anyhow::Result<()> {
     plugins()?;
     let plugins_dir = target_dir().join("plugins");
     let root = root();
-    cargo(&["build", "--release", "--workspace", "--bins"], &root)?;
+    once::build_binaries()?;
     let out = target_dir().join("bench");
     let status = Command::new(release_dir()?.join("iot2mqtt-bench"))
         .arg("run")
@@ -124,8 +125,10 @@ fn bench(extra: &[String]) -> anyhow::Result<()> {
 fn test(extra: &[String]) -> anyhow::Result<()> {
     plugins()?;
     let root = root();
-    // The integration suite starts these binaries; build them first.
-    cargo(&["build", "--release", "--workspace", "--bins"], &root)?;
+    // The integration suite starts these binaries; build them first, then make sure a newcomer's
+    // `-p iot2mqtt` build would reuse them.
+    once::build_binaries()?;
+    once::check()?;
     let mut args = vec!["test", "--release", "--workspace"];
     if !extra.is_empty() {
         args.push("--");

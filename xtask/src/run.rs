@@ -7,11 +7,11 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
-use crate::{cargo, plugins, release_dir, root, target_dir};
+use crate::{plugins, release_dir, root, target_dir};
 
 pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     plugins()?;
-    cargo(&["build", "--release", "--bins"], &root())?;
+    crate::once::build_binaries()?;
     let data = target_dir().join("run/data");
     let mut command = Command::new(release_dir()?.join("iot2mqtt"));
     command
