@@ -82,14 +82,8 @@ pub(crate) fn plugins() -> anyhow::Result<Vec<PathBuf>> {
 
 /// Run `cargo` with `args` in `dir`, failing on a non-zero exit.
 pub(crate) fn cargo(args: &[&str], dir: &Path) -> anyhow::Result<()> {
-    cargo_with_env(args, dir, ("IOT2MQTT_XTASK", "1"))
-}
-
-/// The same, with one more environment variable.
-pub(crate) fn cargo_with_env(args: &[&str], dir: &Path, (key, value): (&str, &str)) -> anyhow::Result<()> {
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let status = cargo_command()
         .args(args)
-        .env(key, value)
         .current_dir(dir)
         .status()
         .with_context(|| format!("cannot run cargo {}", args.join(" ")))?;
@@ -97,6 +91,47 @@ pub(crate) fn cargo_with_env(args: &[&str], dir: &Path, (key, value): (&str, &st
         bail!("cargo {} failed", args.join(" "));
     }
     Ok(())
+}
+
+/// The same, with one more environment variable.
+pub(crate) fn cargo_with_env(args: &[&str], dir: &Path, (key, value): (&str, &str)) -> anyhow::Result<()> {
+    let status = cargo_command()
+        .args(args)
+        .env(key, value)
+        .current_dir(dir)
+        .status()
+        .with_context(|| format!("cannot run cargo {} with {key}={value}", args.join(" ")))?;
+    if !status.success() {
+        bail!("cargo {} failed ({key}={value})", args.join(" "));
+    }
+    Ok(())
+}
+
+/// A `cargo` command with the environment a person's shell would give it.
+///
+/// `cargo xtask` runs this program through `cargo run`, which sets `CARGO_MANIFEST_DIR`,
+/// `CARGO_PKG_NAME` and the like for it. Build scripts (ring's, through the `cc` crate) ask to
+/// be rerun when those change, so a nested `cargo build` that inherited them would rebuild ring
+/// and everything above it (rustls, reqwest, the server) after a plain `cargo build --release`.
+pub(crate) fn cargo_command() -> Command {
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        let set_by_cargo_run = key.starts_with("CARGO_PKG_")
+            || matches!(
+                &*key,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_MANIFEST_LINKS"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+            );
+        if set_by_cargo_run {
+            command.env_remove(&*key);
+        }
+    }
+    command
 }
 
 fn bench(extra: &[String]) -> anyhow::Result<()> {

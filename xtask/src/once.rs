@@ -2,11 +2,12 @@
 //! single package built after the workspace reuses what the workspace build compiled.
 //!
 //! Cargo resolves a crate's features for the packages a command selects. When members ask for a
-//! shared crate with different features, `cargo build -p iot2mqtt` after a workspace build
-//! compiles that crate and everything above it again (minutes, when wasmtime is among them).
+//! shared crate with different features, building the `iot2mqtt` binary's package alone
+//! (`cargo build -p iot2mqtt-server`) after a workspace build compiles that crate and everything
+//! above it again (minutes, when wasmtime is among them).
 //! The workspace manifest declares each crate once; `check` catches a member that drifts.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use anyhow::{Context, bail};
 
@@ -17,29 +18,30 @@ pub(crate) fn build_binaries() -> anyhow::Result<()> {
     crate::cargo(&["build", "--release", "--workspace", "--bins"], &root())
 }
 
-/// Fail when building the `iot2mqtt` package alone compiles anything after `build_binaries`.
+/// Fail when building the `iot2mqtt` binary's package alone compiles anything after
+/// `build_binaries`.
 pub(crate) fn check() -> anyhow::Result<()> {
-    let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--release", "-p", "iot2mqtt", "--bins", "--message-format=json"])
+    let output = crate::cargo_command()
+        .args(["build", "--release", "-p", "iot2mqtt-server", "--bins", "--message-format=json"])
         .current_dir(root())
         .stderr(Stdio::inherit())
         .output()
-        .context("cannot run cargo build -p iot2mqtt")?;
+        .context("cannot run cargo build -p iot2mqtt-server")?;
     if !output.status.success() {
-        bail!("cargo build -p iot2mqtt failed");
+        bail!("cargo build -p iot2mqtt-server failed");
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
     let compiled = compiled_units(&stdout);
     if !compiled.is_empty() {
         bail!(
-            "building iot2mqtt alone compiled {} crate(s) again after the workspace build: {}. \
+            "building iot2mqtt-server alone compiled {} crate(s) again after the workspace build: {}. \
              A member asks for a shared dependency with other features; declare it once in \
              [workspace.dependencies] with the features every member needs.",
             compiled.len(),
             compiled.join(", ")
         );
     }
-    println!("xtask: build once: iot2mqtt alone reuses the workspace build");
+    println!("xtask: build once: iot2mqtt-server alone reuses the workspace build");
     Ok(())
 }
 
