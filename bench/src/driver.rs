@@ -1,23 +1,15 @@
 //! The load generator and observer: an independent MQTT client (rumqttc) that publishes
 //! commands and timestamps what comes back.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
-use bytes::Bytes;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use iot2mqtt_testkit::{Subscriber, SubscriberOptions};
+use rumqttc::{AsyncClient, QoS};
 use tokio::sync::mpsc;
 
 /// A message received, with when.
-#[derive(Debug, Clone)]
-pub struct Msg {
-    /// Its topic.
-    pub topic: String,
-    /// Its payload.
-    pub payload: Bytes,
-    /// When it arrived.
-    pub at: Instant,
-}
+pub type Msg = iot2mqtt_testkit::Publication;
 
 /// A connected client with its subscriptions.
 #[derive(Debug)]
@@ -37,51 +29,19 @@ impl Driver {
     /// The same, subscribing at `qos` (QoS 0 to count without the counter's acknowledgements
     /// slowing the broker down).
     pub async fn connect_with(port: u16, filters: &[String], qos: QoS) -> anyhow::Result<Self> {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static N: AtomicU32 = AtomicU32::new(0);
-        let id = format!("bench-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
-        let mut options = MqttOptions::new(id, "127.0.0.1", port);
-        options.set_keep_alive(Duration::from_secs(30)).set_max_packet_size(1 << 20, 1 << 20).set_inflight(1000);
-        let (client, mut eventloop) = AsyncClient::new(options, 100_000);
-        let mut network = eventloop.network_options();
-        network.set_tcp_nodelay(true);
-        eventloop.set_network_options(network);
-        let (tx, rx) = mpsc::unbounded_channel();
-        let (subscribed_tx, mut subscribed_rx) = mpsc::unbounded_channel();
-        let subscriber = client.clone();
-        let filters = filters.to_vec();
-        let wanted = filters.len();
-        tokio::spawn(async move {
-            loop {
-                match eventloop.poll().await {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        for filter in &filters {
-                            let _ = subscriber.try_subscribe(filter.clone(), qos);
-                        }
-                    }
-                    Ok(Event::Incoming(Packet::SubAck(_))) => {
-                        let _ = subscribed_tx.send(());
-                    }
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
-                        if tx.send(Msg { topic: p.topic, payload: p.payload, at: Instant::now() }).is_err() {
-                            return;
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(_) => {
-                        if tx.is_closed() {
-                            return;
-                        }
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                }
-            }
-        });
-        for _ in 0..wanted {
-            tokio::time::timeout(Duration::from_secs(10), subscribed_rx.recv())
-                .await
-                .context("the benchmark client could not subscribe")?;
-        }
+        let options = SubscriberOptions {
+            name: "bench",
+            qos,
+            keep_alive: Duration::from_secs(30),
+            capacity: 100_000,
+            inflight: 1000,
+            nodelay: true,
+            subscribe_within: Duration::from_secs(10),
+        };
+        let Subscriber { client, rx } = Subscriber::connect(port, filters, options)
+            .await
+            .map_err(anyhow::Error::msg)
+            .context("the benchmark client could not subscribe")?;
         Ok(Self { client, rx })
     }
 

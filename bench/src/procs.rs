@@ -129,12 +129,7 @@ pub fn host(paths: &Paths, port: u16, config: &Value, plugin: &str, cache: &Path
     let mut command = Command::new(paths.bin.join("iot2mqtt-host"));
     command
         .env_clear()
-        .env("INSTANCE_NAME", &id)
-        .env("MQTT_HOST", "127.0.0.1")
-        .env("MQTT_PORT", port.to_string())
-        .env("IOT2MQTT_INSTANCES_DIR", dir.path())
-        .env("IOT2MQTT_SECRETS_DIR", dir.path())
-        .env("IOT2MQTT_DOTENV", dir.path().join(".env"))
+        .envs(iot2mqtt_testkit::instance_env(&id, port, dir.path()))
         .env("IOT2MQTT_PLUGIN", paths.plugin(plugin))
         .env("IOT2MQTT_CACHE_DIR", cache)
         .env("LOG_LEVEL", "WARN");
@@ -150,12 +145,7 @@ pub fn baseline(paths: &Paths, port: u16, config: &Value) -> anyhow::Result<Proc
         .arg(paths.repo.join("bench/python-baseline/connector.py"))
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("INSTANCE_NAME", &id)
-        .env("MQTT_HOST", "127.0.0.1")
-        .env("MQTT_PORT", port.to_string())
-        .env("IOT2MQTT_INSTANCES_DIR", dir.path())
-        .env("IOT2MQTT_SECRETS_DIR", dir.path())
-        .env("IOT2MQTT_DOTENV", dir.path().join(".env"))
+        .envs(iot2mqtt_testkit::instance_env(&id, port, dir.path()))
         .env("LOG_LEVEL", "WARNING");
     spawn("the Python baseline", command, dir)
 }

@@ -1,3 +1,4 @@
+// Longer than 500 lines: one test per rule of the contract, in the contract's order.
 //! One test per rule of the connector contract (`shared/contract.md`), against a real broker, with
 //! the demo plugin running in-process, or with `IOT2MQTT_CONTRACT_TARGET=baseline` the Python
 //! reference connector the benchmarks compare with.

@@ -10,6 +10,7 @@
 mod support;
 
 mod broker;
+mod codes;
 mod contract;
 mod faults;
 mod many;

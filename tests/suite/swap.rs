@@ -136,6 +136,22 @@ async fn bad_plugin_binaries_are_rejected_with_a_clear_message() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_in_use_is_shared_not_loaded_again() {
+    let cache = tempfile::tempdir().unwrap();
+    let wasm = new_version(&plugin("demo"), &unique_id("shared"));
+    let runtime = Runtime::new(EngineConfig { cache_dir: Some(cache.path().to_path_buf()) }).unwrap();
+    let first = runtime.load_plugin(wasm.clone()).await.unwrap();
+    let second = runtime.load_plugin(wasm.clone()).await.unwrap();
+    assert!(second.is_same(&first), "a second load of plugin in use gave another copy");
+    let sha = first.about().sha256.clone();
+    assert!(runtime.loaded(&sha).is_some_and(|p| p.is_same(&first)));
+    drop((first, second));
+    assert!(runtime.loaded(&sha).is_none(), "a plugin nobody uses is still held");
+    let again = runtime.load_plugin(wasm).await.unwrap();
+    assert_eq!(again.cache_outcome(), CacheOutcome::Hit);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compiled_components_are_cached_by_content() {
     let cache = tempfile::tempdir().unwrap();
     let wasm = new_version(&plugin("demo"), &unique_id("cache"));

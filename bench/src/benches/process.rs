@@ -44,13 +44,18 @@ pub async fn sizes(ctx: &mut Ctx) -> anyhow::Result<()> {
 /// Build the runner image the way `iot2mqtt serve` does, and read its size.
 async fn runner_image(ctx: &Ctx) -> anyhow::Result<u64> {
     use anyhow::Context;
-    let docker = iot2mqtt::runtime::docker::connect().await.context("no Docker engine answers")?;
+    let docker = iot2mqtt_server::runtime::docker::connect().await.context("no Docker engine answers")?;
     let secrets = tempfile::tempdir()?;
-    let runtime = iot2mqtt::runtime::docker::DockerRuntime::new(
+    let runtime = iot2mqtt_server::runtime::docker::DockerRuntime::new(
         docker.clone(),
         "bench".into(),
         ctx.paths.bin.join("iot2mqtt-host"),
         secrets.path().to_path_buf(),
+        iot2mqtt_server::mqtt::MqttService::start(iot2mqtt_contract::MqttSettings {
+            host: "127.0.0.1".into(),
+            port: ctx.broker,
+            ..iot2mqtt_contract::MqttSettings::default()
+        }),
     );
     let image = runtime.ensure_image().await?;
     let inspected = docker.inspect_image(&image).await?;

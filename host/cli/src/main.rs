@@ -20,7 +20,10 @@ use crate::watch::PluginWatcher;
 const STOP_DEADLINE: Duration = Duration::from_millis(4500);
 
 fn main() -> ExitCode {
-    settings::init_logging();
+    iot2mqtt_runtime::logging::init(
+        std::env::var("LOG_LEVEL").ok().as_deref(),
+        std::env::var("LOG_FORMAT").ok().as_deref(),
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {

@@ -8,7 +8,6 @@ use iot2mqtt_contract::config::InstanceConfig;
 use iot2mqtt_contract::settings::Env;
 use iot2mqtt_contract::{ConnectorName, InstanceId, MqttSettings, creds};
 use iot2mqtt_runtime::InstanceOptions;
-use tracing_subscriber::EnvFilter;
 
 /// Why the host could not start, and the exit code that says so.
 #[derive(Debug)]
@@ -114,22 +113,4 @@ fn read_secrets(path: &Path) -> anyhow::Result<std::collections::BTreeMap<String
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Default::default()),
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
-}
-
-/// Log to stderr at `LOG_LEVEL` (`INFO` by default; `WARNING` is understood).
-pub(crate) fn init_logging() {
-    let level = std::env::var("LOG_LEVEL").unwrap_or_else(|_| "info".into()).to_ascii_lowercase();
-    let level = match level.as_str() {
-        "warning" => "warn".to_string(),
-        "critical" | "fatal" => "error".to_string(),
-        other => other.to_string(),
-    };
-    let filter = EnvFilter::try_new(&level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .with_target(false)
-        .init();
 }

@@ -122,7 +122,9 @@ fn parse_object(payload: &[u8]) -> Result<Map<String, Value>, CommandError> {
     }
 }
 
-fn kind(value: &Value) -> &'static str {
+/// What a JSON value is, for a message that says what was expected instead
+/// (`must be an object, not an array`).
+pub fn kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

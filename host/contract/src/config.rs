@@ -33,8 +33,13 @@ pub enum ConfigError {
         source: serde_json::Error,
     },
     /// It parsed, but breaks a rule.
-    #[error("invalid instance configuration: {0}")]
-    Invalid(String),
+    #[error("invalid instance configuration: {message}")]
+    Invalid {
+        /// The top-level key at fault (`update_interval`, `devices`, `groups`).
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// One instance's configuration.
@@ -66,6 +71,9 @@ pub struct InstanceConfig {
     /// Groups of devices that take commands together.
     #[serde(default)]
     pub groups: Vec<GroupEntry>,
+    /// The plugin version the instance runs, pinned by content (written by the orchestrator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin: Option<PluginPin>,
     /// When the instance was created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<String>,
@@ -75,6 +83,16 @@ pub struct InstanceConfig {
     /// The connector's own keys.
     #[serde(flatten)]
     pub extra: Object,
+}
+
+/// The plugin version an instance runs, and the one before it (for rollback).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginPin {
+    /// sha256 of the `.wasm`, hex.
+    pub sha256: String,
+    /// The version it replaced.
+    #[serde(default)]
+    pub previous: Option<String>,
 }
 
 /// One device of an instance.
@@ -124,18 +142,18 @@ impl InstanceConfig {
     /// Check the rules serde cannot: unique ids, a sane poll interval.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.update_interval == 0 {
-            return Err(ConfigError::Invalid("update_interval must be at least 1 second".into()));
+            return Err(invalid("update_interval", "update_interval must be at least 1 second".into()));
         }
         let mut seen = HashSet::new();
         for device in &self.devices {
             if !seen.insert(device.device_id.as_str()) {
-                return Err(ConfigError::Invalid(format!("device id \"{}\" appears twice", device.device_id)));
+                return Err(invalid("devices", format!("device id \"{}\" appears twice", device.device_id)));
             }
         }
         let mut groups = HashSet::new();
         for group in &self.groups {
             if !groups.insert(group.group_id.as_str()) {
-                return Err(ConfigError::Invalid(format!("group id \"{}\" appears twice", group.group_id)));
+                return Err(invalid("groups", format!("group id \"{}\" appears twice", group.group_id)));
             }
         }
         Ok(())
@@ -178,6 +196,10 @@ impl DeviceEntry {
             _ => Object::new(),
         }
     }
+}
+
+fn invalid(field: &'static str, message: String) -> ConfigError {
+    ConfigError::Invalid { field, message }
 }
 
 fn yes() -> bool {

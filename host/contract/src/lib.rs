@@ -15,7 +15,7 @@ pub mod settings;
 pub mod time;
 pub mod topics;
 
-pub use codes::Severity;
+pub use codes::{ErrorCode, Severity};
 pub use command::{Command, CommandError, GetRequest};
 pub use config::{ConfigError, DeviceEntry, GroupEntry, InstanceConfig};
 pub use ids::{ConnectorName, DeviceId, GroupId, IdError, InstanceId};

@@ -1,6 +1,7 @@
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use wasmtime::component::{HasSelf, Linker};
 
 use crate::bindings::iot2mqtt::connector::host;
 use crate::cache::CompileCache;
-use crate::lane::LaneCtx;
+use crate::ctx::LaneCtx;
 
 /// How often the epoch advances. A call's CPU budget is counted in these ticks, and a plugin
 /// that computes without pause yields to other tasks once per tick.
@@ -37,6 +38,8 @@ pub(crate) struct Inner {
     pub(crate) wasm: wasmtime::Engine,
     pub(crate) linker: Linker<LaneCtx>,
     pub(crate) cache: Option<CompileCache>,
+    /// Plugins loaded and still in use, by sha256 (see [`Engine::load`]).
+    pub(crate) loaded: Mutex<HashMap<String, Weak<crate::plugin::Inner>>>,
     _ticker: Ticker,
 }
 
@@ -65,7 +68,13 @@ impl Engine {
         host::add_to_linker::<LaneCtx, HasSelf<LaneCtx>>(&mut linker, |ctx| ctx).map_err(EngineError)?;
         let ticker = Ticker::start(&wasm).map_err(|e| EngineError(e.into()))?;
         Ok(Self {
-            inner: Arc::new(Inner { wasm, linker, cache: config.cache_dir.map(CompileCache::new), _ticker: ticker }),
+            inner: Arc::new(Inner {
+                wasm,
+                linker,
+                cache: config.cache_dir.map(CompileCache::new),
+                loaded: Mutex::default(),
+                _ticker: ticker,
+            }),
         })
     }
 }

@@ -7,33 +7,23 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use iot2mqtt_contract::codes::ErrorCode;
 use serde_json::{Map, Value};
 use tokio::sync::Notify;
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::p2::{DynPollable, Pollable, subscribe};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::exports::iot2mqtt::connector::{device, events, handover, tools};
-use crate::bindings::iot2mqtt::connector::{host, types};
+use crate::bindings::iot2mqtt::connector::types;
+use crate::ctx::{CpuMeter, HostSink, LaneCtx, parse_object};
 use crate::engine::{EPOCH_TICK, Engine};
+use crate::outcome::{Failure, Fault, FaultKind};
 use crate::plugin::Plugin;
 use crate::sandbox::{MemoryCap, NetGrants, StderrTap};
 
-/// The longest a log line from a plugin may be; longer lines are cut.
-const MAX_LOG_LINE: usize = 4096;
 /// How long `events.listen` may block before the plugin is considered hung.
 const LISTEN_LIMIT: Duration = Duration::from_secs(90);
-
-/// Where a plugin's log lines, pushed states and events go.
-pub trait HostSink: Send + Sync + 'static {
-    /// A log line from the plugin.
-    fn log(&self, level: types::Level, message: &str);
-    /// A device's full state, pushed by the plugin.
-    fn push_state(&self, device_id: &str, state: Map<String, Value>) -> Result<(), String>;
-    /// An event of a device, pushed by the plugin.
-    fn push_event(&self, device_id: &str, event: &str, data: Map<String, Value>) -> Result<(), String>;
-}
 
 /// What a lane is built with.
 #[derive(Clone)]
@@ -62,42 +52,6 @@ impl std::fmt::Debug for LaneConfig {
             .field("call_limit", &self.call_limit)
             .finish_non_exhaustive()
     }
-}
-
-/// A failure the plugin reported: an outcome, with the contract's code.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{code}: {message}")]
-pub struct Failure {
-    /// UPPER_SNAKE_CASE.
-    pub code: String,
-    /// The plugin's message.
-    pub message: String,
-}
-
-/// Why a lane died.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FaultKind {
-    /// The plugin trapped: a panic, `unreachable`, an out-of-bounds access.
-    Trap,
-    /// A call spent its whole CPU budget (an endless loop).
-    CpuBudget,
-    /// The plugin needed more memory than its cap.
-    MemoryLimit,
-    /// A call did not return within its wall-clock limit.
-    Hung,
-    /// The plugin could not be instantiated or broke the interface.
-    Broken,
-}
-
-/// A lane died. The plugin instance is gone; nothing more can be called on it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct Fault {
-    /// What happened.
-    pub kind: FaultKind,
-    /// For people: what the plugin was doing and what went wrong, with its last words on
-    /// stderr (a panic's message) when there are any.
-    pub message: String,
 }
 
 /// A device as the plugin described it after `init`.
@@ -151,30 +105,6 @@ struct Exports {
     events: Option<events::Guest>,
     tools: Option<tools::Guest>,
     handover: Option<handover::Guest>,
-}
-
-/// What a lane's store holds.
-pub(crate) struct LaneCtx {
-    label: String,
-    wasi: WasiCtx,
-    table: ResourceTable,
-    memory: MemoryCap,
-    cpu: CpuMeter,
-    stderr: StderrTap,
-    sink: Arc<dyn HostSink>,
-}
-
-#[derive(Debug, Default)]
-struct CpuMeter {
-    ticks: u64,
-    budget: u64,
-    exceeded: bool,
-}
-
-impl WasiView for LaneCtx {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
-    }
 }
 
 impl Lane {
@@ -303,7 +233,7 @@ impl Lane {
         self.begin()?;
         let Some(tools) = &self.exports.tools else {
             return Ok(Err(Failure {
-                code: "UNSUPPORTED_PROPERTY".into(),
+                code: ErrorCode::UnsupportedProperty.into(),
                 message: "the plugin has no setup tools".into(),
             }));
         };
@@ -313,7 +243,7 @@ impl Lane {
         let outcome = self.finish("run-tool", result)?;
         Ok(outcome.map_err(Failure::from).and_then(|json| {
             serde_json::from_str(&json).map_err(|e| Failure {
-                code: "INVALID_OUTPUT".into(),
+                code: ErrorCode::InvalidOutput.into(),
                 message: format!("run-tool returned invalid JSON: {e}"),
             })
         }))
@@ -394,37 +324,6 @@ fn ticks(budget: Duration) -> u64 {
     (budget.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
 }
 
-fn parse_object(json: &str, what: &str) -> Result<Map<String, Value>, Failure> {
-    match serde_json::from_str(json) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(Failure {
-            code: "INVALID_OUTPUT".into(),
-            message: format!("{what} returned JSON that is not an object"),
-        }),
-        Err(e) => Err(Failure { code: "INVALID_OUTPUT".into(), message: format!("{what} returned invalid JSON: {e}") }),
-    }
-}
-
-impl From<types::Error> for Failure {
-    fn from(error: types::Error) -> Self {
-        let (code, message) = match error {
-            types::Error::InvalidValue(m) => ("INVALID_VALUE".to_string(), m),
-            types::Error::ReadOnly(m) => ("READ_ONLY".to_string(), m),
-            types::Error::Unreachable(m) => ("DEVICE_UNREACHABLE".to_string(), m),
-            types::Error::Unsupported(m) => ("UNSUPPORTED_PROPERTY".to_string(), m),
-            types::Error::Failed(m) => ("COMMAND_FAILED".to_string(), m),
-            types::Error::Other(types::CodedError { code, message }) => (code, message),
-        };
-        let valid = code.bytes().next().is_some_and(|b| b.is_ascii_uppercase())
-            && code.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
-        if valid {
-            Self { code, message }
-        } else {
-            Self { code: "PLUGIN_ERROR".into(), message: format!("{code}: {message}") }
-        }
-    }
-}
-
 /// The pollable handed to `events.listen`.
 struct WakePollable(Arc<WakeSignal>);
 
@@ -440,39 +339,5 @@ impl Pollable for WakePollable {
             }
             notified.await;
         }
-    }
-}
-
-impl types::Host for LaneCtx {}
-
-impl host::Host for LaneCtx {
-    fn log(&mut self, level: types::Level, mut message: String) {
-        if message.len() > MAX_LOG_LINE {
-            let mut cut = MAX_LOG_LINE;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
-        }
-        self.sink.log(level, &message);
-    }
-
-    fn push_state(&mut self, device_id: String, state: String) -> Result<(), String> {
-        let state = parse_object(&state, "push-state").map_err(|f| f.message)?;
-        self.sink.push_state(&device_id, state)
-    }
-
-    fn push_event(&mut self, device_id: String, event: String, data: String) -> Result<(), String> {
-        if event.is_empty() {
-            return Err("the event name is empty".into());
-        }
-        let data = parse_object(&data, "push-event").map_err(|f| f.message)?;
-        self.sink.push_event(&device_id, &event, data)
-    }
-
-    fn now_ms(&mut self) -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     }
 }

@@ -8,15 +8,20 @@
 
 mod bindings;
 mod cache;
+mod ctx;
 mod engine;
 mod lane;
+mod loader;
+mod outcome;
 mod plugin;
 mod sandbox;
 
 pub use bindings::iot2mqtt::connector::types::Level;
 pub use cache::CacheOutcome;
+pub use ctx::HostSink;
 pub use engine::{Engine, EngineConfig, EngineError};
-pub use lane::{DeviceInfo, Failure, Fault, FaultKind, HostSink, Lane, LaneConfig, WakeSignal};
+pub use lane::{DeviceInfo, Lane, LaneConfig, WakeSignal};
+pub use outcome::{Failure, Fault, FaultKind};
 pub use plugin::{LoadError, Plugin, PluginAbout};
 pub use sandbox::NetGrants;
 pub use wasmtime_wasi::sockets::SocketAddrUse;

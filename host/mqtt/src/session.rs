@@ -1,3 +1,4 @@
+// Longer than 500 lines because its unit tests sit beside the state machine they test.
 //! A client session: connects with a last will, subscribes after every (re)connect, sends the
 //! outbox under a window of unacknowledged messages, answers and sends pings, and reconnects
 //! with backoff for as long as it runs. One task owns the connection; it never waits on the

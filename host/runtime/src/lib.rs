@@ -11,16 +11,16 @@ mod backoff;
 mod dedup;
 mod dispatch;
 mod grants;
+pub mod logging;
 mod options;
 mod report;
 mod runtime;
+mod status;
 mod worker;
 
 pub use iot2mqtt_engine::{
     CacheOutcome, EngineConfig, Failure, Fault, FaultKind, LoadError, NetGrants, Plugin, PluginAbout,
 };
 pub use options::InstanceOptions;
-pub use runtime::{
-    CRASH_LOOP_FAULTS, CRASH_LOOP_GAP, FaultTimes, InstanceHandle, InstanceSpec, InstanceStatus, Runtime, RuntimeError,
-    SwapError, SwapReport,
-};
+pub use runtime::{InstanceHandle, InstanceSpec, Runtime, RuntimeError};
+pub use status::{CRASH_LOOP_FAULTS, CRASH_LOOP_GAP, FaultTimes, InstanceStatus, SwapError, SwapReport};

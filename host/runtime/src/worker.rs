@@ -7,7 +7,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use iot2mqtt_contract::codes;
+use iot2mqtt_contract::codes::ErrorCode;
 use iot2mqtt_contract::config::DeviceEntry;
 use iot2mqtt_contract::message::Object;
 use iot2mqtt_engine::{DeviceInfo, Engine, Failure, Fault, HostSink, Lane, LaneConfig, Level, Plugin, WakeSignal};
@@ -112,7 +112,7 @@ impl LaneFactory {
 
 /// A fault as a failure of the call it ended.
 pub(crate) fn fault_failure(fault: Fault) -> Failure {
-    Failure { code: codes::PLUGIN_FAULT.into(), message: fault.message }
+    Failure { code: ErrorCode::PluginFault.into(), message: fault.message }
 }
 
 /// The instance's end of a worker. Dropping it stops the worker.
@@ -336,7 +336,7 @@ impl Worker {
 
     fn restarting(&self) -> Failure {
         let why = self.last_fault.as_deref().unwrap_or("it could not be started");
-        Failure { code: codes::PLUGIN_FAULT.into(), message: format!("the device's plugin is restarting: {why}") }
+        Failure { code: ErrorCode::PluginFault.into(), message: format!("the device's plugin is restarting: {why}") }
     }
 
     /// Send an event to the instance. The future does not borrow the worker (whose lane is

@@ -12,7 +12,7 @@ use crate::support::serve::{KEY, Runtime, Serve};
 async fn every_protected_route_refuses_requests_without_credentials() {
     let serve = Serve::start(Runtime::Embedded).await;
     let mut protected = 0;
-    for route in iot2mqtt::routes() {
+    for route in iot2mqtt_server::routes() {
         let path = route
             .path
             .replace("{connector}", "demo")
@@ -23,7 +23,7 @@ async fn every_protected_route_refuses_requests_without_credentials() {
         for token in [None, Some("v1.9999999999.forged.signature")] {
             let (status, body) = serve.call_as(token, method.clone(), &path, Some(json!({}))).await;
             match route.access {
-                iot2mqtt::api::Access::Public => {
+                iot2mqtt_server::api::Access::Public => {
                     assert_ne!(status, StatusCode::UNAUTHORIZED, "{} {path} is public", route.method);
                 }
                 _ => {
@@ -32,7 +32,7 @@ async fn every_protected_route_refuses_requests_without_credentials() {
                 }
             }
         }
-        protected += usize::from(route.access != iot2mqtt::api::Access::Public);
+        protected += usize::from(route.access != iot2mqtt_server::api::Access::Public);
     }
     assert!(protected >= 25, "the table lists the API: {protected} protected routes");
     let (status, health) = serve.call_as(None, Method::GET, "/api/health", None).await;

@@ -1,3 +1,4 @@
+// Longer than 500 lines: one test per onboarding path, sharing the helpers below.
 //! Onboarding through the HTTP API: the connector catalog, setup flows walked to a running
 //! instance (the demo connector, and Yeelight against the bulb simulator, found by multicast),
 //! the tool runner's limits (timeout, exit status, output, masked secrets, network) as

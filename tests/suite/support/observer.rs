@@ -5,32 +5,14 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use bytes::Bytes;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use iot2mqtt_testkit::{Subscriber, SubscriberOptions};
+use rumqttc::{AsyncClient, QoS};
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout_at};
 
 /// One message as the observer saw it.
-#[derive(Debug, Clone)]
-pub struct Received {
-    pub topic: String,
-    pub payload: Bytes,
-    pub retain: bool,
-}
-
-impl Received {
-    /// The payload as JSON (panics when it is not).
-    pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.payload)
-            .unwrap_or_else(|e| panic!("{} is not JSON ({e}): {:?}", self.topic, self.payload))
-    }
-
-    /// The payload as text.
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.payload).into_owned()
-    }
-}
+pub use iot2mqtt_testkit::Publication as Received;
 
 /// A subscribed client and what it has received but nobody consumed yet.
 pub struct Observer {
@@ -42,45 +24,9 @@ pub struct Observer {
 impl Observer {
     /// Connect to the broker on `port` and subscribe to `filter`; returns once subscribed.
     pub async fn connect(port: u16, filter: &str) -> Self {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static N: AtomicU32 = AtomicU32::new(0);
-        let id = format!("observer-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
-        let mut options = MqttOptions::new(id, "127.0.0.1", port);
-        options.set_keep_alive(Duration::from_secs(5)).set_max_packet_size(1 << 20, 1 << 20);
-        let (client, mut eventloop) = AsyncClient::new(options, 1024);
-        let (tx, rx) = mpsc::unbounded_channel();
-        let (subscribed_tx, mut subscribed_rx) = mpsc::unbounded_channel();
-        let subscriber = client.clone();
-        let filter = filter.to_string();
-        tokio::spawn(async move {
-            loop {
-                match eventloop.poll().await {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        // rumqttc does not resubscribe after reconnecting: do it here.
-                        let _ = subscriber.try_subscribe(filter.clone(), QoS::AtLeastOnce);
-                    }
-                    Ok(Event::Incoming(Packet::SubAck(_))) => {
-                        let _ = subscribed_tx.send(());
-                    }
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
-                        let message = Received { topic: p.topic, payload: p.payload, retain: p.retain };
-                        if tx.send(message).is_err() {
-                            return;
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(_) => {
-                        if tx.is_closed() {
-                            return;
-                        }
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                }
-            }
-        });
-        tokio::time::timeout(Duration::from_secs(10), subscribed_rx.recv())
+        let Subscriber { client, rx } = Subscriber::connect(port, &[filter.to_string()], SubscriberOptions::default())
             .await
-            .expect("the observer could not subscribe in time");
+            .unwrap_or_else(|e| panic!("the observer could not subscribe: {e}"));
         Self { client, rx, backlog: VecDeque::new() }
     }
 

@@ -1,3 +1,4 @@
+// Longer than 500 lines: one strict type per object of the format, each with its check.
 //! The `setup.json` format. Parsing is strict (unknown keys are errors) and a semantic check
 //! follows (each step has what its type needs, tools and flows exist, ids are unique). Every
 //! error names the file, the JSON path and the problem.

@@ -13,7 +13,7 @@ fn setup(text: &str) -> Setup {
 
 fn show(next: Next) -> Value {
     match next {
-        Next::Show(view) => view,
+        Next::Show(view) => serde_json::to_value(view).unwrap_or_else(|e| panic!("{e}")),
         other => panic!("expected a step to show, got {other:?}"),
     }
 }

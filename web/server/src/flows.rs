@@ -1,3 +1,4 @@
+// Longer than 500 lines because its unit tests (expiry, eviction) sit beside the sessions.
 //! Flow sessions on the server: each walks one connector's setup flow with
 //! [`iot2mqtt_flows::FlowSession`], and this service does what the engine asks for — runs
 //! tools through the [`ToolRunner`], creates the instance through [`Instances`], and carries
@@ -8,14 +9,16 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use iot2mqtt_flows::{FlowError, FlowSession, Next, ToolFailure};
+use iot2mqtt_flows::{FlowError, FlowSession, Next, StepContent, StepView, ToolFailure};
+use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
 use crate::catalog::{CatalogError, Connector};
-use crate::error::AppError;
-use crate::instances::Instances;
+use crate::instances::{InstanceError, Instances};
 use crate::oauth::{OAuth, Pending};
+use crate::request::InstanceRequest;
+use crate::sync::lock;
 use crate::tools::ToolRunner;
 
 /// How long a session lives without being used.
@@ -27,13 +30,28 @@ struct Entry {
     integration: String,
     connector: Connector,
     session: FlowSession,
-    /// The last thing shown: a step, or the created instance.
-    shown: Value,
+    /// The step on screen (until the flow is done).
+    shown: Option<StepView>,
     done: Option<Value>,
     /// Tokens of finished authorisations, by secret name, for the instance.
     secrets: BTreeMap<String, String>,
     pending: Option<Pending>,
     last_used: Instant,
+}
+
+impl Entry {
+    fn new(integration: &str, connector: Connector, session: FlowSession) -> Self {
+        Self {
+            integration: integration.to_string(),
+            connector,
+            session,
+            shown: None,
+            done: None,
+            secrets: BTreeMap::new(),
+            pending: None,
+            last_used: Instant::now(),
+        }
+    }
 }
 
 /// The flow sessions.
@@ -50,6 +68,65 @@ impl std::fmt::Debug for Flows {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Flows").field("sessions", &lock(&self.sessions).len()).finish_non_exhaustive()
     }
+}
+
+/// Why a setup session refused a request.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// No such session, connector or setup flow.
+    #[error("{0}")]
+    NotFound(String),
+    /// A value of the request is wrong; `field` names it.
+    #[error("{message}")]
+    Invalid {
+        /// The field at fault.
+        field: Option<String>,
+        /// What is wrong.
+        message: String,
+    },
+    /// The request cannot be read.
+    #[error("{0}")]
+    BadInput(String),
+    /// The flow ended already.
+    #[error("this flow is finished")]
+    Finished,
+    /// Creating the instance failed for a reason the flow cannot show at a field.
+    #[error(transparent)]
+    Instance(#[from] InstanceError),
+    /// A bug.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl SessionError {
+    fn invalid(field: &str, message: impl Into<String>) -> Self {
+        Self::Invalid { field: Some(field.to_string()), message: message.into() }
+    }
+
+    fn internal(error: impl std::fmt::Display) -> Self {
+        Self::Internal(error.to_string())
+    }
+}
+
+/// A setup session as the API and the web UI show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionView {
+    /// The session's id.
+    pub id: String,
+    /// The connector being set up.
+    pub integration: String,
+    /// The flow walked.
+    pub flow: String,
+    /// `step` or `done`.
+    pub status: &'static str,
+    /// When it expires unused (RFC 3339).
+    pub expires_at: String,
+    /// `done`: the created instance.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<Value>,
+    /// `step`: the step to show.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<StepView>,
 }
 
 /// Where the user comes back from an OAuth provider.
@@ -89,30 +166,20 @@ impl Flows {
         integration: &str,
         flow: Option<&str>,
         origin: &str,
-    ) -> Result<Value, AppError> {
+    ) -> Result<SessionView, SessionError> {
         let connector = instances.catalog().get(integration).map_err(|e| match e {
-            CatalogError::Unknown(_) => AppError::NotFound(e.to_string()),
-            CatalogError::Invalid { .. } => AppError::invalid("integration", e.to_string()),
+            CatalogError::Unknown(_) => SessionError::NotFound(e.to_string()),
+            CatalogError::Invalid { .. } => SessionError::invalid("integration", e.to_string()),
         })?;
-        let setup = connector
-            .setup
-            .clone()
-            .ok_or_else(|| AppError::NotFound(format!("connector \"{integration}\" has no setup flow (setup.json)")))?;
+        let setup = connector.setup.clone().ok_or_else(|| {
+            SessionError::NotFound(format!("connector \"{integration}\" has no setup flow (setup.json)"))
+        })?;
         let (session, next) = FlowSession::start(setup, integration, flow).map_err(|e| match e {
-            FlowError::UnknownFlow(_) => AppError::invalid("flow", e.to_string()),
+            FlowError::UnknownFlow(_) => SessionError::invalid("flow", e.to_string()),
             other => flow_error(other),
         })?;
         let id = hex::encode(rand::random::<[u8; 16]>());
-        let mut entry = Entry {
-            integration: integration.to_string(),
-            connector,
-            session,
-            shown: Value::Null,
-            done: None,
-            secrets: BTreeMap::new(),
-            pending: None,
-            last_used: Instant::now(),
-        };
+        let mut entry = Entry::new(integration, connector, session);
         self.drive(instances, &id, &mut entry, next, origin).await?;
         let body = self.body(&id, &entry);
         self.insert(id, entry);
@@ -121,7 +188,7 @@ impl Flows {
     }
 
     /// The session as it stands.
-    pub async fn get(&self, id: &str) -> Result<Value, AppError> {
+    pub async fn get(&self, id: &str) -> Result<SessionView, SessionError> {
         let entry = self.entry(id)?;
         let mut entry = entry.lock().await;
         entry.last_used = Instant::now();
@@ -129,15 +196,21 @@ impl Flows {
     }
 
     /// Answer the current step.
-    pub async fn step(&self, instances: &Instances, id: &str, input: &Value, origin: &str) -> Result<Value, AppError> {
+    pub async fn step(
+        &self,
+        instances: &Instances,
+        id: &str,
+        input: &Value,
+        origin: &str,
+    ) -> Result<SessionView, SessionError> {
         if !input.is_object() {
-            return Err(AppError::BadRequest("the body must be a JSON object".into()));
+            return Err(SessionError::BadInput("the body must be a JSON object".into()));
         }
         let entry = self.entry(id)?;
         let mut entry = entry.lock().await;
         entry.last_used = Instant::now();
         if entry.done.is_some() {
-            return Err(AppError::Conflict { field: None, message: "this flow is finished".into() });
+            return Err(SessionError::Finished);
         }
         let next = entry.session.submit(input).map_err(flow_error)?;
         self.drive(instances, id, &mut entry, next, origin).await?;
@@ -152,18 +225,18 @@ impl Flows {
         action: &str,
         flow: Option<&str>,
         origin: &str,
-    ) -> Result<Value, AppError> {
+    ) -> Result<SessionView, SessionError> {
         let entry = self.entry(id)?;
         let mut entry = entry.lock().await;
         entry.last_used = Instant::now();
         if entry.done.is_some() {
-            return Err(AppError::Conflict { field: None, message: "this flow is finished".into() });
+            return Err(SessionError::Finished);
         }
         if action == "reset_flow" {
             entry.secrets.clear();
         }
         let next = entry.session.action(action, flow).map_err(|e| match e {
-            FlowError::UnknownAction(_) | FlowError::UnknownFlow(_) => AppError::invalid("action", e.to_string()),
+            FlowError::UnknownAction(_) | FlowError::UnknownFlow(_) => SessionError::invalid("action", e.to_string()),
             other => flow_error(other),
         })?;
         self.drive(instances, id, &mut entry, next, origin).await?;
@@ -171,7 +244,7 @@ impl Flows {
     }
 
     /// Forget a session.
-    pub async fn cancel(&self, id: &str) -> Result<(), AppError> {
+    pub async fn cancel(&self, id: &str) -> Result<(), SessionError> {
         let removed = lock(&self.sessions).remove(id);
         let entry = removed.ok_or_else(|| unknown_session(id))?;
         if let Some(pending) = entry.lock().await.pending.take() {
@@ -253,16 +326,16 @@ impl Flows {
         entry: &mut Entry,
         mut next: Next,
         origin: &str,
-    ) -> Result<(), AppError> {
+    ) -> Result<(), SessionError> {
         loop {
             next = match next {
                 Next::Show(view) => {
-                    entry.shown = self.decorate(id, entry, view, origin);
+                    entry.shown = Some(self.decorate(id, entry, view, origin));
                     return Ok(());
                 }
                 Next::Done(instance) => {
-                    entry.done = Some(instance.clone());
-                    entry.shown = json!({"type": "done", "instance": instance});
+                    entry.done = Some(instance);
+                    entry.shown = None;
                     return Ok(());
                 }
                 Next::RunTool { tool, input } => {
@@ -283,15 +356,18 @@ impl Flows {
                             }
                         }
                     }
-                    let outcome = match instances.create(body).await {
+                    let created = match InstanceRequest::parse(body) {
+                        Ok(request) => instances.create(request).await,
+                        Err(e) => Err(InstanceError::from(e)),
+                    };
+                    let outcome = match created {
                         Ok(view) => {
                             tracing::info!(integration = %entry.integration, "setup flow created an instance");
-                            Ok(serde_json::to_value(view).map_err(AppError::internal)?)
+                            Ok(serde_json::to_value(view).map_err(SessionError::internal)?)
                         }
-                        Err(AppError::Conflict { field, message } | AppError::Invalid { field, message }) => {
-                            Err((field, message))
-                        }
-                        Err(other) => return Err(other),
+                        Err(InstanceError::Invalid { field, message }) => Err((field, message)),
+                        Err(exists @ InstanceError::Exists(_)) => Err((Some("instance_id".into()), exists.to_string())),
+                        Err(other) => return Err(other.into()),
                     };
                     entry.session.instance_done(outcome).map_err(flow_error)?
                 }
@@ -300,48 +376,42 @@ impl Flows {
     }
 
     /// Add what the server knows to a step: an OAuth step gets its authorisation URL.
-    fn decorate(&self, id: &str, entry: &mut Entry, mut view: Value, origin: &str) -> Value {
-        let is_oauth = view["type"] == "oauth" && view["connected"] != true;
-        if !is_oauth {
+    fn decorate(&self, id: &str, entry: &mut Entry, mut view: StepView, origin: &str) -> StepView {
+        let StepView::Step(page) = &mut view else { return view };
+        let StepContent::Oauth { provider, scopes, connected: false, authorize_url } = &mut page.content else {
             return view;
-        }
-        let provider = view["provider"].as_str().unwrap_or_default().to_string();
-        let scopes: Vec<String> =
-            view["scopes"].as_array().into_iter().flatten().filter_map(|s| s.as_str().map(str::to_string)).collect();
+        };
         if let Some(old) = entry.pending.take() {
             lock(&self.states).remove(&old.state);
         }
-        match self.oauth.begin(&provider, &scopes, origin) {
+        match self.oauth.begin(provider.as_deref().unwrap_or_default(), scopes, origin) {
             Ok(pending) => {
-                view["authorize_url"] = json!(pending.authorize_url);
+                *authorize_url = Some(pending.authorize_url.clone());
                 lock(&self.states).insert(pending.state.clone(), id.to_string());
                 entry.pending = Some(pending);
             }
             Err(message) => {
-                view["error"] = json!({"code": "oauth_not_configured", "message": message, "retriable": true});
+                page.error = Some(ToolFailure { code: "oauth_not_configured".into(), message, retriable: true });
             }
         }
         view
     }
 
-    fn body(&self, id: &str, entry: &Entry) -> Value {
+    fn body(&self, id: &str, entry: &Entry) -> SessionView {
         let expires = time::OffsetDateTime::now_utc()
             + time::Duration::try_from(self.ttl.saturating_sub(entry.last_used.elapsed())).unwrap_or_default();
-        let mut body = json!({
-            "id": id,
-            "integration": entry.integration,
-            "flow": entry.session.flow_id(),
-            "status": if entry.done.is_some() { "done" } else { "step" },
-            "expires_at": expires.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
-        });
-        match &entry.done {
-            Some(instance) => body["instance"] = instance.clone(),
-            None => body["step"] = entry.shown.clone(),
+        SessionView {
+            id: id.to_string(),
+            integration: entry.integration.clone(),
+            flow: entry.session.flow_id().to_string(),
+            status: if entry.done.is_some() { "done" } else { "step" },
+            expires_at: expires.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+            instance: entry.done.clone(),
+            step: if entry.done.is_some() { None } else { entry.shown.clone() },
         }
-        body
     }
 
-    fn entry(&self, id: &str) -> Result<Arc<Mutex<Entry>>, AppError> {
+    fn entry(&self, id: &str) -> Result<Arc<Mutex<Entry>>, SessionError> {
         self.sweep();
         lock(&self.sessions).get(id).cloned().ok_or_else(|| unknown_session(id))
     }
@@ -379,20 +449,16 @@ impl Flows {
     }
 }
 
-fn unknown_session(id: &str) -> AppError {
-    AppError::NotFound(format!("no setup session \"{id}\" (it ended, or expired unused)"))
+fn unknown_session(id: &str) -> SessionError {
+    SessionError::NotFound(format!("no setup session \"{id}\" (it ended, or expired unused)"))
 }
 
-fn flow_error(error: FlowError) -> AppError {
+fn flow_error(error: FlowError) -> SessionError {
     match error {
-        FlowError::BadInput(message) => AppError::BadRequest(message),
-        FlowError::UnknownAction(_) | FlowError::UnknownFlow(_) => AppError::invalid("action", error.to_string()),
-        FlowError::Template(_) => AppError::invalid("setup", error.to_string()),
+        FlowError::BadInput(message) => SessionError::BadInput(message),
+        FlowError::UnknownAction(_) | FlowError::UnknownFlow(_) => SessionError::invalid("action", error.to_string()),
+        FlowError::Template(_) => SessionError::invalid("setup", error.to_string()),
     }
-}
-
-fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]
@@ -410,23 +476,15 @@ mod tests {
         let (session, _) = FlowSession::start(setup.clone(), "t", None).unwrap();
         let manifest: Manifest =
             serde_json::from_value(json!({"name": "t", "display_name": "t", "version": "0.1.0"})).unwrap();
-        Entry {
-            integration: "t".into(),
-            connector: Connector {
-                name: iot2mqtt_contract::ConnectorName::new("t").unwrap(),
-                dir: std::env::temp_dir(),
-                manifest,
-                secret_fields: Default::default(),
-                network: Network::Host,
-                setup: Some(setup),
-            },
-            session,
-            shown: Value::Null,
-            done: None,
-            secrets: BTreeMap::new(),
-            pending: None,
-            last_used: Instant::now(),
-        }
+        let connector = Connector {
+            name: iot2mqtt_contract::ConnectorName::new("t").unwrap(),
+            dir: std::env::temp_dir(),
+            manifest,
+            secret_fields: Default::default(),
+            network: Network::Host,
+            setup: Some(setup),
+        };
+        Entry::new("t", connector, session)
     }
 
     fn flows(ttl: Duration) -> Flows {
@@ -451,7 +509,7 @@ mod tests {
         age(Duration::from_millis(600));
         assert!(flows.get("a").await.is_ok());
         let gone = flows.get("b").await.unwrap_err();
-        assert!(matches!(gone, AppError::NotFound(ref m) if m.contains("expired")), "{gone}");
+        assert!(matches!(gone, SessionError::NotFound(ref m) if m.contains("expired")), "{gone}");
         assert_eq!(lock(&flows.sessions).len(), 1);
     }
 

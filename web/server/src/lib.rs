@@ -10,7 +10,6 @@
 pub mod api;
 pub mod auth;
 pub mod catalog;
-pub mod error;
 pub mod flows;
 pub mod instances;
 pub mod mqtt;
@@ -20,6 +19,7 @@ pub mod runtime;
 pub mod secrets;
 pub mod serve;
 pub mod store;
+pub mod sync;
 pub mod tools;
 
 pub use api::{AppState, app, routes};

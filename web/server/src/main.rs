@@ -5,9 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use iot2mqtt::serve::{RuntimeChoice, ServeOptions};
+use iot2mqtt_server::serve::{RuntimeChoice, ServeOptions};
 use tokio::signal::unix::{SignalKind, signal};
-use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
 #[command(name = "iot2mqtt", version, about = "Every device on one MQTT bus.")]
@@ -46,7 +45,10 @@ enum Command {
 
 fn main() -> ExitCode {
     fixed_malloc_thresholds();
-    init_logging();
+    iot2mqtt_runtime::logging::init(
+        std::env::var("LOG_LEVEL").ok().as_deref(),
+        std::env::var("LOG_FORMAT").ok().as_deref(),
+    );
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -58,7 +60,7 @@ fn main() -> ExitCode {
     let Command::Serve { data_dir, listen, connectors, runtime: choice, mqtt_listen, plugins_dir, host_binary } =
         cli.command;
     let options = ServeOptions { data_dir, listen, connectors, runtime: choice, mqtt_listen, plugins_dir, host_binary };
-    match runtime.block_on(iot2mqtt::serve::run(options, shutdown_signal())) {
+    match runtime.block_on(iot2mqtt_server::serve::run(options, shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -80,19 +82,6 @@ async fn shutdown_signal() {
         _ = interrupt.recv() => {}
     }
     tracing::info!("shutting down");
-}
-
-/// `LOG_LEVEL` (default info) and `LOG_FORMAT=json` for structured logs.
-fn init_logging() {
-    let level =
-        std::env::var("LOG_LEVEL").unwrap_or_else(|_| "info".into()).to_ascii_lowercase().replace("warning", "warn");
-    let filter = EnvFilter::try_new(&level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
-    if std::env::var("LOG_FORMAT").is_ok_and(|f| f == "json") {
-        builder.json().init();
-    } else {
-        builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
-    }
 }
 
 /// glibc raises its mmap threshold (and with it the trim threshold) each time a large block is

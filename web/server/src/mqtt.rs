@@ -6,9 +6,10 @@
 //! a restart.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::sync::lock;
 use bytes::Bytes;
 use iot2mqtt_contract::{InstanceId, MqttSettings, Topics};
 use iot2mqtt_mqtt::{ClientEvent, ClientOptions, Message, Outbox, QoS, Session};
@@ -314,10 +315,6 @@ fn retained_by_contract(rest: &str) -> bool {
             | ["devices", _, "state", _]
             | ["devices", _, "availability"]
     )
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

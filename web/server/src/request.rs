@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 
 use iot2mqtt_contract::InstanceId;
+use iot2mqtt_contract::command::kind;
+use iot2mqtt_contract::config::{DeviceEntry, GroupEntry};
 use iot2mqtt_contract::ids::slugify;
 use serde_json::{Map, Value};
 
@@ -33,9 +35,9 @@ pub struct InstanceRequest {
     /// Connection settings (`config` in the seed's body, `connection` in the file).
     pub connection: Map<String, Value>,
     /// Device entries.
-    pub devices: Vec<Value>,
+    pub devices: Vec<DeviceEntry>,
     /// Group entries.
-    pub groups: Vec<Value>,
+    pub groups: Vec<GroupEntry>,
     /// Poll interval.
     pub update_interval: Option<u64>,
     /// Run it.
@@ -85,7 +87,8 @@ impl InstanceRequest {
                 ));
             }
         }
-        let groups = array(&mut body, "groups")?;
+        let devices = entries(devices, "devices")?;
+        let groups = entries(array(&mut body, "groups")?, "groups")?;
         let update_interval = match body.remove("update_interval") {
             None | Some(Value::Null) => None,
             Some(Value::Number(n)) => Some(
@@ -165,15 +168,13 @@ fn array(body: &mut Map<String, Value>, key: &str) -> Result<Vec<Value>, FieldEr
     }
 }
 
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
+/// Typed entries of a list whose items were checked (or need no check beyond their type).
+fn entries<T: serde::de::DeserializeOwned>(items: Vec<Value>, key: &str) -> Result<Vec<T>, FieldError> {
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| serde_json::from_value(item).map_err(|e| reject(format!("{key}[{i}]"), e.to_string())))
+        .collect()
 }
 
 #[cfg(test)]
@@ -188,7 +189,7 @@ mod tests {
             (json!({"instance_id": "Bad Id"}), "instance_id", "invalid instance id"),
             (json!({"instance_id": 5}), "instance_id", "must be a string, not a number"),
             (json!({"connector_type": true}), "connector_type", "must be a string"),
-            (json!({"config": []}), "config", "must be an object, not a list"),
+            (json!({"config": []}), "config", "must be an object, not an array"),
             (json!({"devices": {}}), "devices", "must be a list"),
             (
                 json!({"devices": [{"device_id": "ok"}, {"device_id": "no/pe"}]}),
@@ -201,6 +202,8 @@ mod tests {
             (json!({"update_interval": "10"}), "update_interval", "must be a number"),
             (json!({"enabled": 1}), "enabled", "must be true or false"),
             (json!({"secrets": {"password": 5}}), "secrets.password", "must be a string"),
+            (json!({"groups": [{"devices": []}]}), "groups[0]", "missing field `group_id`"),
+            (json!({"groups": [{"group_id": "g", "devices": ["a/b"]}]}), "groups[0]", "invalid device id"),
         ];
         for (body, field, message) in cases {
             let err = InstanceRequest::parse(body.clone()).unwrap_err();

@@ -103,16 +103,17 @@ pub async fn run(options: ServeOptions, shutdown: impl Future<Output = ()> + Sen
     let docker = docker_client.map(|client| {
         let exe_dir = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)).unwrap_or_default();
         let host_binary = options.host_binary.clone().unwrap_or_else(|| exe_dir.join("iot2mqtt-host"));
-        Arc::new(DockerRuntime::new(client, install_tag(&data), host_binary, secrets_run_dir(&data)))
+        Arc::new(DockerRuntime::new(client, install_tag(&data), host_binary, secrets_run_dir(&data), mqtt.clone()))
     });
+    // One engine for the process: it checks uploads, runs setup tools and, embedded, instances.
+    let engine =
+        iot2mqtt_runtime::Runtime::new(iot2mqtt_runtime::EngineConfig { cache_dir: Some(data.cache("engine")) })
+            .context("cannot start the WebAssembly engine")?;
     // Instances run in containers or in this process; script tools run the same way.
     let (runtime, containers): (Arc<dyn InstanceRuntime>, _) = match (options.runtime, &docker) {
         (RuntimeChoice::Docker, None) => bail!("--runtime docker, but the Docker engine does not answer"),
         (RuntimeChoice::Docker | RuntimeChoice::Auto, Some(docker)) => (docker.clone(), Some(Arc::clone(docker))),
-        _ => {
-            let embedded = EmbeddedRuntime::new(data.cache("embedded")).context("cannot start the embedded runtime")?;
-            (Arc::new(embedded), None)
-        }
+        _ => (Arc::new(EmbeddedRuntime::new(engine.clone())), None),
     };
     tracing::info!(runtime = runtime.name(), broker = %format!("{}:{}", mqtt_settings.host, mqtt_settings.port), embedded_broker = broker.is_some(), "starting");
 
@@ -120,10 +121,10 @@ pub async fn run(options: ServeOptions, shutdown: impl Future<Output = ()> + Sen
     let plugins_dir = options.plugins_dir.clone().or_else(default_plugins_dir);
     let catalog = Catalog::new(options.connectors.clone(), plugins_dir);
     let oauth = OAuth::new(oauth::config_dir(data.root()));
-    let instances = Instances::new(runtime, data, secrets, catalog, mqtt.clone(), mqtt_settings)?;
+    let instances = Instances::new(runtime, data, secrets, catalog, mqtt.clone(), mqtt_settings, engine)?;
     let tools = Arc::new(match containers {
-        Some(docker) => ToolRunner::in_containers(instances.sandbox(), docker),
-        None => ToolRunner::new(instances.sandbox()),
+        Some(docker) => ToolRunner::in_containers(instances.engine(), docker),
+        None => ToolRunner::new(instances.engine()),
     });
     tools.sweep().await;
     let (preparing, catalog) = (Arc::clone(&tools), instances.catalog().clone());

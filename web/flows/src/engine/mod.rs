@@ -1,3 +1,4 @@
+// Longer than 500 lines: one state machine whose transitions read best together (views: view.rs).
 //! The flow engine: one session walks one connector's flow, step by step. It renders the step
 //! to show, validates what comes back, and says when the server must run a tool or create the
 //! instance ([`Next`]); the outcome is handed back with [`FlowSession::tool_done`] and
@@ -11,9 +12,16 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
+mod view;
+
 use crate::form;
-use crate::schema::{ActionType, Field, Setup, Step, StepType};
+use crate::schema::{Field, Setup, Step, StepType};
 use crate::template::{self, TemplateError};
+use view::action_name;
+pub use view::{
+    DevicesAction, DevicesPage, DonePage, FieldView, Item, OptionView, Progress, RepeatView, StepContent, StepPage,
+    StepView, SummaryView,
+};
 
 /// What a secret value reads as when a step shows it.
 pub const SECRET_MASK: &str = "********";
@@ -21,8 +29,8 @@ pub const SECRET_MASK: &str = "********";
 /// What the server does next.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Next {
-    /// Show this step (the rendered view).
-    Show(Value),
+    /// Show this step.
+    Show(StepView),
     /// Run a tool with this input, then call [`FlowSession::tool_done`].
     RunTool {
         /// The tool's name in `setup.json`.
@@ -131,7 +139,7 @@ impl FlowSession {
     }
 
     /// The step on screen now, rendered.
-    pub fn view(&self) -> Result<Value, FlowError> {
+    pub fn view(&self) -> Result<StepView, FlowError> {
         self.render()
     }
 
@@ -594,114 +602,8 @@ impl FlowSession {
         }
         scope
     }
-
-    fn render(&self) -> Result<Value, FlowError> {
-        let flow = &self.setup.flows[self.flow];
-        let mut view = Map::new();
-        view.insert("flow".into(), json!(flow.id));
-        if self.phase == Phase::Devices {
-            let devices = self.context["devices"].clone();
-            let max = self.setup.multi_device.as_ref().map_or(0, |m| m.max_devices);
-            let count = devices.as_array().map_or(0, Vec::len);
-            view.insert("id".into(), json!("devices"));
-            view.insert("type".into(), json!("devices"));
-            view.insert("title".into(), json!(format!("{count} device(s) added")));
-            view.insert("devices".into(), devices);
-            view.insert("can_add".into(), json!(count < max));
-            view.insert("actions".into(), json!([{"type": "add_device", "label": "Add another device"}]));
-            return Ok(Value::Object(view));
-        }
-        let Some(step) = self.current() else { return Ok(json!({"type": "done"})) };
-        let scope = self.display_scope();
-        let text = |t: &Option<String>| -> Result<Value, FlowError> {
-            Ok(match t {
-                Some(t) => json!(template::display(Some(&template::render_str(t, &scope)?))),
-                None => Value::Null,
-            })
-        };
-        view.insert("id".into(), json!(step.id));
-        view.insert("type".into(), serde_json::to_value(step.kind).unwrap_or(Value::Null));
-        view.insert("title".into(), text(&step.title)?);
-        view.insert("description".into(), text(&step.description)?);
-        view.insert("optional".into(), json!(step.optional));
-        view.insert("auto_advance".into(), json!(step.auto_advance));
-        view.insert("actions".into(), serde_json::to_value(&step.actions).unwrap_or(Value::Null));
-        let visible: Vec<&Step> =
-            flow.steps.iter().filter(|s| s.conditions.as_ref().is_none_or(|c| c.holds(&self.context))).collect();
-        let position = visible.iter().position(|s| s.id == step.id).map_or(0, |p| p + 1);
-        view.insert("progress".into(), json!({"step": position, "of": visible.len()}));
-        match step.kind {
-            StepType::Form => {
-                let fields: Vec<Value> =
-                    step.fields.iter().map(|f| form::render_field(f, &scope)).collect::<Result<_, _>>()?;
-                view.insert("fields".into(), Value::Array(fields));
-                if let Some(repeat) = &self.repeat {
-                    let index = repeat.values.len();
-                    view.insert(
-                        "repeat".into(),
-                        json!({"index": index, "count": repeat.items.len(), "item": repeat.items.get(index)}),
-                    );
-                }
-            }
-            StepType::Select => {
-                view.insert("items".into(), Value::Array(self.items(step, step.items.as_ref())?));
-                view.insert("multi_select".into(), json!(step.multi_select));
-            }
-            StepType::Discovery => {
-                if self.tool_ran {
-                    let source = json!(format!("{{{{ tools.{} }}}}", step.output_key.as_deref().unwrap_or_default()));
-                    view.insert("items".into(), Value::Array(self.items(step, Some(&source))?));
-                }
-                view.insert("multi_select".into(), json!(step.multi_select));
-                view.insert("tool".into(), json!(step.tool));
-            }
-            StepType::Tool => {
-                view.insert("tool".into(), json!(step.tool));
-            }
-            StepType::Summary => {
-                let lines: Vec<Value> = step
-                    .summary
-                    .iter()
-                    .map(|line| Ok(json!({"label": line.label, "value": template::render_str(&line.value, &scope)?})))
-                    .collect::<Result<_, TemplateError>>()?;
-                view.insert("summary".into(), Value::Array(lines));
-            }
-            StepType::Message => {
-                view.insert("text".into(), text(&step.text)?);
-                view.insert("level".into(), serde_json::to_value(step.level).unwrap_or(Value::Null));
-            }
-            StepType::Oauth => {
-                view.insert("provider".into(), json!(step.provider));
-                view.insert("scopes".into(), json!(step.scopes));
-                let provider = step.provider.clone().unwrap_or_default();
-                let connected =
-                    self.context.pointer(&format!("/oauth/{provider}/connected")).cloned().unwrap_or(json!(false));
-                view.insert("connected".into(), connected);
-            }
-            StepType::Instance => {}
-        }
-        if !self.errors.is_empty() {
-            view.insert("errors".into(), json!(self.errors));
-        }
-        if let Some(failure) = &self.failure {
-            view.insert("error".into(), json!(failure));
-        }
-        if let Some(notice) = &self.notice {
-            view.insert("error".into(), json!({"code": "step", "message": notice, "retriable": true}));
-        }
-        Ok(Value::Object(view))
-    }
 }
 
 fn fresh_context(integration: &str) -> Value {
     json!({"integration": integration, "form": {}, "tools": {}, "selection": {}, "oauth": {}, "devices": []})
-}
-
-fn action_name(kind: ActionType) -> &'static str {
-    match kind {
-        ActionType::GotoFlow => "goto_flow",
-        ActionType::OpenUrl => "open_url",
-        ActionType::ResetFlow => "reset_flow",
-        ActionType::RerunStep => "rerun_step",
-    }
 }

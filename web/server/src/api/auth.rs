@@ -9,9 +9,9 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use super::error::AppError;
 use super::{AppState, json_body, session_token};
 use crate::auth::{AuthError, COOKIE, SESSION_LIFETIME};
-use crate::error::AppError;
 
 /// `GET /api/setup/status` (public): whether an access key is set.
 pub async fn setup_status(State(state): State<AppState>) -> Json<Value> {

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
-use crate::error::AppError;
+use super::error::AppError;
 use crate::runtime::docker::{ContainerAction, ContainerView, DockerRuntime, LogLine};
 
 type Result<T> = std::result::Result<T, AppError>;

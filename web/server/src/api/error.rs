@@ -1,11 +1,14 @@
 //! The API's one error type. Client errors carry their detail; server errors a generic body,
-//! with the detail in a log line inside the request's span.
+//! with the detail in a log line inside the request's span (`api/trace.rs`), which names the
+//! request id the response carries in `x-request-id`.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::flows::SessionError;
+use crate::instances::InstanceError;
 use crate::request::FieldError;
 
 /// An API error.
@@ -65,6 +68,33 @@ impl From<FieldError> for AppError {
     fn from(e: FieldError) -> Self {
         let field = (!e.field.is_empty()).then_some(e.field);
         Self::Invalid { field, message: e.message }
+    }
+}
+
+impl From<InstanceError> for AppError {
+    fn from(e: InstanceError) -> Self {
+        match e {
+            InstanceError::Invalid { field, message } => Self::Invalid { field, message },
+            InstanceError::NotFound { .. } => Self::NotFound(e.to_string()),
+            InstanceError::Exists(_) => Self::Conflict { field: Some("instance_id".into()), message: e.to_string() },
+            InstanceError::PluginTooLarge => Self::TooLarge(e.to_string()),
+            InstanceError::PluginRejected(message) => Self::Invalid { field: None, message },
+            InstanceError::Unavailable(message) => Self::Unavailable(message),
+            InstanceError::Internal(message) => Self::internal(message),
+        }
+    }
+}
+
+impl From<SessionError> for AppError {
+    fn from(e: SessionError) -> Self {
+        match e {
+            SessionError::NotFound(message) => Self::NotFound(message),
+            SessionError::Invalid { field, message } => Self::Invalid { field, message },
+            SessionError::BadInput(message) => Self::BadRequest(message),
+            SessionError::Finished => Self::Conflict { field: None, message: e.to_string() },
+            SessionError::Instance(e) => e.into(),
+            SessionError::Internal(message) => Self::internal(message),
+        }
     }
 }
 

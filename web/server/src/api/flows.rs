@@ -8,8 +8,9 @@ use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::error::AppError;
 use super::{AppState, json_body};
-use crate::error::AppError;
+use crate::flows::SessionView;
 
 type Result<T> = std::result::Result<T, AppError>;
 
@@ -18,7 +19,7 @@ pub async fn start(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<(StatusCode, Json<Value>)> {
+) -> Result<(StatusCode, Json<SessionView>)> {
     let body = json_body(&body)?;
     let integration = match body.get("integration") {
         Some(Value::String(name)) if !name.is_empty() => name.clone(),
@@ -34,7 +35,7 @@ pub async fn start(
 }
 
 /// `GET /api/flows/{id}`
-pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>> {
+pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<SessionView>> {
     Ok(Json(state.flows.get(&id).await?))
 }
 
@@ -44,7 +45,7 @@ pub async fn step(
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<Value>> {
+) -> Result<Json<SessionView>> {
     let input = json_body(&body)?;
     Ok(Json(state.flows.step(&state.instances, &id, &input, &origin(&headers)).await?))
 }
@@ -55,7 +56,7 @@ pub async fn action(
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<Value>> {
+) -> Result<Json<SessionView>> {
     let body = json_body(&body)?;
     let Some(action) = body.get("action").and_then(Value::as_str) else {
         return Err(AppError::invalid(

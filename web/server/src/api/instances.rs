@@ -9,9 +9,10 @@ use axum::http::StatusCode;
 use iot2mqtt_contract::{InstanceId, Topics};
 use serde_json::{Value, json};
 
+use super::error::AppError;
 use super::{AppState, json_body};
-use crate::error::AppError;
-use crate::instances::InstanceView;
+use crate::instances::{InstanceView, PluginSwitch};
+use crate::request::InstanceRequest;
 
 type Result<T> = std::result::Result<T, AppError>;
 
@@ -38,7 +39,8 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<InstanceView
 
 /// `POST /api/instances` → 201 with the instance.
 pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<(StatusCode, Json<InstanceView>)> {
-    let view = state.instances.create(json_body(&body)?).await?;
+    let request = InstanceRequest::parse(json_body(&body)?)?;
+    let view = state.instances.create(request).await?;
     Ok((StatusCode::CREATED, Json(view)))
 }
 
@@ -56,7 +58,8 @@ pub async fn update(
     Path((connector, id)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Json<InstanceView>> {
-    Ok(Json(state.instances.update(&connector, &id, json_body(&body)?).await?))
+    let request = InstanceRequest::parse(json_body(&body)?)?;
+    Ok(Json(state.instances.update(&connector, &id, request).await?))
 }
 
 /// `DELETE /api/instances/{connector}/{id}`
@@ -97,7 +100,7 @@ pub async fn upload_plugin(
     State(state): State<AppState>,
     Path((connector, id)): Path<(String, String)>,
     body: Bytes,
-) -> Result<Json<Value>> {
+) -> Result<Json<PluginSwitch>> {
     if body.is_empty() {
         return Err(AppError::BadRequest("the body must be the plugin's .wasm".into()));
     }
@@ -108,7 +111,7 @@ pub async fn upload_plugin(
 pub async fn rollback_plugin(
     State(state): State<AppState>,
     Path((connector, id)): Path<(String, String)>,
-) -> Result<Json<Value>> {
+) -> Result<Json<PluginSwitch>> {
     Ok(Json(state.instances.rollback_plugin(&connector, &id).await?))
 }
 
@@ -117,18 +120,18 @@ pub async fn devices(State(state): State<AppState>) -> Result<Json<Vec<Value>>> 
     let base = state.mqtt.settings().base_topic;
     let mut out = Vec::new();
     for instance in state.instances.list().await? {
-        let Ok(id) = InstanceId::new(instance.config["instance_id"].as_str().unwrap_or_default()) else { continue };
-        let topics = Topics::new(&base, &id);
-        for device in instance.config["devices"].as_array().into_iter().flatten() {
-            let Some(device_id) = device["device_id"].as_str() else { continue };
+        let id = &instance.config.instance_id;
+        let topics = Topics::new(&base, id);
+        for device in &instance.config.devices {
+            let device_id = device.device_id.as_str();
             let state_message =
                 state.mqtt.get(&topics.state(device_id)).and_then(|c| serde_json::from_str::<Value>(&c.payload).ok());
             let availability = state.mqtt.get(&topics.availability(device_id)).map(|c| c.payload);
             out.push(json!({
                 "instance_id": id,
-                "connector_type": instance.config["connector_type"],
+                "connector_type": instance.config.connector_type,
                 "device_id": device_id,
-                "enabled": device.get("enabled").and_then(Value::as_bool).unwrap_or(true),
+                "enabled": device.enabled,
                 "state": state_message.as_ref().map(|m| m["state"].clone()),
                 "available": availability.map(|a| a == "online"),
                 "last_update": state_message.as_ref().map(|m| m["timestamp"].clone()),
@@ -162,10 +165,7 @@ pub async fn command(
     let not_found = || AppError::NotFound(format!("no device \"{device}\" in instance \"{instance}\""));
     let id = InstanceId::new(&instance).map_err(|_| not_found())?;
     let views = state.instances.list().await?;
-    let known = views.iter().any(|v| {
-        v.config["instance_id"] == id.as_str()
-            && v.config["devices"].as_array().is_some_and(|d| d.iter().any(|d| d["device_id"] == device.as_str()))
-    });
+    let known = views.iter().any(|v| v.config.instance_id == id && v.config.device(&device).is_some());
     if !known {
         return Err(not_found());
     }

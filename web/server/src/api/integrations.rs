@@ -7,9 +7,9 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use super::error::AppError;
 use super::{AppState, json_body};
 use crate::catalog::{CatalogError, Connector};
-use crate::error::AppError;
 
 type Result<T> = std::result::Result<T, AppError>;
 

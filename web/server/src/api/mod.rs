@@ -4,11 +4,13 @@
 
 mod auth;
 mod docker;
+pub mod error;
 mod flows;
 mod instances;
 mod integrations;
 mod mqtt;
 mod system;
+pub mod trace;
 
 use std::sync::Arc;
 
@@ -21,8 +23,8 @@ use axum::response::Response;
 use axum::routing::{MethodRouter, delete, get, post, put};
 use serde_json::Value;
 
+use self::error::AppError;
 use crate::auth::{Auth, COOKIE};
-use crate::error::AppError;
 use crate::flows::Flows;
 use crate::instances::{Instances, MAX_PLUGIN_BYTES};
 use crate::mqtt::MqttService;
@@ -186,7 +188,7 @@ pub fn app(state: AppState) -> Router {
         };
         router = router.route(route.path, handler);
     }
-    router.fallback(not_found).with_state(state)
+    trace::layer(router.fallback(not_found).with_state(state))
 }
 
 async fn not_found() -> AppError {

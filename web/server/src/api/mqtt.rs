@@ -15,8 +15,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio_stream::wrappers::BroadcastStream;
 
+use super::error::AppError;
 use super::{AppState, json_body};
-use crate::error::AppError;
 use crate::secrets::MASK;
 use crate::store::settings::{MQTT_KEYS, SettingsFile};
 

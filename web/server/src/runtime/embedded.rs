@@ -1,50 +1,38 @@
-//! Instances inside this process, through `iot2mqtt-runtime`: one engine for all, a fault in
-//! one plugin stays in its instance. Secrets stay in memory. A plugin is loaded once per
-//! content and shared by every instance that runs it (its compiled code is mapped once).
+//! Instances inside this process, through `iot2mqtt-runtime`: one engine for all (the same one
+//! that validates uploads and runs setup tools), a fault in one plugin stays in its instance.
+//! Secrets stay in memory. A plugin in use is loaded once and shared by every instance that
+//! runs it (the engine hands out the loaded plugin by content hash).
 
 use std::collections::HashMap;
 
 use iot2mqtt_contract::InstanceId;
-use iot2mqtt_runtime::{EngineConfig, InstanceHandle, InstanceOptions, InstanceSpec, Plugin, Runtime};
-use sha2::{Digest, Sha256};
+use iot2mqtt_runtime::{InstanceHandle, InstanceOptions, InstanceSpec, Plugin, Runtime};
 use tokio::sync::Mutex;
 
-use super::{BoxFuture, InstanceRuntime, Observed, RunSpec, RuntimeError};
+use super::{ActivePlugin, BoxFuture, InstanceRuntime, NewPlugin, Observed, RunSpec, RuntimeError};
 
 /// The in-process runtime.
 #[derive(Debug)]
 pub struct EmbeddedRuntime {
     runtime: Runtime,
     running: Mutex<HashMap<InstanceId, InstanceHandle>>,
-    plugins: Mutex<HashMap<[u8; 32], Plugin>>,
 }
 
 impl EmbeddedRuntime {
-    /// A runtime whose compile cache is `cache_dir`.
-    pub fn new(cache_dir: std::path::PathBuf) -> Result<Self, RuntimeError> {
-        let runtime = Runtime::new(EngineConfig { cache_dir: Some(cache_dir) })
-            .map_err(|e| RuntimeError::Plugin(e.to_string()))?;
-        Ok(Self { runtime, running: Mutex::default(), plugins: Mutex::default() })
+    /// A runtime on the process's engine.
+    pub fn new(runtime: Runtime) -> Self {
+        Self { runtime, running: Mutex::default() }
     }
 
-    /// The loaded plugin of `wasm`, shared with every instance running the same bytes.
-    async fn plugin(&self, wasm: Vec<u8>) -> Result<Plugin, RuntimeError> {
-        let key: [u8; 32] = Sha256::digest(&wasm).into();
-        let mut plugins = self.plugins.lock().await;
-        if let Some(plugin) = plugins.get(&key) {
-            return Ok(plugin.clone());
+    /// The loaded plugin of `active`: the one in use already, or its file loaded.
+    async fn plugin(&self, active: &ActivePlugin) -> Result<Plugin, RuntimeError> {
+        if let Some(plugin) = self.runtime.loaded(&active.sha256) {
+            return Ok(plugin);
         }
-        let plugin = self.runtime.load_plugin(wasm).await.map_err(|e| RuntimeError::Plugin(e.to_string()))?;
-        plugins.insert(key, plugin.clone());
-        Ok(plugin)
-    }
-
-    /// Forget plugins no running instance uses.
-    async fn prune_plugins(&self) {
-        let running = self.running.lock().await;
-        let in_use: Vec<String> = running.values().map(|h| h.status().plugin.sha256).collect();
-        drop(running);
-        self.plugins.lock().await.retain(|key, _| in_use.contains(&hex::encode(key)));
+        let wasm = tokio::fs::read(&active.path)
+            .await
+            .map_err(|e| RuntimeError::Io(format!("cannot read the plugin {}: {e}", active.path.display())))?;
+        self.runtime.load_plugin(wasm).await.map_err(|e| RuntimeError::Plugin(e.to_string()))
     }
 
     async fn start_instance(&self, spec: RunSpec) -> Result<(), RuntimeError> {
@@ -52,10 +40,7 @@ impl EmbeddedRuntime {
         if let Some(old) = self.running.lock().await.remove(&id) {
             old.stop().await;
         }
-        let wasm = tokio::fs::read(&spec.plugin)
-            .await
-            .map_err(|e| RuntimeError::Io(format!("cannot read the plugin {}: {e}", spec.plugin.display())))?;
-        let plugin = self.plugin(wasm).await?;
+        let plugin = self.plugin(&spec.plugin).await?;
         let mut config = spec.config;
         config.connector_type = Some(spec.connector);
         config.merge_secrets(spec.secrets);
@@ -65,7 +50,6 @@ impl EmbeddedRuntime {
         }
         let handle = self.runtime.start(InstanceSpec { config, mqtt: spec.mqtt, plugin, options });
         self.running.lock().await.insert(id, handle);
-        self.prune_plugins().await;
         Ok(())
     }
 }
@@ -85,7 +69,6 @@ impl InstanceRuntime for EmbeddedRuntime {
             if let Some(handle) = handle {
                 handle.stop().await;
             }
-            self.prune_plugins().await;
             Ok(())
         })
     }
@@ -112,20 +95,12 @@ impl InstanceRuntime for EmbeddedRuntime {
         })
     }
 
-    fn swap<'a>(&'a self, instance: &'a InstanceId, wasm: Vec<u8>) -> BoxFuture<'a, Result<(), RuntimeError>> {
+    fn swap<'a>(&'a self, instance: &'a InstanceId, plugin: NewPlugin) -> BoxFuture<'a, Result<(), RuntimeError>> {
         Box::pin(async move {
             let running = self.running.lock().await;
-            let handle =
-                running.get(instance).ok_or_else(|| RuntimeError::Plugin("the instance is not running".into()))?;
-            let swapped = match self.plugin(wasm.clone()).await {
-                Ok(plugin) => handle.swap(plugin).await,
-                // Loading again through the handle publishes the rejection on `B/error`.
-                Err(_) => handle.swap_wasm(wasm).await,
-            };
-            let swapped = swapped.map(|_| ()).map_err(|e| RuntimeError::Plugin(e.to_string()));
-            drop(running);
-            self.prune_plugins().await;
-            swapped
+            let handle = running.get(instance).ok_or(RuntimeError::NotRunning)?;
+            // A rejection is published on `B/error` by the instance itself.
+            handle.swap(plugin.loaded).await.map(|_| ()).map_err(|e| RuntimeError::Plugin(e.to_string()))
         })
     }
 

@@ -1,10 +1,12 @@
 //! How instances run. One trait, two runtimes: `docker` (one container per instance, built
 //! from `runner-image/` around the static `iot2mqtt-host`) and `embedded` (instances inside
-//! this process, through `iot2mqtt-runtime`). A cluster backend would be a third module.
+//! this process, through `iot2mqtt-runtime`), and `fake` (nothing runs; for the API's tests).
+//! A cluster backend would be one more module: nothing outside this folder names a runtime.
 
 pub mod docker;
 mod elf;
 pub mod embedded;
+pub mod fake;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -13,6 +15,7 @@ use std::pin::Pin;
 
 use iot2mqtt_contract::config::InstanceConfig;
 use iot2mqtt_contract::{ConnectorName, InstanceId, MqttSettings};
+use iot2mqtt_runtime::Plugin;
 use serde::Serialize;
 
 use crate::catalog::Network;
@@ -29,8 +32,8 @@ pub struct RunSpec {
     pub config: InstanceConfig,
     /// The instance's secrets, decrypted.
     pub secrets: BTreeMap<String, String>,
-    /// Its active plugin file.
-    pub plugin: PathBuf,
+    /// Its active plugin.
+    pub plugin: ActivePlugin,
     /// The broker and topics.
     pub mqtt: MqttSettings,
     /// The folder of the connector's instance files (`/app/instances` in a container).
@@ -56,6 +59,26 @@ impl std::fmt::Debug for RunSpec {
     }
 }
 
+/// The plugin version an instance runs: its content hash and the file the instance sees (for
+/// a container, the file in the folder it mounts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActivePlugin {
+    /// sha256 of the `.wasm`, hex.
+    pub sha256: String,
+    /// The file.
+    pub path: PathBuf,
+}
+
+/// A plugin to swap an instance to: checked and loaded on the process's engine, its file
+/// already in the instance's plugin folder.
+#[derive(Debug, Clone)]
+pub struct NewPlugin {
+    /// The version and its file.
+    pub active: ActivePlugin,
+    /// The loaded plugin.
+    pub loaded: Plugin,
+}
+
 /// What a runtime sees of an instance.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Observed {
@@ -75,6 +98,9 @@ pub enum RuntimeError {
     /// The plugin could not be loaded or was rejected.
     #[error("{0}")]
     Plugin(String),
+    /// The instance is not running (a swap needs a running instance).
+    #[error("the instance is not running")]
+    NotRunning,
     /// Docker refused or failed.
     #[error("docker: {0}")]
     Docker(String),
@@ -85,23 +111,20 @@ pub enum RuntimeError {
 
 /// Runs instances. Implementations keep whatever handles they need, keyed by instance id.
 pub trait InstanceRuntime: Send + Sync + 'static {
-    /// `embedded` or `docker`.
+    /// Its name, for people (`embedded`, `docker`): shown by the API and in logs, never
+    /// branched on.
     fn name(&self) -> &'static str;
-    /// Whether [`observe`](Self::observe) counts plugin faults itself; when not, they are
-    /// counted from the instance's MQTT `error` topic.
-    fn sees_plugin_faults(&self) -> bool {
-        true
-    }
     /// Start the instance, replacing a running one of the same id.
     fn start(&self, spec: RunSpec) -> BoxFuture<'_, Result<(), RuntimeError>>;
     /// Stop it (a stopped container is kept).
     fn stop<'a>(&'a self, instance: &'a InstanceId) -> BoxFuture<'a, Result<(), RuntimeError>>;
     /// Stop it and remove what the runtime created for it.
     fn remove<'a>(&'a self, instance: &'a InstanceId) -> BoxFuture<'a, Result<(), RuntimeError>>;
-    /// What it looks like now.
+    /// What it looks like now, plugin faults and the restarts they caused included.
     fn observe<'a>(&'a self, instance: &'a InstanceId) -> BoxFuture<'a, Observed>;
-    /// Swap the running plugin to `wasm` (its file was replaced already).
-    fn swap<'a>(&'a self, instance: &'a InstanceId, wasm: Vec<u8>) -> BoxFuture<'a, Result<(), RuntimeError>>;
+    /// Swap the running instance's plugin to `plugin` without dropping its MQTT session, and
+    /// return once it runs the new one; an error says why it still runs the old one.
+    fn swap<'a>(&'a self, instance: &'a InstanceId, plugin: NewPlugin) -> BoxFuture<'a, Result<(), RuntimeError>>;
     /// Stop everything: the orchestrator is going down.
     fn shutdown(&self) -> BoxFuture<'_, ()>;
 }

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use iot2mqtt_contract::ErrorCode;
 use iot2mqtt_flows::ToolFailure;
 use iot2mqtt_flows::schema::{Tool, ToolNetwork};
 use iot2mqtt_runtime::{NetGrants, Plugin, Runtime};
@@ -24,6 +25,7 @@ use sha2::{Digest, Sha256};
 
 use crate::catalog::{Catalog, Connector};
 use crate::runtime::docker::DockerRuntime;
+use crate::sync::lock;
 
 /// The most a script may print on stdout.
 const MAX_OUTPUT: usize = 1 << 20;
@@ -165,7 +167,12 @@ impl ToolRunner {
         match self.runtime.run_tool(&plugin, name, input, grants, timeout).await {
             Ok(Ok(result)) => Ok(result),
             Ok(Err(failure)) => Err(ToolFailure {
-                retriable: !matches!(failure.code.as_str(), "INVALID_VALUE" | "UNSUPPORTED" | "INVALID_PAYLOAD"),
+                // The same input fails the same way again: a bad value, or a tool the plugin
+                // does not have (the SDK answers an unknown tool with UNSUPPORTED_PROPERTY).
+                retriable: !matches!(
+                    ErrorCode::parse(&failure.code),
+                    Some(ErrorCode::InvalidValue | ErrorCode::UnsupportedProperty | ErrorCode::InvalidPayload)
+                ),
                 code: "tool_failed".into(),
                 message: format!("{} ({})", failure.message, failure.code),
             }),
@@ -407,10 +414,6 @@ fn mask_value(value: Value, secrets: &[String]) -> Value {
         Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (k, mask_value(v, secrets))).collect()),
         other => other,
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -1,0 +1,329 @@
+//! The dispatcher: one task per instance that applies the contract's rules between the MQTT
+//! session and the device workers. It never waits on a device: jobs are queued, answers come
+//! back as events, deadlines are timers. Everything that touches more than one device (group
+//! commands, meta, hot swap) happens here.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use iot2mqtt_contract::Inbound;
+use iot2mqtt_contract::codes::{ErrorCode, Severity};
+use iot2mqtt_contract::command::DEDUP_WINDOW;
+use iot2mqtt_contract::config::{DeviceEntry, InstanceConfig};
+use iot2mqtt_engine::{DeviceInfo, Plugin};
+use iot2mqtt_mqtt::{ClientEvent, Message};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::{Instant, sleep_until};
+
+use crate::backoff::Backoff;
+use crate::dedup::Dedup;
+use crate::report::Reporter;
+use crate::status::{InstanceStatus, SwapError, SwapReport};
+mod commands;
+mod meta;
+mod polls;
+
+use crate::worker::{self, Job, LaneFactory, WorkerEvent, WorkerHandle};
+
+/// What the instance's owner can ask of it.
+pub(crate) enum Control {
+    /// Switch every device to `plugin`, whose lanes are built and initialised already.
+    Commit {
+        plugin: Plugin,
+        lanes: Vec<(String, iot2mqtt_engine::Lane, DeviceInfo)>,
+        reply: oneshot::Sender<Result<SwapReport, SwapError>>,
+    },
+    /// Report a plugin that was rejected before it could be committed.
+    Rejected { message: String },
+}
+
+/// Everything the dispatcher owns.
+pub(crate) struct Dispatcher {
+    pub(crate) config: InstanceConfig,
+    pub(crate) connector_type: String,
+    pub(crate) reporter: Arc<Reporter>,
+    pub(crate) factory: LaneFactory,
+    pub(crate) plugin: Plugin,
+    pub(crate) birth: watch::Sender<Option<Message>>,
+    pub(crate) status: watch::Sender<InstanceStatus>,
+    pub(crate) started: std::time::Instant,
+    pub(crate) devices: BTreeMap<String, Device>,
+    pub(crate) worker_events: mpsc::Sender<WorkerEvent>,
+    pub(crate) swaps: u64,
+    polls: BTreeSet<(Instant, String)>,
+    deadlines: BTreeSet<(Instant, u64)>,
+    pending: HashMap<u64, Pending>,
+    groups: HashMap<u64, GroupPending>,
+    dedup: Dedup,
+    next_token: u64,
+    starting: usize,
+    ready: bool,
+    /// Enabled devices not read yet; `meta/devices_list` waits for all of them at start.
+    unread: usize,
+    /// Every enabled device has been read once: from then on the list follows availability
+    /// changes as the reporter signals them.
+    list_settled: bool,
+}
+
+/// The channels a dispatcher publishes through.
+pub(crate) struct Links {
+    /// The message the session sends after every connect (`online` once ready).
+    pub(crate) birth: watch::Sender<Option<Message>>,
+    /// The instance's status, for its handle.
+    pub(crate) status: watch::Sender<InstanceStatus>,
+    /// Given to each worker to report back.
+    pub(crate) worker_events: mpsc::Sender<WorkerEvent>,
+}
+
+/// One configured device.
+pub(crate) struct Device {
+    pub(crate) entry: DeviceEntry,
+    pub(crate) worker: Option<WorkerHandle>,
+    pub(crate) info: Option<DeviceInfo>,
+    poll_due: Option<Instant>,
+    polling: bool,
+    failures: Backoff,
+    /// Whether `meta/devices_list` last said the device was online.
+    listed_online: bool,
+    /// Whether the device was read at least once.
+    read_once: bool,
+}
+
+/// A command waiting for its device.
+struct Pending {
+    device: String,
+    id: Option<String>,
+    dedup_key: Option<String>,
+    deadline: Instant,
+    group: Option<u64>,
+}
+
+/// A group command waiting for its members.
+struct GroupPending {
+    group: String,
+    id: Option<String>,
+    dedup_key: Option<String>,
+    waiting: usize,
+    results: serde_json::Map<String, Value>,
+}
+
+impl Dispatcher {
+    pub(crate) fn new(
+        config: InstanceConfig,
+        connector_type: String,
+        reporter: Arc<Reporter>,
+        factory: LaneFactory,
+        plugin: Plugin,
+        links: Links,
+    ) -> Self {
+        let Links { birth, status, worker_events } = links;
+        let interval = Duration::from_secs(config.update_interval);
+        let devices = config
+            .devices
+            .iter()
+            .map(|entry| {
+                let device = Device {
+                    entry: entry.clone(),
+                    worker: None,
+                    info: None,
+                    poll_due: None,
+                    polling: false,
+                    failures: Backoff::new(interval),
+                    listed_online: false,
+                    read_once: false,
+                };
+                (entry.device_id.to_string(), device)
+            })
+            .collect();
+        Self {
+            config,
+            connector_type,
+            reporter,
+            factory,
+            plugin,
+            birth,
+            status,
+            started: std::time::Instant::now(),
+            devices,
+            worker_events,
+            swaps: 0,
+            polls: BTreeSet::new(),
+            deadlines: BTreeSet::new(),
+            pending: HashMap::new(),
+            groups: HashMap::new(),
+            dedup: Dedup::new(DEDUP_WINDOW),
+            next_token: 0,
+            starting: 0,
+            ready: false,
+            unread: 0,
+            list_settled: false,
+        }
+    }
+
+    /// Start a worker for every enabled device.
+    pub(crate) fn start_workers(&mut self) {
+        for device in self.devices.values_mut() {
+            if device.entry.enabled {
+                device.worker = Some(worker::spawn(
+                    self.factory.clone(),
+                    self.plugin.clone(),
+                    device.entry.clone(),
+                    self.worker_events.clone(),
+                ));
+                self.starting += 1;
+                self.unread += 1;
+            }
+        }
+    }
+
+    /// Serve until `shutdown` completes; then call [`Dispatcher::stop`].
+    pub(crate) async fn run(
+        &mut self,
+        mut client: mpsc::Receiver<ClientEvent>,
+        mut workers: mpsc::Receiver<WorkerEvent>,
+        mut control: mpsc::Receiver<Control>,
+        shutdown: impl Future<Output = ()>,
+        init_grace: Duration,
+    ) {
+        tokio::pin!(shutdown);
+        let reporter = self.reporter.clone();
+        let grace = Instant::now() + init_grace;
+        if self.starting == 0 {
+            self.announce();
+        }
+        loop {
+            let next_timer = self.next_timer();
+            tokio::select! {
+                biased;
+                // Stop: the caller publishes `offline` and closes the session.
+                () = &mut shutdown => return,
+                // Hot swap and other requests of the owner.
+                Some(request) = control.recv() => self.control(request),
+                // What the devices did.
+                Some(event) = workers.recv() => self.worker_event(event),
+                // What arrived over MQTT.
+                Some(event) = client.recv() => self.client_event(event),
+                // Polls due and commands out of time.
+                () = sleep_until(next_timer) => self.timers(),
+                // Slow devices do not keep the instance from going online.
+                () = sleep_until(grace), if !self.ready => self.announce(),
+                // A device came or went: the list of who is online follows.
+                () = reporter.availability_changed(), if self.list_settled => self.refresh_stale_list(),
+            }
+        }
+    }
+
+    fn next_timer(&self) -> Instant {
+        let far = Instant::now() + Duration::from_secs(3600);
+        let poll = self.polls.first().map_or(far, |(at, _)| *at);
+        let deadline = self.deadlines.first().map_or(far, |(at, _)| *at);
+        poll.min(deadline)
+    }
+
+    /// The devices are initialised: publish `online`, the meta topics, and start polling.
+    fn announce(&mut self) {
+        if self.ready {
+            return;
+        }
+        self.ready = true;
+        let online = self.reporter.status_message(true);
+        self.birth.send_replace(Some(online.clone()));
+        self.reporter.outbox().push(online);
+        self.publish_devices_list();
+        self.list_settled = self.unread == 0;
+        self.publish_info();
+        let now = Instant::now();
+        let ids: Vec<String> =
+            self.devices.iter().filter(|(_, d)| d.worker.is_some()).map(|(id, _)| id.clone()).collect();
+        for id in ids {
+            self.schedule_poll(&id, now);
+        }
+        self.status.send_modify(|s| s.ready = true);
+    }
+
+    fn client_event(&mut self, event: ClientEvent) {
+        match event {
+            ClientEvent::Connected => {
+                let reconnected = self.status.borrow().connected_once;
+                self.status.send_modify(|s| {
+                    s.mqtt_connected = true;
+                    s.reconnects += u64::from(reconnected);
+                    s.connected_once = true;
+                });
+                if reconnected && self.ready {
+                    // The broker may have lost retained messages while we were away.
+                    self.publish_devices_list();
+                    self.publish_info();
+                }
+            }
+            ClientEvent::Disconnected { .. } => self.status.send_modify(|s| s.mqtt_connected = false),
+            ClientEvent::Message(publish) => {
+                let topics = self.reporter.topics().clone();
+                match topics.parse(&publish.topic) {
+                    Some(Inbound::DeviceCommand(device)) => self.device_command(device, &publish.payload),
+                    Some(Inbound::DeviceGet(device)) => self.device_get(device, &publish.payload),
+                    Some(Inbound::GroupCommand(group)) => self.group_command(group, &publish.payload),
+                    Some(Inbound::MetaRequest(what)) => self.meta_request(what),
+                    None => tracing::debug!(topic = %publish.topic, "ignoring a message on an unexpected topic"),
+                }
+            }
+        }
+    }
+
+    // ---- hot swap -------------------------------------------------------------------------
+
+    fn control(&mut self, request: Control) {
+        match request {
+            Control::Commit { plugin, lanes, reply } => {
+                let mut switched = 0;
+                for (device, lane, info) in lanes {
+                    let Some(d) = self.devices.get_mut(&device) else { continue };
+                    d.info = Some(info);
+                    if let Some(worker) = &d.worker
+                        && worker.send(Job::Switch { plugin: plugin.clone(), lane: Box::new(lane) }).is_ok()
+                    {
+                        switched += 1;
+                    } else {
+                        tracing::warn!(%device, "cannot switch a device whose queue is full; it keeps the old plugin until restarted");
+                    }
+                }
+                let from = self.plugin.about().clone();
+                self.plugin = plugin;
+                self.swaps += 1;
+                let about = self.plugin.about().clone();
+                tracing::info!(instance = %self.config.instance_id, from = %from.version, to = %about.version, sha256 = %about.sha256, "plugin swapped");
+                self.status.send_modify(|s| {
+                    s.plugin = about.clone();
+                    s.swaps = self.swaps;
+                });
+                self.publish_info();
+                self.publish_devices_list();
+                let _ = reply.send(Ok(SwapReport { plugin: about, devices: switched }));
+            }
+            Control::Rejected { message } => {
+                tracing::error!(instance = %self.config.instance_id, "new plugin rejected: {message}");
+                self.reporter.instance_error(ErrorCode::PluginRejected.as_str(), &message, Severity::Error);
+                self.status.send_modify(|s| s.last_error = Some(message));
+            }
+        }
+    }
+
+    /// Stop the workers and announce `offline`.
+    pub(crate) fn stop(&mut self) {
+        for device in self.devices.values_mut() {
+            device.worker = None;
+        }
+        let offline = self.reporter.status_message(false);
+        self.birth.send_replace(None);
+        self.reporter.outbox().push(offline);
+    }
+}
+
+impl Drop for Dispatcher {
+    fn drop(&mut self) {
+        // Dropping the handles wakes and ends every worker.
+        self.devices.clear();
+    }
+}

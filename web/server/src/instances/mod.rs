@@ -1,0 +1,490 @@
+//! The instances service: instance files, their secrets and plugins, and the runtime that runs
+//! them. It owns the desired state (an instance's `enabled`, on disk) and asks the runtime for
+//! the observed one. Every change goes through here, one at a time.
+
+mod error;
+mod file;
+mod view;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use iot2mqtt_contract::config::{InstanceConfig, PluginPin};
+use iot2mqtt_contract::{ConnectorName, InstanceId, MqttSettings, Topics};
+use tokio::sync::Mutex;
+
+use crate::catalog::{Catalog, CatalogError, Connector};
+use crate::mqtt::MqttService;
+use crate::request::InstanceRequest;
+use crate::runtime::{ActivePlugin, InstanceRuntime, NewPlugin, RunSpec};
+use crate::secrets::SecretsManager;
+use crate::store::DataDir;
+use crate::store::instances::{InstanceStore, StoredInstance};
+use crate::store::plugins::PluginStore;
+use crate::sync::lock;
+
+/// The largest plugin accepted by upload.
+pub const MAX_PLUGIN_BYTES: usize = 32 << 20;
+
+pub use error::InstanceError;
+use file::build_config;
+pub use view::{InstanceView, PluginSwitch, Status};
+
+/// The instances service.
+pub struct Instances {
+    runtime: Arc<dyn InstanceRuntime>,
+    store: InstanceStore,
+    secrets: Arc<SecretsManager>,
+    plugins: PluginStore,
+    catalog: Catalog,
+    data: DataDir,
+    mqtt: MqttService,
+    engine: iot2mqtt_runtime::Runtime,
+    settings: std::sync::Mutex<MqttSettings>,
+    errors: std::sync::Mutex<HashMap<InstanceId, String>>,
+    restarts: std::sync::Mutex<HashMap<InstanceId, u64>>,
+    serial: Mutex<()>,
+}
+
+impl std::fmt::Debug for Instances {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instances").field("runtime", &self.runtime.name()).finish_non_exhaustive()
+    }
+}
+
+impl Instances {
+    /// The service over `data`, running instances on `runtime`.
+    pub fn new(
+        runtime: Arc<dyn InstanceRuntime>,
+        data: DataDir,
+        secrets: SecretsManager,
+        catalog: Catalog,
+        mqtt: MqttService,
+        settings: MqttSettings,
+        engine: iot2mqtt_runtime::Runtime,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            runtime,
+            store: InstanceStore::new(data.instances()),
+            plugins: PluginStore::new(data.plugins()),
+            secrets: Arc::new(secrets),
+            catalog,
+            data,
+            mqtt,
+            engine,
+            settings: std::sync::Mutex::new(settings),
+            errors: std::sync::Mutex::default(),
+            restarts: std::sync::Mutex::default(),
+            serial: Mutex::new(()),
+        })
+    }
+
+    /// The runtime's name.
+    pub fn runtime_name(&self) -> &'static str {
+        self.runtime.name()
+    }
+
+    /// The catalog of connectors.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// Start every enabled instance on disk (after a start, a reboot, a restored backup).
+    pub async fn reconcile(&self) {
+        let (found, broken) = match blocking({
+            let store = self.store.clone();
+            move || store.list()
+        })
+        .await
+        {
+            Ok(listed) => listed,
+            Err(e) => return tracing::error!("cannot list instances: {e}"),
+        };
+        for file in broken {
+            tracing::warn!(path = %file.path.display(), "skipping an unusable instance file: {}", file.error);
+        }
+        for instance in found.into_iter().filter(|i| i.config.enabled) {
+            let id = instance.config.instance_id.clone();
+            if let Err(e) = self.start_stored(&instance).await {
+                tracing::error!(instance = %id, "cannot start: {e}");
+            }
+        }
+    }
+
+    /// How many instances each connector has.
+    pub async fn counts(&self) -> Result<BTreeMap<String, usize>, InstanceError> {
+        let store = self.store.clone();
+        let (found, _) = blocking(move || store.list()).await.map_err(InstanceError::internal)?;
+        let mut counts = BTreeMap::new();
+        for instance in found {
+            *counts.entry(instance.connector.to_string()).or_insert(0) += 1;
+        }
+        Ok(counts)
+    }
+
+    /// The process's engine: it checks uploaded plugins, runs setup tools and (embedded)
+    /// the instances.
+    pub fn engine(&self) -> iot2mqtt_runtime::Runtime {
+        self.engine.clone()
+    }
+
+    /// Every instance.
+    pub async fn list(&self) -> Result<Vec<InstanceView>, InstanceError> {
+        let store = self.store.clone();
+        let (found, _) = blocking(move || store.list()).await.map_err(InstanceError::internal)?;
+        let mut views = Vec::with_capacity(found.len());
+        for instance in found {
+            views.push(self.view(&instance).await?);
+        }
+        Ok(views)
+    }
+
+    /// One instance.
+    pub async fn get(&self, connector: &str, id: &str) -> Result<InstanceView, InstanceError> {
+        let instance = self.find(connector, id).await?;
+        self.view(&instance).await
+    }
+
+    /// Create an instance.
+    pub async fn create(&self, request: InstanceRequest) -> Result<InstanceView, InstanceError> {
+        let connector_name =
+            request.connector_type.clone().ok_or_else(|| InstanceError::invalid("connector_type", "is required"))?;
+        let connector = self.connector(&connector_name, "connector_type")?;
+        let id = request.resolve_id()?;
+        let _serial = self.serial.lock().await;
+        if self.lookup(&id).await?.is_some() {
+            return Err(InstanceError::Exists(id));
+        }
+        let wasm = blocking({
+            let (catalog, connector) = (self.catalog.clone(), connector.clone());
+            move || catalog.plugin(&connector)
+        })
+        .await
+        .map_err(|e| InstanceError::Unavailable(e.to_string()))?;
+        let sha = self.keep_plugin(&connector.name, wasm).await?;
+        let now = iot2mqtt_contract::time::now();
+        let pin = PluginPin { sha256: sha, previous: None };
+        let (config, secrets) =
+            build_config(&id, &connector, request, BTreeMap::new(), Some(now.clone()), now, Some(pin))?;
+        self.save(&connector.name, &config, Some(&secrets)).await?;
+        let stored = StoredInstance { connector: connector.name.clone(), config };
+        if stored.config.enabled {
+            self.start_or_record(&stored).await;
+        }
+        tracing::info!(instance = %id, connector = %connector.name, "instance created");
+        self.view(&stored).await
+    }
+
+    /// Replace an instance's configuration and restart it.
+    pub async fn update(
+        &self,
+        connector: &str,
+        id: &str,
+        mut request: InstanceRequest,
+    ) -> Result<InstanceView, InstanceError> {
+        let _serial = self.serial.lock().await;
+        let old = self.find(connector, id).await?;
+        if request.connector_type.as_deref().is_some_and(|c| c != old.connector.as_str()) {
+            return Err(InstanceError::invalid("connector_type", "an instance cannot change its connector"));
+        }
+        if request.instance_id.as_ref().is_some_and(|i| *i != old.config.instance_id) {
+            return Err(InstanceError::invalid("instance_id", "an instance cannot change its id"));
+        }
+        request.instance_id = Some(old.config.instance_id.clone());
+        let connector = self.connector(old.connector.as_str(), "connector_type")?;
+        let previous_secrets = self.load_secrets(&old.config.instance_id).await?;
+        let now = iot2mqtt_contract::time::now();
+        let (config, secrets) = build_config(
+            &old.config.instance_id,
+            &connector,
+            request,
+            previous_secrets,
+            old.config.created_at.clone(),
+            now,
+            old.config.plugin.clone(),
+        )?;
+        self.save(&connector.name, &config, Some(&secrets)).await?;
+        let stored = StoredInstance { connector: connector.name.clone(), config };
+        if stored.config.enabled {
+            self.start_or_record(&stored).await;
+        } else {
+            self.runtime.stop(&stored.config.instance_id).await.map_err(InstanceError::internal)?;
+        }
+        self.view(&stored).await
+    }
+
+    /// Stop and delete an instance: its file is backed up, its secrets, plugin folder and
+    /// retained topics go.
+    pub async fn delete(&self, connector: &str, id: &str) -> Result<(), InstanceError> {
+        let _serial = self.serial.lock().await;
+        let instance = self.find(connector, id).await?;
+        let id = instance.config.instance_id.clone();
+        self.runtime.remove(&id).await.map_err(InstanceError::internal)?;
+        let (store, plugins, connector) = (self.store.clone(), self.plugins.clone(), instance.connector.clone());
+        let cache = self.data.cache(id.as_str());
+        let id_for_files = id.clone();
+        let backup = blocking(move || {
+            let backup = store.remove(&connector, &id_for_files)?;
+            plugins.deactivate(&connector, &id_for_files)?;
+            let _ = std::fs::remove_dir_all(cache);
+            Ok::<_, std::io::Error>(backup)
+        })
+        .await
+        .map_err(InstanceError::internal)?;
+        let secrets_id = id.clone();
+        self.secrets_blocking(move |s| s.remove(&secrets_id)).await?;
+        let cleared = self.mqtt.clear_retained(&id);
+        tracing::info!(instance = %id, backup = %backup.display(), cleared, "instance deleted");
+        Ok(())
+    }
+
+    /// Start (and mark to run at every start).
+    pub async fn start(&self, connector: &str, id: &str) -> Result<InstanceView, InstanceError> {
+        let _serial = self.serial.lock().await;
+        let mut instance = self.find(connector, id).await?;
+        if !instance.config.enabled {
+            instance.config.enabled = true;
+            self.save(&instance.connector, &instance.config, None).await?;
+        }
+        self.start_or_record(&instance).await;
+        self.view(&instance).await
+    }
+
+    /// Stop (and keep stopped across starts).
+    pub async fn stop(&self, connector: &str, id: &str) -> Result<InstanceView, InstanceError> {
+        let _serial = self.serial.lock().await;
+        let mut instance = self.find(connector, id).await?;
+        if instance.config.enabled {
+            instance.config.enabled = false;
+            self.save(&instance.connector, &instance.config, None).await?;
+        }
+        self.runtime.stop(&instance.config.instance_id).await.map_err(InstanceError::internal)?;
+        self.view(&instance).await
+    }
+
+    /// Restart.
+    pub async fn restart(&self, connector: &str, id: &str) -> Result<InstanceView, InstanceError> {
+        let _serial = self.serial.lock().await;
+        let instance = self.find(connector, id).await?;
+        *lock(&self.restarts).entry(instance.config.instance_id.clone()).or_default() += 1;
+        self.start_or_record(&instance).await;
+        self.view(&instance).await
+    }
+
+    /// Replace an instance's plugin with `wasm`: validate it, keep it, swap it live. The
+    /// version it replaces is kept for `rollback`.
+    pub async fn upload_plugin(&self, connector: &str, id: &str, wasm: Vec<u8>) -> Result<PluginSwitch, InstanceError> {
+        if wasm.len() > MAX_PLUGIN_BYTES {
+            return Err(InstanceError::PluginTooLarge);
+        }
+        let _serial = self.serial.lock().await;
+        let instance = self.find(connector, id).await?;
+        self.switch_plugin(instance, wasm, None).await
+    }
+
+    /// Go back to the plugin version used before the last upload.
+    pub async fn rollback_plugin(&self, connector: &str, id: &str) -> Result<PluginSwitch, InstanceError> {
+        let _serial = self.serial.lock().await;
+        let instance = self.find(connector, id).await?;
+        let previous = instance.config.plugin.as_ref().and_then(|pin| pin.previous.clone()).ok_or_else(|| {
+            InstanceError::Invalid { field: None, message: "there is no previous plugin version".into() }
+        })?;
+        let wasm = blocking({
+            let (plugins, connector, sha) = (self.plugins.clone(), instance.connector.clone(), previous.clone());
+            move || plugins.read(&connector, &sha)
+        })
+        .await
+        .map_err(|e| InstanceError::internal(format!("the previous plugin version is missing: {e}")))?;
+        self.switch_plugin(instance, wasm, Some(previous)).await
+    }
+
+    /// Restart every running instance with new MQTT settings.
+    pub async fn reconfigure(&self, settings: MqttSettings) {
+        *lock(&self.settings) = settings;
+        self.reconcile().await;
+    }
+
+    /// Stop everything (the orchestrator is going down).
+    pub async fn shutdown(&self) {
+        self.runtime.shutdown().await;
+    }
+
+    async fn switch_plugin(
+        &self,
+        mut instance: StoredInstance,
+        wasm: Vec<u8>,
+        expected: Option<String>,
+    ) -> Result<PluginSwitch, InstanceError> {
+        let plugin =
+            self.engine.load_plugin(wasm.clone()).await.map_err(|e| InstanceError::PluginRejected(e.to_string()))?;
+        let sha = self.keep_plugin(&instance.connector, wasm).await?;
+        debug_assert!(expected.is_none_or(|e| e == sha));
+        let current = instance.config.plugin.as_ref().map(|pin| pin.sha256.clone());
+        let id = instance.config.instance_id.clone();
+        let running = self.runtime.observe(&id).await.running;
+        let path = self.activate(&instance.connector, &id, &sha).await?;
+        if running {
+            let new = NewPlugin { active: ActivePlugin { sha256: sha.clone(), path }, loaded: plugin.clone() };
+            if let Err(e) = self.runtime.swap(&id, new).await {
+                if let Some(current) = &current {
+                    let _ = self.activate(&instance.connector, &id, current).await;
+                }
+                return Err(InstanceError::PluginRejected(e.to_string()));
+            }
+        }
+        instance.config.plugin = Some(PluginPin { sha256: sha.clone(), previous: current.clone() });
+        instance.config.updated_at = Some(iot2mqtt_contract::time::now());
+        self.save(&instance.connector, &instance.config, None).await?;
+        let about = plugin.about();
+        tracing::info!(instance = %id, plugin = %about.name, version = %about.version, %sha, "plugin replaced");
+        Ok(PluginSwitch {
+            sha256: sha,
+            previous: current,
+            name: about.name.clone(),
+            version: about.version.clone(),
+            swapped: running,
+        })
+    }
+
+    async fn start_or_record(&self, instance: &StoredInstance) {
+        let id = instance.config.instance_id.clone();
+        match self.start_stored(instance).await {
+            Ok(()) => {
+                lock(&self.errors).remove(&id);
+            }
+            Err(e) => {
+                tracing::error!(instance = %id, "cannot start: {e}");
+                lock(&self.errors).insert(id, e.to_string());
+            }
+        }
+    }
+
+    async fn start_stored(&self, instance: &StoredInstance) -> Result<(), InstanceError> {
+        let connector =
+            self.catalog.get(instance.connector.as_str()).map_err(|e| InstanceError::Unavailable(e.to_string()))?;
+        let id = &instance.config.instance_id;
+        let sha = match instance.config.plugin.as_ref().map(|pin| pin.sha256.clone()) {
+            Some(sha) if self.plugins.path(&connector.name, &sha).exists() => sha,
+            _ => {
+                tracing::warn!(instance = %id, "its plugin version is not in the store; using the connector's current one");
+                let wasm = blocking({
+                    let (catalog, connector) = (self.catalog.clone(), connector.clone());
+                    move || catalog.plugin(&connector)
+                })
+                .await
+                .map_err(|e| InstanceError::Unavailable(e.to_string()))?;
+                self.keep_plugin(&connector.name, wasm).await?
+            }
+        };
+        let plugin = ActivePlugin { path: self.activate(&connector.name, id, &sha).await?, sha256: sha };
+        let secrets = self.load_secrets(id).await?;
+        let spec = RunSpec {
+            connector: connector.name.clone(),
+            config: instance.config.clone(),
+            secrets,
+            plugin,
+            mqtt: lock(&self.settings).clone(),
+            instances_dir: self.store.connector_dir(&connector.name),
+            cache_dir: self.data.cache(id.as_str()),
+            memory_mb: connector.manifest.resources.memory_mb,
+            cpus: connector.manifest.resources.cpus,
+            network: connector.network,
+        };
+        self.runtime.start(spec).await.map_err(|e| InstanceError::Unavailable(e.to_string()))
+    }
+
+    async fn view(&self, instance: &StoredInstance) -> Result<InstanceView, InstanceError> {
+        let id = &instance.config.instance_id;
+        let mut observed = self.runtime.observe(id).await;
+        if let Some(error) = lock(&self.errors).get(id) {
+            observed.last_error.get_or_insert_with(|| error.clone());
+        }
+        let topics = Topics::new(&self.mqtt.settings().base_topic, id);
+        let mqtt_status = self.mqtt.get(&topics.status()).map_or_else(|| "unknown".to_string(), |c| c.payload);
+        let secrets = self.load_secrets(id).await.map(|s| s.into_keys().collect()).unwrap_or_default();
+        let mut config = instance.config.clone();
+        config.connector_type = Some(instance.connector.clone());
+        Ok(InstanceView {
+            config,
+            secrets,
+            status: Status {
+                desired: if instance.config.enabled { "running" } else { "stopped" },
+                observed,
+                mqtt_status,
+                api_restarts: lock(&self.restarts).get(id).copied().unwrap_or(0),
+            },
+        })
+    }
+
+    fn connector(&self, name: &str, field: &str) -> Result<Connector, InstanceError> {
+        self.catalog.get(name).map_err(|e| match e {
+            CatalogError::Unknown(_) => InstanceError::invalid(field, e.to_string()),
+            CatalogError::Invalid { .. } => InstanceError::invalid(field, e.to_string()),
+        })
+    }
+
+    async fn find(&self, connector: &str, id: &str) -> Result<StoredInstance, InstanceError> {
+        let not_found = || InstanceError::NotFound { connector: connector.to_string(), id: id.to_string() };
+        let connector = ConnectorName::new(connector).map_err(|_| not_found())?;
+        let id = InstanceId::new(id).map_err(|_| not_found())?;
+        match self.lookup(&id).await? {
+            Some(found) if found.connector == connector => Ok(found),
+            _ => Err(not_found()),
+        }
+    }
+
+    async fn lookup(&self, id: &InstanceId) -> Result<Option<StoredInstance>, InstanceError> {
+        let (store, id) = (self.store.clone(), id.clone());
+        blocking(move || store.find(&id)).await.map_err(InstanceError::internal)
+    }
+
+    async fn keep_plugin(&self, connector: &ConnectorName, wasm: Vec<u8>) -> Result<String, InstanceError> {
+        let (plugins, connector) = (self.plugins.clone(), connector.clone());
+        blocking(move || plugins.put(&connector, &wasm)).await.map_err(InstanceError::internal)
+    }
+
+    async fn activate(
+        &self,
+        connector: &ConnectorName,
+        id: &InstanceId,
+        sha: &str,
+    ) -> Result<std::path::PathBuf, InstanceError> {
+        let (plugins, connector, id, sha) = (self.plugins.clone(), connector.clone(), id.clone(), sha.to_string());
+        blocking(move || plugins.activate(&connector, &id, &sha)).await.map_err(InstanceError::internal)
+    }
+
+    async fn save(
+        &self,
+        connector: &ConnectorName,
+        config: &InstanceConfig,
+        secrets: Option<&BTreeMap<String, String>>,
+    ) -> Result<(), InstanceError> {
+        if let Some(secrets) = secrets {
+            let (id, secrets) = (config.instance_id.clone(), secrets.clone());
+            self.secrets_blocking(move |s| s.store(&id, &secrets)).await?;
+        }
+        let (store, connector, config) = (self.store.clone(), connector.clone(), config.clone());
+        blocking(move || store.write(&connector, &config)).await.map_err(InstanceError::internal)
+    }
+
+    async fn load_secrets(&self, id: &InstanceId) -> Result<BTreeMap<String, String>, InstanceError> {
+        let id = id.clone();
+        self.secrets_blocking(move |s| s.load(&id)).await
+    }
+
+    async fn secrets_blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&SecretsManager) -> Result<T, crate::secrets::SecretsError> + Send + 'static,
+    ) -> Result<T, InstanceError> {
+        let secrets = Arc::clone(&self.secrets);
+        blocking(move || f(&secrets)).await.map_err(InstanceError::internal)
+    }
+}
+
+/// Run file work off the async threads; a panic in it is a panic here.
+async fn blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}

@@ -1,0 +1,339 @@
+//! One container per instance, through the Docker API (bollard). The runner image is built
+//! here, `FROM scratch` around the static `iot2mqtt-host` found beside this executable.
+//! Containers are named `iot2mqtt_{connector}_{id}`, labelled, restart `unless-stopped`, see
+//! their instance folder and plugin folder read-only and their decrypted secrets as
+//! `/run/secrets/{id}_creds` from a memory-backed folder.
+//!
+//! What happens inside a container (a plugin fault, a hot swap) is told by its host on MQTT;
+//! `reports.rs` reads it there, so the runtime answers `observe` and `swap` like any other.
+
+mod containers;
+mod images;
+mod reports;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use bollard::Docker;
+use bollard::models::{ContainerCreateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, InspectContainerOptions, RemoveContainerOptionsBuilder, StartContainerOptions,
+};
+pub use containers::{ContainerAction, ContainerView, LogLine, container_name};
+use iot2mqtt_contract::InstanceId;
+use tokio::sync::Mutex;
+
+use super::{BoxFuture, InstanceRuntime, NewPlugin, Observed, RunSpec, RuntimeError};
+use crate::catalog::Network;
+use crate::mqtt::MqttService;
+use crate::store::atomic::write;
+
+/// The label every connector container carries; container operations refuse others.
+pub const TYPE_LABEL: &str = "iot2mqtt.type";
+/// Its value.
+pub const TYPE_CONNECTOR: &str = "connector";
+/// The label naming the installation (data directory) a container belongs to, so two
+/// orchestrators on one Docker engine never touch each other's containers.
+pub const INSTALL_LABEL: &str = "iot2mqtt.install";
+/// Seconds a container gets to stop after SIGTERM.
+const STOP_SECONDS: i32 = 10;
+/// Memory a container gets beyond its plugin's cap (the host itself).
+const HOST_OVERHEAD_MB: u64 = 48;
+
+/// A file's size and modification time: enough to tell it changed.
+type FileStamp = (u64, Option<std::time::SystemTime>);
+
+/// The Docker runtime.
+pub struct DockerRuntime {
+    docker: Docker,
+    install: String,
+    host_binary: PathBuf,
+    secrets_dir: PathBuf,
+    image: Mutex<Option<(Option<FileStamp>, String)>>,
+    building: Mutex<()>,
+    names: Mutex<HashMap<InstanceId, String>>,
+    reports: MqttService,
+}
+
+impl std::fmt::Debug for DockerRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DockerRuntime").field("host_binary", &self.host_binary).finish_non_exhaustive()
+    }
+}
+
+/// Connect to the local Docker engine; `None` when it does not answer.
+pub async fn connect() -> Option<Docker> {
+    let docker = Docker::connect_with_local_defaults().ok()?;
+    let docker = docker.negotiate_version().await.ok()?;
+    docker.ping().await.ok()?;
+    Some(docker)
+}
+
+impl DockerRuntime {
+    /// A runtime on `docker` for the installation `install`, building its image around
+    /// `host_binary`, with decrypted secrets kept under `secrets_dir` (memory-backed where
+    /// possible). What the containers' hosts report (faults, swaps) is read from `reports`.
+    pub fn new(
+        docker: Docker,
+        install: String,
+        host_binary: PathBuf,
+        secrets_dir: PathBuf,
+        reports: MqttService,
+    ) -> Self {
+        Self {
+            docker,
+            install,
+            host_binary,
+            secrets_dir,
+            image: Mutex::default(),
+            building: Mutex::default(),
+            names: Mutex::default(),
+            reports,
+        }
+    }
+
+    /// The Docker client (for the container API).
+    pub fn docker(&self) -> &Docker {
+        &self.docker
+    }
+
+    /// The installation's tag (the value of [`INSTALL_LABEL`]).
+    pub fn install(&self) -> &str {
+        &self.install
+    }
+
+    async fn start_instance(&self, spec: RunSpec) -> Result<(), RuntimeError> {
+        let image = self.ensure_image().await?;
+        let id = spec.config.instance_id.clone();
+        let name = container_name(spec.connector.as_str(), id.as_str());
+        let secrets = self.write_secrets(&id, &spec).await?;
+        let _ = self
+            .docker
+            .remove_container(&name, Some(RemoveContainerOptionsBuilder::default().force(true).build()))
+            .await;
+        let plugin_dir = spec.plugin.path.parent().map(Path::to_path_buf).unwrap_or_default();
+        tokio::fs::create_dir_all(&spec.cache_dir).await.map_err(|e| RuntimeError::Io(e.to_string()))?;
+        let mut env = vec![
+            format!("INSTANCE_NAME={id}"),
+            format!("CONNECTOR_TYPE={}", spec.connector),
+            "MODE=production".to_string(),
+            format!("MQTT_PORT={}", spec.mqtt.port),
+            format!("MQTT_BASE_TOPIC={}", spec.mqtt.base_topic),
+            format!("MQTT_CLIENT_PREFIX={}", spec.mqtt.client_prefix),
+            format!("MQTT_QOS={}", spec.mqtt.qos),
+            format!("MQTT_RETAIN={}", spec.mqtt.retain),
+            format!("MQTT_KEEPALIVE={}", spec.mqtt.keepalive.as_secs()),
+            "IOT2MQTT_PLUGIN=/app/plugin/connector.wasm".to_string(),
+            "IOT2MQTT_CACHE_DIR=/cache".to_string(),
+        ];
+        let mut extra_hosts = None;
+        let loopback = matches!(spec.mqtt.host.as_str(), "localhost" | "127.0.0.1" | "::1");
+        match (spec.network, loopback) {
+            (Network::Bridge, true) => {
+                env.push("MQTT_HOST=host.docker.internal".to_string());
+                extra_hosts = Some(vec!["host.docker.internal:host-gateway".to_string()]);
+                self.check_gateway_reaches_broker(&id, spec.mqtt.port).await;
+            }
+            _ => env.push(format!("MQTT_HOST={}", spec.mqtt.host)),
+        }
+        if let Some(user) = &spec.mqtt.username {
+            env.push(format!("MQTT_USERNAME={user}"));
+        }
+        if let Some(password) = &spec.mqtt.password {
+            env.push(format!("MQTT_PASSWORD={}", password.expose()));
+        }
+        if let Some(mb) = spec.memory_mb {
+            env.push(format!("IOT2MQTT_MEMORY_LIMIT_MB={mb}"));
+        }
+        let mut labels = HashMap::new();
+        labels.insert(TYPE_LABEL.to_string(), TYPE_CONNECTOR.to_string());
+        labels.insert("iot2mqtt.connector".to_string(), spec.connector.to_string());
+        labels.insert("iot2mqtt.instance".to_string(), id.to_string());
+        labels.insert(INSTALL_LABEL.to_string(), self.install.clone());
+        let binds = vec![
+            format!("{}:/app/instances:ro", spec.instances_dir.display()),
+            format!("{}:/app/plugin:ro", plugin_dir.display()),
+            format!("{}:/run/secrets:ro", secrets.display()),
+            format!("{}:/cache:rw", spec.cache_dir.display()),
+        ];
+        let host_config = HostConfig {
+            binds: Some(binds),
+            network_mode: Some(match spec.network {
+                Network::Host => "host".to_string(),
+                Network::Bridge => "bridge".to_string(),
+            }),
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                maximum_retry_count: None,
+            }),
+            memory: spec.memory_mb.map(|mb| i64::try_from((mb + HOST_OVERHEAD_MB) << 20).unwrap_or(i64::MAX)),
+            nano_cpus: spec.cpus.map(|cpus| (cpus * 1e9) as i64),
+            extra_hosts,
+            readonly_rootfs: Some(true),
+            cap_drop: Some(vec!["ALL".to_string()]),
+            security_opt: Some(vec!["no-new-privileges".to_string()]),
+            ..HostConfig::default()
+        };
+        let body = ContainerCreateBody {
+            image: Some(image),
+            env: Some(env),
+            labels: Some(labels),
+            host_config: Some(host_config),
+            stop_timeout: Some(i64::from(STOP_SECONDS)),
+            ..ContainerCreateBody::default()
+        };
+        self.docker
+            .create_container(Some(CreateContainerOptionsBuilder::default().name(&name).build()), body)
+            .await
+            .map_err(|e| RuntimeError::Docker(format!("creating {name}: {e}")))?;
+        self.docker
+            .start_container(&name, None::<StartContainerOptions>)
+            .await
+            .map_err(|e| RuntimeError::Docker(format!("starting {name}: {e}")))?;
+        self.reports.forget_faults(&id);
+        self.names.lock().await.insert(id, name);
+        Ok(())
+    }
+
+    /// A container on the bridge network reaches a broker on this machine through the bridge's
+    /// gateway; say so loudly when the broker does not listen there (it listens on loopback
+    /// only, as the embedded broker does by default), since the instance could never connect.
+    async fn check_gateway_reaches_broker(&self, id: &InstanceId, port: u16) {
+        let options = None::<bollard::query_parameters::InspectNetworkOptions>;
+        let Ok(bridge) = self.docker.inspect_network("bridge", options).await else { return };
+        let configs = bridge.ipam.and_then(|ipam| ipam.config).unwrap_or_default();
+        for gateway in configs.iter().filter_map(gateway) {
+            let connect = tokio::net::TcpStream::connect((gateway, port));
+            if matches!(tokio::time::timeout(std::time::Duration::from_secs(2), connect).await, Ok(Ok(_))) {
+                return;
+            }
+            tracing::warn!(
+                instance = %id,
+                "this instance runs on Docker's bridge network and reaches the MQTT broker as \
+                 host.docker.internal ({gateway}:{port}), but nothing answers there: the broker listens on \
+                 loopback only. Let it listen beyond loopback (e.g. `serve --mqtt-listen 0.0.0.0:{port}`)"
+            );
+        }
+    }
+
+    /// Write the instance's decrypted secrets where only its container sees them.
+    async fn write_secrets(&self, id: &InstanceId, spec: &RunSpec) -> Result<PathBuf, RuntimeError> {
+        let dir = self.secrets_dir.join(id.as_str());
+        let text = iot2mqtt_contract::creds::format(&spec.secrets).map_err(RuntimeError::Io)?;
+        let file = dir.join(format!("{id}_creds"));
+        let dir_for_task = dir.clone();
+        tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&dir_for_task)?;
+            crate::store::restrict(&dir_for_task)?;
+            write(&file, text.as_bytes(), 0o600)
+        })
+        .await
+        .map_err(|e| RuntimeError::Io(e.to_string()))?
+        .map_err(|e| RuntimeError::Io(format!("cannot write the secrets file: {e}")))?;
+        Ok(dir)
+    }
+
+    async fn name_of(&self, id: &InstanceId) -> Option<String> {
+        if let Some(name) = self.names.lock().await.get(id) {
+            return Some(name.clone());
+        }
+        let containers = self.list().await.ok()?;
+        containers.into_iter().find(|c| c.instance_id.as_deref() == Some(id.as_str())).map(|c| c.name)
+    }
+}
+
+impl InstanceRuntime for DockerRuntime {
+    fn name(&self) -> &'static str {
+        "docker"
+    }
+
+    fn start(&self, spec: RunSpec) -> BoxFuture<'_, Result<(), RuntimeError>> {
+        Box::pin(self.start_instance(spec))
+    }
+
+    fn stop<'a>(&'a self, instance: &'a InstanceId) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        Box::pin(async move {
+            match self.name_of(instance).await {
+                Some(name) => self.act(&name, ContainerAction::Stop).await,
+                None => Ok(()),
+            }
+        })
+    }
+
+    fn remove<'a>(&'a self, instance: &'a InstanceId) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        Box::pin(async move {
+            if let Some(name) = self.name_of(instance).await {
+                let _ = self.act(&name, ContainerAction::Stop).await;
+                self.act(&name, ContainerAction::Remove { force: true }).await?;
+            }
+            self.names.lock().await.remove(instance);
+            let _ = tokio::fs::remove_dir_all(self.secrets_dir.join(instance.as_str())).await;
+            Ok(())
+        })
+    }
+
+    fn observe<'a>(&'a self, instance: &'a InstanceId) -> BoxFuture<'a, Observed> {
+        Box::pin(async move {
+            let Some(name) = self.name_of(instance).await else { return Observed::default() };
+            let Ok(inspect) = self.docker.inspect_container(&name, None::<InspectContainerOptions>).await else {
+                return Observed::default();
+            };
+            let state = inspect.state.unwrap_or_default();
+            let restarts = u64::try_from(inspect.restart_count.unwrap_or(0)).unwrap_or(0);
+            let restarting = state.restarting.unwrap_or(false);
+            let last_error = state.error.filter(|e| !e.is_empty()).or_else(|| {
+                state.exit_code.filter(|code| *code != 0).map(|code| format!("the container exited with code {code}"))
+            });
+            let container = Observed {
+                running: state.running.unwrap_or(false) && !restarting,
+                restarts,
+                last_error,
+                crash_looping: restarting || (restarts >= 3 && !state.running.unwrap_or(false)),
+            };
+            self.with_reported_faults(instance, container)
+        })
+    }
+
+    fn swap<'a>(&'a self, instance: &'a InstanceId, plugin: NewPlugin) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        Box::pin(self.await_swap(instance, plugin))
+    }
+
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let Ok(containers) = self.list().await else { return };
+            let stops =
+                containers.iter().filter(|c| c.state == "running").map(|c| self.act(&c.id, ContainerAction::Stop));
+            futures_util::future::join_all(stops).await;
+        })
+    }
+}
+
+/// A network's gateway: as configured, or else the first address of its subnet (Docker's
+/// default, not always written out).
+fn gateway(config: &bollard::models::IpamConfig) -> Option<std::net::IpAddr> {
+    if let Some(gateway) = config.gateway.as_deref().and_then(|g| g.parse().ok()) {
+        return Some(gateway);
+    }
+    let (network, _) = config.subnet.as_deref()?.split_once('/')?;
+    let network: std::net::Ipv4Addr = network.parse().ok()?;
+    Some(std::net::Ipv4Addr::from(u32::from(network).checked_add(1)?).into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gateways_are_read_or_derived() {
+        let config = |subnet: Option<&str>, gateway: Option<&str>| bollard::models::IpamConfig {
+            subnet: subnet.map(str::to_string),
+            gateway: gateway.map(str::to_string),
+            ..Default::default()
+        };
+        let ip = |s: &str| Some(s.parse::<std::net::IpAddr>().unwrap());
+        assert_eq!(gateway(&config(Some("172.17.0.0/16"), None)), ip("172.17.0.1"));
+        assert_eq!(gateway(&config(Some("172.17.0.0/16"), Some("172.17.0.254"))), ip("172.17.0.254"));
+        assert_eq!(gateway(&config(Some("fd00::/64"), None)), None);
+        assert_eq!(gateway(&config(None, None)), None);
+    }
+}
