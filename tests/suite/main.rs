@@ -17,4 +17,5 @@ mod many;
 mod process;
 mod serve;
 mod swap;
+mod ui;
 mod yeelight;

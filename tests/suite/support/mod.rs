@@ -2,6 +2,7 @@
 
 pub mod baseline;
 pub mod broker;
+pub mod browser;
 pub mod harness;
 pub mod observer;
 pub mod proxy;

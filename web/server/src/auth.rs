@@ -186,6 +186,20 @@ impl Auth {
         expires > unix_now() && !lock(&self.revoked).contains_key(token)
     }
 
+    /// The anti-forgery token of a session: what every cookie-authenticated change (a form, a
+    /// `fetch`) must carry besides the cookie. Derived from the session with the install's
+    /// secret, so a page of another site, which cannot read the cookie, cannot know it.
+    pub fn csrf_token(&self, session: &str) -> String {
+        let mut data = b"csrf.".to_vec();
+        data.extend_from_slice(session.as_bytes());
+        URL_SAFE_NO_PAD.encode(self.sign(&data))
+    }
+
+    /// Whether `csrf` is the anti-forgery token of `session`.
+    pub fn csrf_valid(&self, session: &str, csrf: &str) -> bool {
+        constant_eq(self.csrf_token(session).as_bytes(), csrf.as_bytes())
+    }
+
     /// End a session.
     pub fn logout(&self, token: &str) {
         let mut revoked = lock(&self.revoked);

@@ -190,3 +190,143 @@ impl Catalog {
         })
     }
 }
+
+impl Connector {
+    /// Its icon's file name in its folder (`icon.svg` unless its setup names another).
+    pub fn icon_file(&self) -> String {
+        self.setup.as_ref().and_then(|s| s.branding.icon.clone()).unwrap_or_else(|| "icon.svg".to_string())
+    }
+}
+
+/// What the catalog shows of a connector (the JSON API's `/api/integrations` and the web UI's
+/// integrations page).
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// Its name.
+    pub name: String,
+    /// For people.
+    pub display_name: String,
+    /// What it connects.
+    pub description: String,
+    /// Its version.
+    pub version: String,
+    /// How it runs.
+    pub kind: Kind,
+    /// Who wrote it.
+    pub author: Option<String>,
+    /// Accent colour and category.
+    pub branding: SummaryBranding,
+    /// Where its icon is served; `None` when its folder has none.
+    pub icon_url: Option<String>,
+    /// Its setup flows.
+    pub flows: Vec<FlowSummary>,
+    /// Its setup tools.
+    pub tools: Vec<String>,
+    /// The network it asks for.
+    pub network: Network,
+    /// How many instances it has.
+    pub instances: usize,
+    /// Always false here (see [`Listed::Broken`]).
+    pub broken: bool,
+}
+
+/// Accent colour and category of a connector.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SummaryBranding {
+    /// `#rrggbb`.
+    pub color: Option<String>,
+    /// `lighting`, `climate`…
+    pub category: Option<String>,
+}
+
+/// A setup flow as the catalog lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct FlowSummary {
+    /// Its id.
+    pub id: String,
+    /// For people.
+    pub name: String,
+    /// What it is for.
+    pub description: String,
+    /// Started when none is asked for.
+    pub default: bool,
+}
+
+/// A connector folder as the catalog lists it: usable, or broken with the reason.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Listed {
+    /// A usable connector.
+    Usable(Box<Summary>),
+    /// A connector whose manifest or setup is broken.
+    Broken {
+        /// Its folder's name.
+        name: String,
+        /// Always true.
+        broken: bool,
+        /// What breaks it (file, path, problem).
+        error: String,
+        /// How many instances it has.
+        instances: usize,
+    },
+}
+
+impl Summary {
+    /// The summary of `connector`, which has `instances` instances.
+    pub fn of(connector: &Connector, instances: usize) -> Self {
+        let manifest = &connector.manifest;
+        let setup = connector.setup.as_ref();
+        let branding = setup.map(|s| s.branding.clone()).unwrap_or_default();
+        Self {
+            name: connector.name.to_string(),
+            display_name: setup.map_or(manifest.display_name.clone(), |s| s.display_name.clone()),
+            description: setup
+                .map(|s| s.description.clone())
+                .filter(|d| !d.is_empty())
+                .unwrap_or_else(|| manifest.description.clone()),
+            version: manifest.version.clone(),
+            kind: manifest.kind,
+            author: setup.and_then(|s| s.author.clone()).or_else(|| manifest.author.clone()),
+            branding: SummaryBranding { color: branding.color, category: branding.category },
+            icon_url: connector
+                .dir
+                .join(connector.icon_file())
+                .is_file()
+                .then(|| format!("/api/integrations/{}/icon", connector.name)),
+            flows: setup
+                .map(|s| {
+                    s.flows
+                        .iter()
+                        .map(|f| FlowSummary {
+                            id: f.id.clone(),
+                            name: f.name.clone(),
+                            description: f.description.clone(),
+                            default: f.default,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            tools: setup.map(|s| s.tools.keys().cloned().collect()).unwrap_or_default(),
+            network: connector.network,
+            instances,
+            broken: false,
+        }
+    }
+}
+
+impl Catalog {
+    /// Every connector folder, usable or broken; `counts` says how many instances each has.
+    /// Blocking (it reads the folders).
+    pub fn list(&self, counts: &std::collections::BTreeMap<String, usize>) -> Vec<Listed> {
+        self.names()
+            .into_iter()
+            .map(|name| {
+                let instances = counts.get(&name).copied().unwrap_or(0);
+                match self.get(&name) {
+                    Ok(connector) => Listed::Usable(Box::new(Summary::of(&connector, instances))),
+                    Err(e) => Listed::Broken { name, broken: true, error: e.to_string(), instances },
+                }
+            })
+            .collect()
+    }
+}

@@ -2,7 +2,7 @@
 //! atomically, secrets encrypted at rest, the plugin store), the access key and sessions, the
 //! connector catalog, one runtime for instances (Docker containers or in-process), its own MQTT
 //! client (state cache, commands, explorer), the embedded broker when none is configured, and
-//! the HTTP API with a plain status page.
+//! the HTTP API and the web UI (`ui`).
 //!
 //! It reaches instances only through the [`runtime::InstanceRuntime`] trait and MQTT; it never
 //! links plugin code into its own logic.
@@ -21,5 +21,6 @@ pub mod serve;
 pub mod store;
 pub mod sync;
 pub mod tools;
+pub mod ui;
 
 pub use api::{AppState, app, routes};

@@ -9,37 +9,20 @@ use serde_json::{Value, json};
 
 use super::error::AppError;
 use super::{AppState, json_body};
-use crate::catalog::{CatalogError, Connector};
+use crate::catalog::{CatalogError, Connector, Listed, Summary};
 
 type Result<T> = std::result::Result<T, AppError>;
 
 /// `GET /api/integrations`: every connector, a broken one with the reason instead of its setup.
-pub async fn list(State(state): State<AppState>) -> Result<Json<Value>> {
-    let catalog = state.instances.catalog().clone();
-    let counts = state.instances.counts().await?;
-    let entries = tokio::task::spawn_blocking(move || {
-        catalog.names().into_iter().map(|name| (name.clone(), catalog.get(&name))).collect::<Vec<_>>()
-    })
-    .await
-    .map_err(AppError::internal)?;
-    let list = entries
-        .into_iter()
-        .map(|(name, found)| {
-            let instances = counts.get(&name).copied().unwrap_or(0);
-            match found {
-                Ok(connector) => summary(&connector, instances),
-                Err(e) => json!({"name": name, "broken": true, "error": e.to_string(), "instances": instances}),
-            }
-        })
-        .collect();
-    Ok(Json(Value::Array(list)))
+pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<Listed>>> {
+    Ok(Json(state.instances.integrations().await?))
 }
 
 /// `GET /api/integrations/{name}/meta`: the manifest, the validated setup, branding and icon.
 pub async fn meta(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>> {
     let connector = connector(&state, &name).await?;
     let counts = state.instances.counts().await?;
-    let mut body = summary(&connector, counts.get(&name).copied().unwrap_or(0));
+    let mut body = json!(Summary::of(&connector, counts.get(&name).copied().unwrap_or(0)));
     body["manifest"] = json!(connector.manifest);
     body["setup"] = json!(connector.setup);
     Ok(Json(body))
@@ -55,7 +38,7 @@ pub async fn setup(State(state): State<AppState>, Path(name): Path<String>) -> R
 /// `GET /api/integrations/{name}/icon`
 pub async fn icon(State(state): State<AppState>, Path(name): Path<String>) -> Result<Response> {
     let connector = connector(&state, &name).await?;
-    let file = icon_file(&connector);
+    let file = connector.icon_file();
     let path = connector.dir.join(&file);
     let inside = path.canonicalize().ok().zip(connector.dir.canonicalize().ok()).is_some_and(|(p, d)| p.starts_with(d));
     let bytes = match inside {
@@ -106,40 +89,6 @@ pub async fn execute(State(state): State<AppState>, Path(name): Path<String>, bo
         Ok(result) => json!({"ok": true, "result": result}),
         Err(error) => json!({"ok": false, "error": error}),
     }))
-}
-
-/// What the catalog shows of a connector.
-fn summary(connector: &Connector, instances: usize) -> Value {
-    let manifest = &connector.manifest;
-    let setup = connector.setup.as_ref();
-    let flows: Vec<Value> = setup
-        .map(|s| {
-            s.flows
-                .iter()
-                .map(|f| json!({"id": f.id, "name": f.name, "description": f.description, "default": f.default}))
-                .collect()
-        })
-        .unwrap_or_default();
-    let branding = setup.map(|s| s.branding.clone()).unwrap_or_default();
-    json!({
-        "name": connector.name,
-        "display_name": setup.map_or(manifest.display_name.as_str(), |s| s.display_name.as_str()),
-        "description": setup.map(|s| s.description.as_str()).filter(|d| !d.is_empty()).unwrap_or(&manifest.description),
-        "version": manifest.version,
-        "kind": manifest.kind,
-        "author": setup.and_then(|s| s.author.clone()).or_else(|| manifest.author.clone()),
-        "branding": {"color": branding.color, "category": branding.category},
-        "icon_url": format!("/api/integrations/{}/icon", connector.name),
-        "flows": flows,
-        "tools": setup.map(|s| s.tools.keys().cloned().collect::<Vec<_>>()).unwrap_or_default(),
-        "network": connector.network,
-        "instances": instances,
-        "broken": false,
-    })
-}
-
-fn icon_file(connector: &Connector) -> String {
-    connector.setup.as_ref().and_then(|s| s.branding.icon.clone()).unwrap_or_else(|| "icon.svg".to_string())
 }
 
 async fn connector(state: &AppState, name: &str) -> Result<Connector> {

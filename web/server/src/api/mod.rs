@@ -120,7 +120,6 @@ fn route(method: Method, path: &'static str, access: Access, handler: MethodRout
 pub fn routes() -> Vec<Route> {
     use Access::{Public, Session, SetupToken};
     vec![
-        route(Method::GET, "/", Public, get(system::page)),
         route(Method::GET, "/api/health", Public, get(system::health)),
         route(Method::GET, "/api/setup/status", Public, get(auth::setup_status)),
         route(Method::POST, "/api/setup", SetupToken, post(auth::setup)),
@@ -188,28 +187,55 @@ pub fn app(state: AppState) -> Router {
         };
         router = router.route(route.path, handler);
     }
-    trace::layer(router.fallback(not_found).with_state(state))
+    trace::layer(router.merge(crate::ui::router()).fallback(not_found).with_state(state))
 }
 
 async fn not_found() -> AppError {
     AppError::NotFound("no such route".into())
 }
 
-/// Let the request through only with a live session.
+/// Let the request through only with a live session. A change made with the session cookie
+/// (rather than a Bearer token, which a page of another site cannot send) must also carry the
+/// session's anti-forgery token in `x-csrf-token`.
 async fn require_session(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, AppError> {
-    match session_token(request.headers()) {
-        Some(token) if state.auth.verify(&token) => Ok(next.run(request).await),
-        Some(_) => Err(AppError::Unauthorized("the session is invalid or expired; log in again".into())),
-        None => Err(AppError::Unauthorized("log in first: POST /api/auth/login".into())),
+    let Some((token, source)) = credential(request.headers()) else {
+        return Err(AppError::Unauthorized("log in first: POST /api/auth/login".into()));
+    };
+    if !state.auth.verify(&token) {
+        return Err(AppError::Unauthorized("the session is invalid or expired; log in again".into()));
     }
+    let changes = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if source == Source::Cookie && changes {
+        let csrf = request.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        if !state.auth.csrf_valid(&token, csrf) {
+            return Err(AppError::Forbidden(format!(
+                "a change made with the session cookie needs the session's anti-forgery token in {CSRF_HEADER}"
+            )));
+        }
+    }
+    Ok(next.run(request).await)
+}
+
+/// The header that carries the anti-forgery token of a cookie session.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// Where a request's session token came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Bearer,
+    Cookie,
 }
 
 /// The session token of a request: `Authorization: Bearer …` or the session cookie.
 pub(crate) fn session_token(headers: &HeaderMap) -> Option<String> {
+    credential(headers).map(|(token, _)| token)
+}
+
+fn credential(headers: &HeaderMap) -> Option<(String, Source)> {
     if let Some(bearer) =
         headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "))
     {
-        return Some(bearer.trim().to_string());
+        return Some((bearer.trim().to_string(), Source::Bearer));
     }
     headers
         .get_all(header::COOKIE)
@@ -218,7 +244,7 @@ pub(crate) fn session_token(headers: &HeaderMap) -> Option<String> {
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(name, _)| *name == COOKIE)
-        .map(|(_, value)| value.to_string())
+        .map(|(_, value)| (value.to_string(), Source::Cookie))
 }
 
 /// A JSON body, with a clear 400 when it is not JSON.

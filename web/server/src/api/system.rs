@@ -1,8 +1,7 @@
-//! Health and the status page.
+//! Health.
 
 use axum::Json;
 use axum::extract::State;
-use axum::response::Html;
 use serde_json::{Value, json};
 
 use super::AppState;
@@ -17,9 +16,4 @@ pub async fn health(State(state): State<AppState>) -> Json<Value> {
         "broker": if state.embedded_broker { "embedded" } else { "external" },
         "version": env!("CARGO_PKG_VERSION"),
     }))
-}
-
-/// `GET /`: a plain status page (its data comes from the API once logged in).
-pub async fn page() -> Html<&'static str> {
-    Html(include_str!("../../assets/index.html"))
 }

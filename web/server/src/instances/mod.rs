@@ -128,6 +128,13 @@ impl Instances {
         self.engine.clone()
     }
 
+    /// Every connector of the catalog, usable or broken, with its number of instances.
+    pub async fn integrations(&self) -> Result<Vec<crate::catalog::Listed>, InstanceError> {
+        let counts = self.counts().await?;
+        let catalog = self.catalog.clone();
+        Ok(blocking(move || catalog.list(&counts)).await)
+    }
+
     /// Every instance.
     pub async fn list(&self) -> Result<Vec<InstanceView>, InstanceError> {
         let store = self.store.clone();

@@ -1,0 +1,201 @@
+//! The web UI in headless Chromium: what a person does, from the first start to running
+//! instances, with a screenshot of each checked state under `<target>/screenshots/` and no
+//! error in the browser's console. Forms and links are used as a person would (type, click,
+//! read); the API is used only to prepare what a test is not about.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::support::browser::Browser;
+use crate::support::serve::{KEY, Runtime, Serve};
+
+/// The one-time setup link `serve` printed.
+async fn setup_link(serve: &Serve) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(link) = serve.log().split_whitespace().find(|w| w.contains("/?setup=")) {
+            return link.to_string();
+        }
+        assert!(std::time::Instant::now() < deadline, "no setup link printed:\n{}", serve.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_start_choose_the_key_log_in_and_out() {
+    let serve = Serve::start_unconfigured().await;
+    let Some(browser) = Browser::start("first-start", 1280, 900).await else { return };
+    let link = setup_link(&serve).await.replace("localhost", "127.0.0.1");
+    browser.open(&link).await;
+    assert_eq!(browser.text("h1").await, "Choose an access key");
+
+    // Two different keys: the error sits beside the confirmation, nothing is set.
+    browser.type_into("#key", "kitchen-lights-42").await;
+    browser.type_into("#confirm", "kitchen-lights-43").await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_text("#confirm-error", "The two keys differ.").await;
+    assert_eq!(browser.find("#confirm").await.attr("aria-invalid").await.unwrap().as_deref(), Some("true"));
+    browser.screenshot("mismatch").await;
+
+    browser.type_into("#key", "kitchen-lights-42").await;
+    browser.type_into("#confirm", "kitchen-lights-42").await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_text("h1", "Log in").await;
+    assert!(browser.text(".notice").await.contains("The access key is set"));
+
+    // A wrong key is refused beside the field; the right one opens the dashboard.
+    browser.type_into("#key", "not-the-key").await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_text("#key-error", "invalid access key").await;
+    browser.screenshot("wrong-key").await;
+    browser.type_into("#key", "kitchen-lights-42").await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_text("h1", "Dashboard").await;
+    browser.screenshot("dashboard-empty").await;
+    assert!(browser.text("main").await.contains("No instances yet."));
+
+    // Log out; a page asked for then sends the person to log in, and back to it after.
+    browser.click("form.logout button").await;
+    browser.wait_for_text("h1", "Log in").await;
+    browser.open(&serve.url("/instances")).await;
+    browser.wait_for_text("h1", "Log in").await;
+    assert_eq!(browser.path().await, "/login?next=%2Finstances");
+    browser.type_into("#key", "kitchen-lights-42").await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_text("h1", "Instances").await;
+    assert_eq!(browser.path().await, "/instances");
+    browser.assert_clean_console().await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_are_watched_stopped_started_and_deleted_from_the_browser() {
+    let serve = Serve::start(Runtime::Embedded).await;
+    let Some(browser) = Browser::start("instances", 1280, 900).await else { return };
+    // A friendly name that is markup: it must show as text.
+    let name = "<script>alert(1)</script> Kitchen";
+    serve
+        .create(json!({"connector_type": "demo", "instance_id": "kitchen", "friendly_name": name,
+            "devices": [{"device_id": "lamp", "kind": "light"}]}))
+        .await;
+    browser.open(&serve.url("/login")).await;
+    browser.type_into("#key", KEY).await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_text("h1", "Dashboard").await;
+    // The dashboard follows the bus: the instance's device comes online.
+    browser.wait_for_text("[data-count=online]", "1 online").await;
+    browser.wait_for_text("[data-count=running]", "1 running").await;
+    browser.screenshot("dashboard").await;
+
+    browser.click("nav a[href='/instances']").await;
+    browser.wait_for_text("h1", "Instances").await;
+    assert_eq!(browser.text("#instance-kitchen h2").await, name, "markup in a name is shown as text");
+    browser.wait_for_text("#instance-kitchen .state", "online").await;
+    browser.screenshot("running").await;
+
+    browser.click("#instance-kitchen form[action$='/stop'] button").await;
+    browser.wait_for_text("#instance-kitchen .state", "stopped by you").await;
+    browser.wait_for_text("#instance-kitchen .state", "offline").await;
+    let (_, view) = serve.call(Method::GET, "/api/instances/demo/kitchen", None).await;
+    assert_eq!(view["status"]["desired"], "stopped", "{view}");
+    browser.screenshot("stopped").await;
+
+    browser.click("#instance-kitchen form[action$='/start'] button").await;
+    browser.wait_for_text("#instance-kitchen .state", "online").await;
+
+    browser.click("#instance-kitchen details.confirm summary").await;
+    browser.wait_for_text("#instance-kitchen .popover", "Delete this instance?").await;
+    browser.screenshot("confirm-delete").await;
+    browser.click("#instance-kitchen .popover button").await;
+    browser.wait_for_text(".notice", "The instance was deleted.").await;
+    let (status, _) = serve.call(Method::GET, "/api/instances/demo/kitchen", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    browser.screenshot("deleted").await;
+    browser.assert_clean_console().await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_catalog_lists_searches_and_shows_broken_connectors_on_a_phone() {
+    let serve = Serve::start(Runtime::Embedded).await;
+    let Some(browser) = Browser::start("catalog", 375, 812).await else { return };
+    browser.open(&serve.url("/login?next=/integrations")).await;
+    browser.type_into("#key", KEY).await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_text("h1", "Integrations").await;
+    let catalog = browser.text("#catalog").await;
+    assert!(catalog.contains("Demo devices") && catalog.contains("Yeelight"), "{catalog}");
+    // The broken connector is listed with what breaks it.
+    let broken = browser.text(".integration.broken").await;
+    assert!(broken.contains("This connector cannot be used:") && broken.contains("setup.json"), "{broken}");
+    browser.screenshot("catalog").await;
+
+    // Typing filters as you type; the plain form does the same on the server.
+    browser.type_into("#q", "yeel").await;
+    browser.wait_for_text("#catalog", "Yeelight").await;
+    let shown = browser
+        .client
+        .execute("return [...document.querySelectorAll('#catalog > li')].filter(c => !c.hidden).length", vec![])
+        .await
+        .unwrap();
+    assert_eq!(shown, json!(1));
+    browser.open(&serve.url("/integrations?q=nothing-like-this")).await;
+    browser.wait_for_text("main", "No integration matches your search.").await;
+    browser.screenshot("no-match").await;
+    browser.assert_clean_console().await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_with_the_session_cookie_needs_the_anti_forgery_token() {
+    let serve = Serve::start(Runtime::Embedded).await;
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let login = client.post(serve.url("/login")).form(&[("key", KEY), ("next", "/")]).send().await.unwrap();
+    assert_eq!(login.status(), StatusCode::SEE_OTHER);
+    let cookie = login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let page = client.get(serve.url("/instances")).header("cookie", &cookie).send().await.unwrap();
+    let html = page.text().await.unwrap();
+    let csrf = html.split("name=\"csrf-token\" content=\"").nth(1).and_then(|s| s.split('"').next()).unwrap();
+
+    // The API: a cookie-authenticated change without the token is refused; with it, it is not.
+    let body = json!({"connector_type": "demo", "instance_id": "hall"});
+    let forged = client.post(serve.url("/api/instances")).header("cookie", &cookie).json(&body).send().await.unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    let (status, _) = serve.call(Method::GET, "/api/instances/demo/hall", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing was created");
+    let genuine = client
+        .post(serve.url("/api/instances"))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", csrf)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(genuine.status(), StatusCode::CREATED);
+
+    // A page's form: without the token (or with another session's) nothing happens.
+    for token in ["", "not-the-token"] {
+        let forged = client
+            .post(serve.url("/instances/demo/hall/stop"))
+            .header("cookie", &cookie)
+            .form(&[("csrf", token)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(forged.status(), StatusCode::FORBIDDEN, "token {token:?}");
+    }
+    let (_, view) = serve.call(Method::GET, "/api/instances/demo/hall", None).await;
+    assert_eq!(view["status"]["desired"], "running", "{view}");
+    let stopped = client
+        .post(serve.url("/instances/demo/hall/stop"))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stopped.status(), StatusCode::SEE_OTHER);
+    let (_, view) = serve.call(Method::GET, "/api/instances/demo/hall", None).await;
+    assert_eq!(view["status"]["desired"], "stopped", "{view}");
+}

@@ -1,0 +1,105 @@
+// iot2mqtt: progressive enhancement. Every page works without this file; with it, pages
+// follow the bus live, forms post in place, and the catalog filters as you type.
+"use strict";
+
+(function () {
+  let main = document.getElementById("main");
+
+  function csrfToken() {
+    const meta = document.querySelector('meta[name="csrf-token"]');
+    return meta ? meta.content : null;
+  }
+
+  // Show `html` (a whole page rendered by the server) in place: the header and the main part
+  // are swapped (logging in or out changes the navigation), the anti-forgery token follows the
+  // session, and focus stays on the element with the same id when there is one.
+  function swapPage(html, url) {
+    const next = new DOMParser().parseFromString(html, "text/html");
+    if (!next.getElementById("main")) {
+      location.href = url || location.href;
+      return;
+    }
+    const focused = document.activeElement && document.activeElement.id;
+    const token = next.querySelector('meta[name="csrf-token"]');
+    const current = document.querySelector('meta[name="csrf-token"]');
+    if (current) current.remove();
+    if (token) document.head.appendChild(token);
+    document.body.replaceChildren(...next.body.childNodes);
+    main = document.getElementById("main");
+    if (next.title) document.title = next.title;
+    if (url && url !== location.href) history.pushState(null, "", url);
+    const again = focused && document.getElementById(focused);
+    if (again) again.focus();
+    enhance(document.body);
+  }
+
+  // Live updates: when a message arrives on a topic this page shows, fetch the page again
+  // (at most about once a second) and swap it in.
+  let timer = null;
+  let stream = null;
+  function refresh() {
+    timer = null;
+    fetch(location.href, { credentials: "same-origin" })
+      .then((r) => (r.ok && !r.redirected ? r.text() : null))
+      .then((html) => { if (html) swapPage(html); })
+      .catch(() => {});
+  }
+  function follow() {
+    const prefix = main.getAttribute("data-live");
+    if (!prefix) {
+      if (stream) { stream.close(); stream = null; }
+      return;
+    }
+    if (stream) return;
+    stream = new EventSource("/api/mqtt/stream");
+    stream.addEventListener("message", (event) => {
+      let message;
+      try { message = JSON.parse(event.data); } catch (_) { return; }
+      const live = main.getAttribute("data-live");
+      if (live && message.topic.startsWith(live) && timer === null) timer = setTimeout(refresh, 800);
+    });
+    stream.onerror = () => { /* the browser reconnects by itself */ };
+  }
+
+  // Forms post in place: the server answers with the page to show (after its redirect).
+  function post(form, event) {
+    event.preventDefault();
+    const body = new URLSearchParams(new FormData(form));
+    const headers = { "content-type": "application/x-www-form-urlencoded" };
+    const token = csrfToken();
+    if (token) headers["x-csrf-token"] = token;
+    for (const button of form.querySelectorAll("button")) button.disabled = true;
+    fetch(form.action, { method: "POST", body, headers, credentials: "same-origin" })
+      .then((r) => r.text().then((html) => swapPage(html, r.url)))
+      .catch(() => form.submit());
+  }
+
+  // The catalog's search filters the cards as you type.
+  function filter(input) {
+    const list = document.querySelector(input.getAttribute("data-filter"));
+    const empty = document.getElementById("catalog-empty");
+    if (!list) return;
+    const words = input.value.toLowerCase().split(/\s+/).filter(Boolean);
+    let shown = 0;
+    for (const card of list.children) {
+      const text = card.getAttribute("data-search") || "";
+      const match = words.every((w) => text.includes(w));
+      card.hidden = !match;
+      if (match) shown += 1;
+    }
+    if (empty) empty.hidden = shown > 0;
+  }
+
+  function enhance(root) {
+    for (const form of root.querySelectorAll('form[method="post"]')) {
+      form.addEventListener("submit", (event) => post(form, event));
+    }
+    for (const input of root.querySelectorAll("input[data-filter]")) {
+      input.addEventListener("input", () => filter(input));
+    }
+    follow();
+  }
+
+  window.addEventListener("popstate", () => location.reload());
+  enhance(document.body);
+})();

@@ -1,0 +1,177 @@
+//! The words of the web UI, from message catalogs (`web/server/i18n/<language>.json`) embedded
+//! in the binary. A catalog is a typed [`Text`]: templates read `t.nav.dashboard`, so a word a
+//! template uses and the catalog lacks is a compile error, and a catalog that lacks or adds a
+//! word is refused when it is parsed (a unit test parses every catalog).
+
+use std::sync::OnceLock;
+
+use serde::Deserialize;
+
+/// Every word of the UI in one language.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Text {
+    /// The language's code (`en`), for `<html lang>`.
+    pub language: String,
+    /// The product's name.
+    pub product: String,
+    /// The link that skips the navigation.
+    pub skip_to_content: String,
+    /// The navigation.
+    pub nav: Nav,
+    /// The first start.
+    pub setup: Setup,
+    /// The login page.
+    pub login: Login,
+    /// The dashboard.
+    pub dashboard: Dashboard,
+    /// The integrations page.
+    pub integrations: Integrations,
+    /// The instances pages.
+    pub instances: Instances,
+    /// Error pages.
+    pub errors: Errors,
+}
+
+/// The navigation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct Nav {
+    pub label: String,
+    pub dashboard: String,
+    pub integrations: String,
+    pub instances: String,
+    pub devices: String,
+    pub logout: String,
+}
+
+/// The first start: choosing the access key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct Setup {
+    pub title: String,
+    pub intro: String,
+    pub key: String,
+    pub key_hint: String,
+    pub confirm: String,
+    pub mismatch: String,
+    pub submit: String,
+    pub no_token: String,
+    pub done: String,
+}
+
+/// The login page.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct Login {
+    pub title: String,
+    pub key: String,
+    pub submit: String,
+    pub expired: String,
+    pub not_configured: String,
+}
+
+/// The dashboard.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct Dashboard {
+    pub title: String,
+    pub broker: String,
+    pub broker_embedded: String,
+    pub broker_external: String,
+    pub connected: String,
+    pub disconnected: String,
+    pub runtime: String,
+    pub instances: String,
+    pub running: String,
+    pub stopped: String,
+    pub crash_looping: String,
+    pub devices: String,
+    pub online: String,
+    pub offline: String,
+    pub errors: String,
+    pub no_errors: String,
+    pub no_instances: String,
+    pub add_first: String,
+}
+
+/// The integrations page.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct Integrations {
+    pub title: String,
+    pub search: String,
+    pub add: String,
+    pub instances: String,
+    pub broken: String,
+    pub no_setup: String,
+    pub none_found: String,
+}
+
+/// The instances pages.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct Instances {
+    pub title: String,
+    pub name: String,
+    pub connector: String,
+    pub state: String,
+    pub mqtt: String,
+    pub restarts: String,
+    pub last_error: String,
+    pub actions: String,
+    pub start: String,
+    pub stop: String,
+    pub restart: String,
+    pub delete: String,
+    pub confirm_delete: String,
+    pub deleted: String,
+    pub none: String,
+    pub desired_running: String,
+    pub desired_stopped: String,
+}
+
+/// Error pages.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct Errors {
+    pub title: String,
+    pub not_found: String,
+    pub back: String,
+}
+
+/// The catalogs, by language code.
+const CATALOGS: &[(&str, &str)] = &[("en", include_str!("../../i18n/en.json"))];
+
+/// The words in English (the only language until more catalogs come).
+pub fn english() -> &'static Text {
+    static ENGLISH: OnceLock<Text> = OnceLock::new();
+    ENGLISH.get_or_init(|| {
+        // The catalog is part of the binary and parsed by a unit test, so it parses here.
+        parse(CATALOGS[0].1).unwrap_or_else(|e| unreachable!("the English catalog is broken: {e}"))
+    })
+}
+
+fn parse(text: &str) -> Result<Text, serde_json::Error> {
+    serde_json::from_str(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_catalog_has_every_word_and_no_other() {
+        for (code, text) in CATALOGS {
+            let parsed = parse(text).unwrap_or_else(|e| panic!("catalog {code}: {e}"));
+            assert_eq!(&parsed.language, code);
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! The web UI: server-rendered pages (askama templates in `web/server/templates/`, checked at
+//! compile time, escaping every value), the words from message catalogs (`i18n`), and assets
+//! embedded in the binary. Pages call the same services as the JSON API; one small script
+//! (`assets/app.js`) adds live updates over the API's SSE stream and in-place form posts, and
+//! every page works without it.
+//!
+//! Security: a strict Content-Security-Policy (nothing but this origin, no inline script), the
+//! session cookie HttpOnly and SameSite=Strict, and an anti-forgery token in every form.
+
+pub mod assets;
+pub mod i18n;
+mod pages;
+mod session;
+pub mod views;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{HeaderValue, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+
+pub use session::PageSession;
+
+use crate::api::AppState;
+
+/// The policy every page is served with: nothing from elsewhere, no inline script or style.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; \
+     script-src 'self'; connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'";
+
+/// The pages and their form posts.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(pages::root))
+        .route("/setup", get(pages::setup_page).post(pages::setup))
+        .route("/login", get(pages::login_page).post(pages::login))
+        .route("/logout", post(pages::logout))
+        .route("/integrations", get(pages::integrations))
+        .route("/instances", get(pages::instances))
+        .route("/instances/{connector}/{id}/{action}", post(pages::instance_action))
+        .route("/assets/{file}", get(assets::serve))
+        .layer(middleware::from_fn(security_headers))
+}
+
+async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    response
+}

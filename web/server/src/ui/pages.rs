@@ -1,0 +1,302 @@
+//! The page handlers: read the request, call the same services as the JSON API, build the
+//! page's view model, render it. Form posts check the session's anti-forgery token first and
+//! answer with a redirect (post, redirect, get), so a reload never posts twice. A form sent
+//! back with errors beside its fields is a page like any other (200): the JSON API is where
+//! statuses carry the outcome.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use super::i18n::{self, Text};
+use super::session::{PageSession, encode, local_path, session_of};
+use super::views::{BusView, Chrome, DashboardPage, ErrorPage, InstancesPage, IntegrationsPage, LoginPage, SetupPage};
+use crate::api::AppState;
+use crate::auth::{AuthError, COOKIE, MIN_KEY_LENGTH, SESSION_LIFETIME};
+
+fn t() -> &'static Text {
+    i18n::english()
+}
+
+/// Render a page; a template that fails to render is a bug, logged, and a plain 500.
+fn render(page: &impl Template) -> Response {
+    match page.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => {
+            tracing::error!("a page failed to render: {e}");
+            (StatusCode::INTERNAL_SERVER_ERROR, "the page failed to render; see the server log").into_response()
+        }
+    }
+}
+
+/// An error page with `status`.
+fn error_page(status: StatusCode, chrome: Chrome, message: String) -> Response {
+    (status, render(&ErrorPage { chrome, message })).into_response()
+}
+
+/// What `GET /` may carry: the one-time setup token of the link `serve` prints.
+#[derive(Debug, Deserialize)]
+pub struct RootQuery {
+    setup: Option<String>,
+}
+
+/// `GET /`: the first-start page when the setup link is opened, else the dashboard.
+pub async fn root(State(state): State<AppState>, headers: HeaderMap, Query(query): Query<RootQuery>) -> Response {
+    if let Some(token) = query.setup.filter(|_| !state.auth.configured()) {
+        return render(&SetupPage::blank(token));
+    }
+    match session_of(&state, &headers, "/") {
+        Ok(session) => dashboard(state, session).await,
+        Err(redirect) => redirect.into_response(),
+    }
+}
+
+async fn dashboard(state: AppState, session: PageSession) -> Response {
+    let chrome = Chrome::page(t(), &session.csrf, "dashboard");
+    let instances = match state.instances.list().await {
+        Ok(list) => list,
+        Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, chrome, e.to_string()),
+    };
+    let settings = state.mqtt.settings();
+    let cached = state.mqtt.topics(&format!("{}/v1/instances/", settings.base_topic));
+    let bus = BusView {
+        base: &settings.base_topic,
+        connected: state.mqtt.connected(),
+        embedded: state.embedded_broker,
+        cached: &cached,
+    };
+    render(&DashboardPage::build(chrome, state.instances.runtime_name(), &instances, &bus))
+}
+
+impl SetupPage {
+    fn blank(token: String) -> Self {
+        Self { chrome: Chrome::public(t()), token, error: None, key_error: None, confirm_error: None }
+    }
+}
+
+/// `GET /setup?token=…`: the first-start page.
+pub async fn setup_page(Query(query): Query<SetupForm>) -> Response {
+    render(&SetupPage::blank(query.token))
+}
+
+/// The first-start form.
+#[derive(Debug, Default, Deserialize)]
+pub struct SetupForm {
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    key: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+/// `POST /setup`: set the access key with the one-time token.
+pub async fn setup(State(state): State<AppState>, Form(form): Form<SetupForm>) -> Response {
+    let mut page = SetupPage::blank(form.token.clone());
+    if form.key.chars().count() < MIN_KEY_LENGTH {
+        page.key_error = Some(AuthError::WeakKey.to_string());
+    } else if form.key != form.confirm {
+        page.confirm_error = Some(t().setup.mismatch.clone());
+    }
+    if page.key_error.is_some() || page.confirm_error.is_some() {
+        return render(&page);
+    }
+    let auth = state.clone();
+    let result = tokio::task::spawn_blocking(move || auth.auth.setup(&form.token, &form.key)).await;
+    match result {
+        Ok(Ok(())) => Redirect::to("/login?done=1").into_response(),
+        Ok(Err(e)) => {
+            page.error = Some(e.to_string());
+            render(&page)
+        }
+        Err(e) => error_page(StatusCode::INTERNAL_SERVER_ERROR, Chrome::public(t()), e.to_string()),
+    }
+}
+
+/// What the login page may be opened with.
+#[derive(Debug, Deserialize)]
+pub struct LoginQuery {
+    #[serde(default)]
+    next: String,
+    #[serde(default)]
+    expired: Option<String>,
+    #[serde(default)]
+    done: Option<String>,
+}
+
+/// `GET /login`
+pub async fn login_page(State(state): State<AppState>, Query(query): Query<LoginQuery>) -> Response {
+    let t = t();
+    let notice = if !state.auth.configured() {
+        Some(t.login.not_configured.clone())
+    } else if query.done.is_some() {
+        Some(t.setup.done.clone())
+    } else if query.expired.is_some() {
+        Some(t.login.expired.clone())
+    } else {
+        None
+    };
+    let next = local_path(&query.next).to_string();
+    render(&LoginPage { chrome: Chrome::public(t), next, notice, error: None })
+}
+
+/// The login form.
+#[derive(Debug, Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    key: String,
+    #[serde(default)]
+    next: String,
+}
+
+/// `POST /login`: check the key, set the session cookie, go where the person was going.
+pub async fn login(
+    State(state): State<AppState>,
+    connect: Option<axum::extract::Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let client = connect.map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |c| c.0.0.ip());
+    let next = local_path(&form.next).to_string();
+    let auth = state.clone();
+    let key = form.key;
+    let session = match tokio::task::spawn_blocking(move || auth.auth.login(client, &key)).await {
+        Ok(Ok(session)) => session,
+        Ok(Err(e)) => {
+            tracing::warn!(%client, "failed login: {e}");
+            let page = LoginPage { chrome: Chrome::public(t()), next, notice: None, error: Some(e.to_string()) };
+            return render(&page);
+        }
+        Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, Chrome::public(t()), e.to_string()),
+    };
+    let secure = if served_over_tls(&headers) { "; Secure" } else { "" };
+    let cookie = format!(
+        "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}",
+        session.token,
+        SESSION_LIFETIME.as_secs()
+    );
+    let mut response = Redirect::to(&next).into_response();
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// Whether the browser reached us over TLS (directly or through a proxy that says so).
+fn served_over_tls(headers: &HeaderMap) -> bool {
+    headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).is_some_and(|p| p.eq_ignore_ascii_case("https"))
+}
+
+/// A form that only carries the anti-forgery token.
+#[derive(Debug, Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// Refuse a form post whose anti-forgery token does not belong to the session.
+fn forged(state: &AppState, session: &PageSession, csrf: &str) -> Option<Response> {
+    (!state.auth.csrf_valid(&session.token, csrf)).then(|| {
+        tracing::warn!("a form post without the session's anti-forgery token was refused");
+        error_page(
+            StatusCode::FORBIDDEN,
+            Chrome::page(t(), &session.csrf, ""),
+            "this form is out of date or did not come from this site; reload the page and try again".into(),
+        )
+    })
+}
+
+/// `POST /logout`
+pub async fn logout(State(state): State<AppState>, session: PageSession, Form(form): Form<CsrfForm>) -> Response {
+    if let Some(refused) = forged(&state, &session, &form.csrf) {
+        return refused;
+    }
+    state.auth.logout(&session.token);
+    let mut response = Redirect::to("/login").into_response();
+    let cookie = format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// The catalog's search.
+#[derive(Debug, Deserialize)]
+pub struct SearchQuery {
+    #[serde(default)]
+    q: String,
+}
+
+/// `GET /integrations?q=…`
+pub async fn integrations(
+    State(state): State<AppState>,
+    session: PageSession,
+    Query(query): Query<SearchQuery>,
+) -> Response {
+    let chrome = Chrome::page(t(), &session.csrf, "integrations");
+    match state.instances.integrations().await {
+        Ok(listed) => render(&IntegrationsPage::build(chrome, listed, &query.q)),
+        Err(e) => error_page(StatusCode::INTERNAL_SERVER_ERROR, chrome, e.to_string()),
+    }
+}
+
+/// What the instances page may be opened with.
+#[derive(Debug, Deserialize)]
+pub struct InstancesQuery {
+    #[serde(default)]
+    deleted: Option<String>,
+}
+
+/// `GET /instances`
+pub async fn instances(
+    State(state): State<AppState>,
+    session: PageSession,
+    Query(query): Query<InstancesQuery>,
+) -> Response {
+    let t = t();
+    let chrome = Chrome::page(t, &session.csrf, "instances");
+    match state.instances.list().await {
+        Ok(list) => {
+            let notice = query.deleted.map(|_| t.instances.deleted.clone());
+            render(&InstancesPage::build(chrome, &state.mqtt.settings().base_topic, &list, notice))
+        }
+        Err(e) => error_page(StatusCode::INTERNAL_SERVER_ERROR, chrome, e.to_string()),
+    }
+}
+
+/// `POST /instances/{connector}/{id}/{action}`: start, stop, restart or delete.
+pub async fn instance_action(
+    State(state): State<AppState>,
+    session: PageSession,
+    Path((connector, id, action)): Path<(String, String, String)>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Some(refused) = forged(&state, &session, &form.csrf) {
+        return refused;
+    }
+    let instances = &state.instances;
+    let done = match action.as_str() {
+        "start" => instances.start(&connector, &id).await.map(|_| "/instances".to_string()),
+        "stop" => instances.stop(&connector, &id).await.map(|_| "/instances".to_string()),
+        "restart" => instances.restart(&connector, &id).await.map(|_| "/instances".to_string()),
+        "delete" => instances.delete(&connector, &id).await.map(|()| "/instances?deleted=1".to_string()),
+        _ => {
+            let chrome = Chrome::page(t(), &session.csrf, "instances");
+            return error_page(StatusCode::NOT_FOUND, chrome, t().errors.not_found.clone());
+        }
+    };
+    match done {
+        Ok(to) if action == "delete" => Redirect::to(&to).into_response(),
+        Ok(to) => Redirect::to(&format!("{to}#instance-{}", encode(&id))).into_response(),
+        Err(e) => {
+            let chrome = Chrome::page(t(), &session.csrf, "instances");
+            let message = e.to_string();
+            error_page(crate::api::error::AppError::from(e).status(), chrome, message)
+        }
+    }
+}

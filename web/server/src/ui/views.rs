@@ -1,0 +1,373 @@
+//! The view models of the pages: plain structs built by functions a unit test can call without
+//! a server or a browser. Each page's template renders exactly its struct.
+
+use askama::Template;
+use iot2mqtt_contract::Topics;
+use serde_json::Value;
+
+use super::assets;
+use super::i18n::Text;
+use crate::catalog::Listed;
+use crate::instances::InstanceView;
+use crate::mqtt::Cached;
+
+/// What every page has around its content.
+#[derive(Debug)]
+pub struct Chrome {
+    /// The words.
+    pub t: &'static Text,
+    /// The session's anti-forgery token; empty on public pages.
+    pub csrf: String,
+    /// The navigation entry of this page.
+    pub active: &'static str,
+    /// Logged in: show the navigation.
+    pub logged_in: bool,
+    /// The style sheet's path.
+    pub css: &'static str,
+    /// The script's path.
+    pub js: &'static str,
+    /// The icon's path.
+    pub icon: &'static str,
+}
+
+impl Chrome {
+    /// The frame of a page seen by someone logged in (`csrf` is their token).
+    pub fn page(t: &'static Text, csrf: &str, active: &'static str) -> Self {
+        Self { t, csrf: csrf.to_string(), active, logged_in: true, ..Self::public(t) }
+    }
+
+    /// The frame of a public page (login, first start).
+    pub fn public(t: &'static Text) -> Self {
+        Self {
+            t,
+            csrf: String::new(),
+            active: "",
+            logged_in: false,
+            css: assets::path("app.css"),
+            js: assets::path("app.js"),
+            icon: assets::path("icon.svg"),
+        }
+    }
+}
+
+/// The login page.
+#[derive(Debug, Template)]
+#[template(path = "login.html")]
+pub struct LoginPage {
+    /// The frame.
+    pub chrome: Chrome,
+    /// Where to go after logging in.
+    pub next: String,
+    /// A notice above the form (session ended, key set).
+    pub notice: Option<String>,
+    /// Why the last attempt failed.
+    pub error: Option<String>,
+}
+
+/// The first start: choosing the access key.
+#[derive(Debug, Template)]
+#[template(path = "setup.html")]
+pub struct SetupPage {
+    /// The frame.
+    pub chrome: Chrome,
+    /// The one-time token from the link; empty when the page was opened without it.
+    pub token: String,
+    /// A problem with the whole form (a used token).
+    pub error: Option<String>,
+    /// A problem with the key.
+    pub key_error: Option<String>,
+    /// A problem with the confirmation.
+    pub confirm_error: Option<String>,
+}
+
+/// An error page.
+#[derive(Debug, Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage {
+    /// The frame.
+    pub chrome: Chrome,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// The dashboard.
+#[derive(Debug, Template)]
+#[template(path = "dashboard.html")]
+pub struct DashboardPage {
+    /// The frame.
+    pub chrome: Chrome,
+    /// The topics whose messages change this page (for live updates).
+    pub live_prefix: String,
+    /// The broker is `serve`'s own.
+    pub broker_embedded: bool,
+    /// `serve`'s MQTT client is connected.
+    pub mqtt_connected: bool,
+    /// `embedded` or `docker`.
+    pub runtime: &'static str,
+    /// Instances running now.
+    pub running: usize,
+    /// Instances not running.
+    pub stopped: usize,
+    /// Instances whose plugin keeps faulting.
+    pub crash_looping: usize,
+    /// Devices whose availability is `online`.
+    pub online: usize,
+    /// Devices configured and not online.
+    pub offline: usize,
+    /// The latest errors, newest first.
+    pub errors: Vec<ErrorLine>,
+    /// There is at least one instance.
+    pub has_instances: bool,
+}
+
+/// An error an instance or a device reported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ErrorLine {
+    /// The instance.
+    pub instance: String,
+    /// The device, for a device error.
+    pub device: Option<String>,
+    /// The contract's code.
+    pub code: String,
+    /// What happened.
+    pub message: String,
+    /// When it was published.
+    pub at: String,
+}
+
+/// What the dashboard shows besides the instances: the MQTT service's view.
+#[derive(Debug)]
+pub struct BusView<'a> {
+    /// The base topic.
+    pub base: &'a str,
+    /// `serve`'s client is connected.
+    pub connected: bool,
+    /// The broker is the embedded one.
+    pub embedded: bool,
+    /// The last message of each topic under the instances' root.
+    pub cached: &'a [Cached],
+}
+
+/// How many errors the dashboard lists.
+pub const DASHBOARD_ERRORS: usize = 10;
+
+impl DashboardPage {
+    /// The dashboard of `instances`, with what MQTT says of them.
+    pub fn build(chrome: Chrome, runtime: &'static str, instances: &[InstanceView], bus: &BusView<'_>) -> Self {
+        let running = instances.iter().filter(|i| i.status.observed.running).count();
+        let crash_looping = instances.iter().filter(|i| i.status.observed.crash_looping).count();
+        let availability = |instance: &InstanceView, device: &str| {
+            let topic = Topics::new(bus.base, &instance.config.instance_id).availability(device);
+            bus.cached.iter().find(|c| c.topic == topic).map(|c| c.payload.as_str())
+        };
+        let devices: Vec<bool> = instances
+            .iter()
+            .flat_map(|i| {
+                i.config
+                    .devices
+                    .iter()
+                    .filter(|d| d.enabled)
+                    .map(move |d| availability(i, d.device_id.as_str()) == Some("online"))
+            })
+            .collect();
+        let online = devices.iter().filter(|online| **online).count();
+        Self {
+            chrome,
+            live_prefix: format!("{}/v1/instances/", bus.base),
+            broker_embedded: bus.embedded,
+            mqtt_connected: bus.connected,
+            runtime,
+            running,
+            stopped: instances.len() - running,
+            crash_looping,
+            online,
+            offline: devices.len() - online,
+            errors: latest_errors(bus.base, bus.cached, DASHBOARD_ERRORS),
+            has_instances: !instances.is_empty(),
+        }
+    }
+}
+
+/// The newest `most` errors among the cached `error` topics of instances and devices.
+pub fn latest_errors(base: &str, cached: &[Cached], most: usize) -> Vec<ErrorLine> {
+    let root = format!("{base}/v1/instances/");
+    let mut lines: Vec<(String, ErrorLine)> = cached
+        .iter()
+        .filter_map(|c| {
+            let rest = c.topic.strip_prefix(&root)?;
+            let parts: Vec<&str> = rest.split('/').collect();
+            let (instance, device) = match parts.as_slice() {
+                [instance, "error"] => (*instance, None),
+                [instance, "devices", device, "error"] => (*instance, Some(device.to_string())),
+                _ => return None,
+            };
+            let payload: Value = serde_json::from_str(&c.payload).ok()?;
+            let text = |key: &str| payload[key].as_str().unwrap_or_default().to_string();
+            let at = if payload["timestamp"].is_string() { text("timestamp") } else { c.received.clone() };
+            let line = ErrorLine {
+                instance: instance.to_string(),
+                device,
+                code: text("error_code"),
+                message: text("message"),
+                at: at.clone(),
+            };
+            Some((c.received.clone(), line))
+        })
+        .collect();
+    lines.sort_by(|a, b| b.0.cmp(&a.0));
+    lines.into_iter().take(most).map(|(_, line)| line).collect()
+}
+
+/// The integrations page.
+#[derive(Debug, Template)]
+#[template(path = "integrations.html")]
+pub struct IntegrationsPage {
+    /// The frame.
+    pub chrome: Chrome,
+    /// The search as typed.
+    pub query: String,
+    /// The connectors that match it.
+    pub cards: Vec<IntegrationCard>,
+}
+
+/// One connector of the catalog.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntegrationCard {
+    /// Its name (in links).
+    pub name: String,
+    /// For people.
+    pub display_name: String,
+    /// What it connects.
+    pub description: String,
+    /// Its catalog category.
+    pub category: Option<String>,
+    /// Its icon's address.
+    pub icon: Option<String>,
+    /// How many instances it has.
+    pub instances: usize,
+    /// It has a setup wizard.
+    pub has_setup: bool,
+    /// What breaks it, when it is broken.
+    pub broken: Option<String>,
+    /// The words a search matches, lower case.
+    pub search: String,
+}
+
+impl IntegrationsPage {
+    /// The catalog filtered by `query` (words in the name, description or category).
+    pub fn build(chrome: Chrome, listed: Vec<Listed>, query: &str) -> Self {
+        let words: Vec<String> = query.split_whitespace().map(str::to_lowercase).collect();
+        let cards = listed
+            .into_iter()
+            .map(|entry| match entry {
+                Listed::Usable(s) => {
+                    let search = format!(
+                        "{} {} {} {}",
+                        s.name,
+                        s.display_name,
+                        s.description,
+                        s.branding.category.as_deref().unwrap_or_default()
+                    )
+                    .to_lowercase();
+                    IntegrationCard {
+                        has_setup: !s.flows.is_empty(),
+                        name: s.name,
+                        display_name: s.display_name,
+                        description: s.description,
+                        category: s.branding.category,
+                        icon: s.icon_url,
+                        instances: s.instances,
+                        broken: None,
+                        search,
+                    }
+                }
+                Listed::Broken { name, error, instances, .. } => IntegrationCard {
+                    search: name.to_lowercase(),
+                    display_name: name.clone(),
+                    name,
+                    description: String::new(),
+                    category: None,
+                    icon: None,
+                    instances,
+                    has_setup: false,
+                    broken: Some(error),
+                },
+            })
+            .filter(|card| words.iter().all(|w| card.search.contains(w.as_str())))
+            .collect();
+        Self { chrome, query: query.to_string(), cards }
+    }
+}
+
+/// The instances page.
+#[derive(Debug, Template)]
+#[template(path = "instances.html")]
+pub struct InstancesPage {
+    /// The frame.
+    pub chrome: Chrome,
+    /// The topics whose messages change this page.
+    pub live_prefix: String,
+    /// A notice (an instance was deleted).
+    pub notice: Option<String>,
+    /// One row per instance.
+    pub rows: Vec<InstanceRow>,
+}
+
+/// One instance in the list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceRow {
+    /// Its id.
+    pub id: String,
+    /// Its connector.
+    pub connector: String,
+    /// Its friendly name, or its id.
+    pub name: String,
+    /// It should run.
+    pub desired_running: bool,
+    /// What it is doing, in words.
+    pub state: String,
+    /// `ok`, `bad` or `off`, for the dot beside the state.
+    pub state_class: &'static str,
+    /// Its `B/status`.
+    pub mqtt_status: String,
+    /// Its status topic (for live updates).
+    pub status_topic: String,
+    /// Restarts the runtime did.
+    pub restarts: u64,
+    /// Its plugin keeps faulting.
+    pub crash_looping: bool,
+    /// The last error the runtime knows.
+    pub last_error: Option<String>,
+}
+
+impl InstancesPage {
+    /// The list of `instances` (`base` is the MQTT base topic).
+    pub fn build(chrome: Chrome, base: &str, instances: &[InstanceView], notice: Option<String>) -> Self {
+        let t = chrome.t;
+        let rows = instances
+            .iter()
+            .map(|i| {
+                let observed = &i.status.observed;
+                let (state, state_class) = match (observed.running, observed.crash_looping) {
+                    (_, true) => (t.dashboard.crash_looping.clone(), "bad"),
+                    (true, false) => (t.dashboard.running.clone(), "ok"),
+                    (false, false) => (t.dashboard.stopped.clone(), "off"),
+                };
+                InstanceRow {
+                    id: i.config.instance_id.to_string(),
+                    connector: i.config.connector_type.as_ref().map(ToString::to_string).unwrap_or_default(),
+                    name: i.config.friendly_name.clone().unwrap_or_else(|| i.config.instance_id.to_string()),
+                    desired_running: i.status.desired == "running",
+                    state,
+                    state_class,
+                    mqtt_status: i.status.mqtt_status.clone(),
+                    status_topic: Topics::new(base, &i.config.instance_id).status(),
+                    restarts: observed.restarts,
+                    crash_looping: observed.crash_looping,
+                    last_error: observed.last_error.clone(),
+                }
+            })
+            .collect();
+        Self { chrome, live_prefix: format!("{base}/v1/instances/"), notice, rows }
+    }
+}
