@@ -199,3 +199,55 @@ async fn a_change_with_the_session_cookie_needs_the_anti_forgery_token() {
     let (_, view) = serve.call(Method::GET, "/api/instances/demo/hall", None).await;
     assert_eq!(view["status"]["desired"], "stopped", "{view}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_is_added_through_the_wizard_with_a_field_error_corrected() {
+    let serve = Serve::start(Runtime::Embedded).await;
+    let Some(browser) = Browser::start("wizard", 1280, 1000).await else { return };
+    browser.open(&serve.url("/login?next=/integrations")).await;
+    browser.type_into("#key", KEY).await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_text("h1", "Integrations").await;
+    browser.click("button[aria-label='Add Demo devices']").await;
+    browser.wait_for_text("h1", "Name your demo").await;
+    assert!(browser.text(".wizard").await.contains("Step 1 of"), "the wizard shows where the person is");
+
+    // No name and too many devices: both errors beside their fields, the typed count kept.
+    browser.type_into("#f-count", "11").await;
+    browser.click("form.stack button.primary").await;
+    browser.wait_for_text("#f-friendly_name-error", "required").await;
+    browser.wait_for_text("#f-count-error", "at most 10").await;
+    let kept = browser.find("#f-count").await.prop("value").await.unwrap();
+    assert_eq!(kept.as_deref(), Some("11"), "what the person typed stays");
+    browser.screenshot("field-errors").await;
+
+    browser.type_into("#f-friendly_name", "Test house").await;
+    browser.type_into("#f-count", "1").await;
+    browser.click("form.stack button.primary").await;
+    // The tool step ran by itself; now the devices it proposed.
+    browser.wait_for_text("h1", "Choose the devices of Test house").await;
+    let choices = browser.client.find_all(fantoccini::Locator::Css(".choice input")).await.unwrap();
+    assert!(choices.len() >= 2, "the demo proposes devices");
+    choices[0].click().await.unwrap();
+    choices[1].click().await.unwrap();
+    browser.screenshot("choose").await;
+    browser.click("form.stack button.primary").await;
+    browser.wait_for_text("h1", "Review").await;
+    assert!(browser.text(".summary").await.contains("Test house"));
+    browser.screenshot("review").await;
+
+    // A reload keeps the wizard where it was.
+    let url = browser.client.current_url().await.unwrap().to_string();
+    browser.open(&url).await;
+    browser.wait_for_text("h1", "Review").await;
+
+    browser.click("form.stack button.primary").await;
+    browser.wait_for_text(".notice", "The instance was created.").await;
+    browser.wait_for_text("#instance-test_house", "Test house").await;
+    browser.wait_for_text("#instance-test_house .state", "online").await;
+    browser.screenshot("created").await;
+    let (_, view) = serve.call(Method::GET, "/api/instances/demo/test_house", None).await;
+    assert_eq!(view["devices"].as_array().map(Vec::len), Some(2), "{view}");
+    browser.assert_clean_console().await;
+    browser.close().await;
+}

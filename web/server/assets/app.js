@@ -69,6 +69,12 @@
     const token = csrfToken();
     if (token) headers["x-csrf-token"] = token;
     for (const button of form.querySelectorAll("button")) button.disabled = true;
+    // A step that runs a tool may take a while: say so on the button that was pressed.
+    const busy = form.getAttribute("data-busy");
+    const pressed = event.submitter;
+    form.setAttribute("aria-busy", "true");
+    if (busy && pressed) pressed.textContent = busy;
+    if (pressed && pressed.name) body.append(pressed.name, pressed.value);
     fetch(form.action, { method: "POST", body, headers, credentials: "same-origin" })
       .then((r) => r.text().then((html) => swapPage(html, r.url)))
       .catch(() => form.submit());

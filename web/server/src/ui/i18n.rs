@@ -29,6 +29,8 @@ pub struct Text {
     pub integrations: Integrations,
     /// The instances pages.
     pub instances: Instances,
+    /// The setup wizard.
+    pub wizard: Wizard,
     /// Error pages.
     pub errors: Errors,
 }
@@ -111,6 +113,7 @@ pub struct Integrations {
     pub broken: String,
     pub no_setup: String,
     pub none_found: String,
+    pub setup_failed: String,
 }
 
 /// The instances pages.
@@ -135,6 +138,33 @@ pub struct Instances {
     pub none: String,
     pub desired_running: String,
     pub desired_stopped: String,
+}
+
+/// The setup wizard.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct Wizard {
+    pub step: String,
+    pub of: String,
+    pub retry: String,
+    pub working: String,
+    pub advanced: String,
+    pub nothing_found: String,
+    pub search_hint: String,
+    pub tool_hint: String,
+    pub connected: String,
+    pub connect: String,
+    pub search: String,
+    pub run: String,
+    pub finish: String,
+    pub next: String,
+    pub skip: String,
+    pub add_device: String,
+    pub cancel: String,
+    pub required: String,
+    pub ended: String,
+    pub created: String,
 }
 
 /// Error pages.

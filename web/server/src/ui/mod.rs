@@ -12,6 +12,7 @@ pub mod i18n;
 mod pages;
 mod session;
 pub mod views;
+pub mod wizard;
 
 use axum::Router;
 use axum::extract::Request;
@@ -36,6 +37,10 @@ pub fn router() -> Router<AppState> {
         .route("/login", get(pages::login_page).post(pages::login))
         .route("/logout", post(pages::logout))
         .route("/integrations", get(pages::integrations))
+        .route("/integrations/{name}/add", post(pages::add_integration))
+        .route("/flows/{id}", get(pages::wizard).post(pages::wizard_step))
+        .route("/flows/{id}/action", post(pages::wizard_action))
+        .route("/flows/{id}/cancel", post(pages::wizard_cancel))
         .route("/instances", get(pages::instances))
         .route("/instances/{connector}/{id}/{action}", post(pages::instance_action))
         .route("/assets/{file}", get(assets::serve))
