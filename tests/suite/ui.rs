@@ -251,3 +251,48 @@ async fn the_demo_is_added_through_the_wizard_with_a_field_error_corrected() {
     browser.assert_clean_console().await;
     browser.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_light_is_switched_and_dimmed_from_the_devices_page() {
+    let serve = Serve::start(Runtime::Embedded).await;
+    let Some(browser) = Browser::start("devices", 1280, 900).await else { return };
+    serve
+        .create(json!({"connector_type": "demo", "instance_id": "hall", "friendly_name": "Hall",
+            "devices": [{"device_id": "lamp", "kind": "light"}]}))
+        .await;
+    browser.open(&serve.url("/login?next=/devices")).await;
+    browser.type_into("#key", KEY).await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_text("h1", "Devices").await;
+    browser.wait_for_text("#device-hall-lamp", "online").await;
+    let switch = "#device-hall-lamp button[role=switch]";
+    let before = browser.find(switch).await.attr("aria-checked").await.unwrap().unwrap();
+    browser.screenshot("before").await;
+
+    browser.click(switch).await;
+    browser.wait_for_text("#command-result", "Confirmed:").await;
+    let expected = if before == "true" { "false" } else { "true" };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while browser.find(switch).await.attr("aria-checked").await.unwrap().as_deref() != Some(expected) {
+        assert!(std::time::Instant::now() < deadline, "the new state never arrived");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    browser.screenshot("switched").await;
+
+    browser.type_into("#c-hall-lamp-brightness", "37").await;
+    browser.click("#device-hall-lamp form:has(#c-hall-lamp-brightness) button").await;
+    browser.wait_for_text("#command-result", "\"brightness\":37").await;
+    let (_, devices) = serve.call(Method::GET, "/api/devices", None).await;
+    let lamp = devices.as_array().unwrap().iter().find(|d| d["device_id"] == "lamp").unwrap().clone();
+    assert_eq!(lamp["state"]["brightness"], 37, "{lamp}");
+
+    // A value the device refuses comes back with its code and message.
+    browser.type_into("#c-hall-lamp-brightness", "1000").await;
+    browser.click("#device-hall-lamp form:has(#c-hall-lamp-brightness) button").await;
+    browser.wait_for_text("#command-result", "INVALID_VALUE").await;
+    browser.screenshot("refused").await;
+    browser.click("#device-hall-lamp .device-foot button").await;
+    browser.wait_for_text("#command-result", "Asked the device for its state.").await;
+    browser.assert_clean_console().await;
+    browser.close().await;
+}

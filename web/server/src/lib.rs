@@ -10,6 +10,7 @@
 pub mod api;
 pub mod auth;
 pub mod catalog;
+pub mod devices;
 pub mod flows;
 pub mod instances;
 pub mod mqtt;

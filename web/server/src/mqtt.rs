@@ -38,6 +38,13 @@ pub struct Cached {
     seq: u64,
 }
 
+impl Cached {
+    /// A cached message as the service would hold it (for view-model tests).
+    pub fn for_tests(topic: &str, payload: &str, received: &str) -> Self {
+        Self { topic: topic.into(), payload: payload.into(), retained: false, received: received.into(), seq: 0 }
+    }
+}
+
 /// One message of the live stream.
 #[derive(Debug, Clone, Serialize)]
 pub struct Live {

@@ -6,11 +6,11 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use iot2mqtt_contract::{InstanceId, Topics};
 use serde_json::{Value, json};
 
 use super::error::AppError;
 use super::{AppState, json_body};
+use crate::devices::{self, CommandError, DeviceView};
 use crate::instances::{InstanceView, PluginSwitch};
 use crate::request::InstanceRequest;
 
@@ -116,29 +116,8 @@ pub async fn rollback_plugin(
 }
 
 /// `GET /api/devices`: every configured device with its live state.
-pub async fn devices(State(state): State<AppState>) -> Result<Json<Vec<Value>>> {
-    let base = state.mqtt.settings().base_topic;
-    let mut out = Vec::new();
-    for instance in state.instances.list().await? {
-        let id = &instance.config.instance_id;
-        let topics = Topics::new(&base, id);
-        for device in &instance.config.devices {
-            let device_id = device.device_id.as_str();
-            let state_message =
-                state.mqtt.get(&topics.state(device_id)).and_then(|c| serde_json::from_str::<Value>(&c.payload).ok());
-            let availability = state.mqtt.get(&topics.availability(device_id)).map(|c| c.payload);
-            out.push(json!({
-                "instance_id": id,
-                "connector_type": instance.config.connector_type,
-                "device_id": device_id,
-                "enabled": device.enabled,
-                "state": state_message.as_ref().map(|m| m["state"].clone()),
-                "available": availability.map(|a| a == "online"),
-                "last_update": state_message.as_ref().map(|m| m["timestamp"].clone()),
-            }));
-        }
-    }
-    Ok(Json(out))
+pub async fn devices(State(state): State<AppState>) -> Result<Json<Vec<DeviceView>>> {
+    Ok(Json(devices::list(&state.instances, &state.mqtt).await?))
 }
 
 /// `POST /api/devices/{instance}/{device}/command {"values","timeout"?}`: the device's response
@@ -150,7 +129,7 @@ pub async fn command(
 ) -> Result<Json<Value>> {
     let body = json_body(&body)?;
     let values = match body.get("values") {
-        Some(Value::Object(values)) => Value::Object(values.clone()),
+        Some(Value::Object(values)) => values.clone(),
         Some(_) => return Err(AppError::invalid("values", "must be an object")),
         None => return Err(AppError::invalid("values", "is required")),
     };
@@ -162,16 +141,10 @@ pub async fn command(
             .map(Duration::from_millis)
             .ok_or_else(|| AppError::invalid("timeout", "must be 1 to 300000 milliseconds"))?,
     };
-    let not_found = || AppError::NotFound(format!("no device \"{device}\" in instance \"{instance}\""));
-    let id = InstanceId::new(&instance).map_err(|_| not_found())?;
-    let views = state.instances.list().await?;
-    let known = views.iter().any(|v| v.config.instance_id == id && v.config.device(&device).is_some());
-    if !known {
-        return Err(not_found());
-    }
-    let topics = Topics::new(&state.mqtt.settings().base_topic, &id);
-    match state.mqtt.command(&topics, &device, values, timeout).await {
-        Some(response) => Ok(Json(response)),
-        None => Err(AppError::Timeout(format!("the device did not answer within {} ms", timeout.as_millis()))),
+    match devices::command(&state.instances, &state.mqtt, &instance, &device, values, timeout).await {
+        Ok(response) => Ok(Json(response)),
+        Err(e @ CommandError::UnknownDevice { .. }) => Err(AppError::NotFound(e.to_string())),
+        Err(e @ CommandError::Timeout(_)) => Err(AppError::Timeout(e.to_string())),
+        Err(CommandError::Instances(e)) => Err(e.into()),
     }
 }

@@ -29,6 +29,8 @@ pub struct Text {
     pub integrations: Integrations,
     /// The instances pages.
     pub instances: Instances,
+    /// The devices page.
+    pub devices: Devices,
     /// The setup wizard.
     pub wizard: Wizard,
     /// Error pages.
@@ -138,6 +140,28 @@ pub struct Instances {
     pub none: String,
     pub desired_running: String,
     pub desired_stopped: String,
+}
+
+/// The devices page.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct Devices {
+    pub title: String,
+    pub online: String,
+    pub offline: String,
+    pub unknown: String,
+    pub no_state: String,
+    pub set: String,
+    pub turn_on: String,
+    pub turn_off: String,
+    pub refresh: String,
+    pub updated: String,
+    pub none: String,
+    pub confirmed: String,
+    pub failed: String,
+    pub timeout: String,
+    pub asked: String,
 }
 
 /// The setup wizard.
