@@ -147,8 +147,8 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-const ALL: [&str; 9] =
-    ["sizes", "start", "round_trip", "throughput", "swap", "footprint", "control_plane", "tools", "density"];
+const ALL: [&str; 10] =
+    ["sizes", "start", "round_trip", "throughput", "swap", "footprint", "control_plane", "pages", "tools", "density"];
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     for name in &args.only {
@@ -189,6 +189,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             "swap" => benches::swap(&mut ctx).await,
             "footprint" => benches::footprint(&mut ctx).await,
             "control_plane" => benches::control_plane(&mut ctx).await,
+            "pages" => benches::pages(&mut ctx).await,
             "tools" => benches::tools(&mut ctx).await,
             "density" => benches::density(&mut ctx).await,
             _ => unreachable!("checked above"),

@@ -2,6 +2,7 @@
 
 mod density;
 mod latency;
+mod pages;
 mod process;
 mod swap;
 mod tools;
@@ -14,6 +15,7 @@ use iot2mqtt_runtime::{EngineConfig, Runtime};
 
 pub use density::{density, density_child};
 pub use latency::{round_trip, throughput};
+pub use pages::pages;
 pub use process::{control_plane, footprint, sizes, start};
 pub use swap::swap;
 pub use tools::tools;
@@ -112,6 +114,20 @@ impl Api {
     pub async fn post(&self, path: &str, body: &serde_json::Value) -> anyhow::Result<serde_json::Value> {
         let request = self.client.post(format!("{}{path}", self.base)).bearer_auth(&self.token).json(body);
         Ok(request.send().await?.json().await?)
+    }
+
+    /// `GET path` as text (a page), with how long it took.
+    pub async fn page(&self, path: &str) -> anyhow::Result<(String, Duration)> {
+        let started = Instant::now();
+        let response = self.client.get(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await?;
+        anyhow::ensure!(response.status().is_success(), "GET {path}: {}", response.status());
+        let text = response.text().await?;
+        Ok((text, started.elapsed()))
+    }
+
+    /// `GET path` without the session, as bytes.
+    pub async fn public_bytes(&self, path: &str) -> anyhow::Result<usize> {
+        Ok(self.client.get(format!("{}{path}", self.base)).send().await?.bytes().await?.len())
     }
 
     /// `GET path`.

@@ -141,7 +141,7 @@ pub async fn control_plane(ctx: &mut Ctx) -> anyhow::Result<()> {
     {
         let mut rss = Vec::new();
         for _ in 0..ctx.runs {
-            let (serve, _mosquitto) = serve_with_instances(ctx, external, 20).await?;
+            let (serve, _mosquitto, _) = serve_with_instances(ctx, external, 20).await?;
             tokio::time::sleep(Duration::from_secs(5)).await;
             rss.push(serve.rss_kib() / 1024.0);
         }
@@ -173,7 +173,11 @@ pub async fn control_plane(ctx: &mut Ctx) -> anyhow::Result<()> {
 }
 
 /// A `serve` with `count` one-light demo instances, all online (and its Mosquitto).
-async fn serve_with_instances(ctx: &Ctx, external: bool, count: usize) -> anyhow::Result<(Proc, Option<Proc>)> {
+pub(super) async fn serve_with_instances(
+    ctx: &Ctx,
+    external: bool,
+    count: usize,
+) -> anyhow::Result<(Proc, Option<Proc>, Api)> {
     // A Mosquitto of its own: the shared one holds the retained topics of every earlier
     // benchmark, which serve's topic cache would then hold too.
     let mosquitto = if external {
@@ -194,7 +198,7 @@ async fn serve_with_instances(ctx: &Ctx, external: bool, count: usize) -> anyhow
         let list = api.get("/api/instances").await?;
         let online = list.as_array().map_or(0, |l| l.iter().filter(|i| i["status"]["mqtt_status"] == "online").count());
         if online == count {
-            return Ok((serve, mosquitto.map(|(_, m)| m)));
+            return Ok((serve, mosquitto.map(|(_, m)| m), api));
         }
         anyhow::ensure!(Instant::now() < deadline, "only {online} of {count} instances came online");
         tokio::time::sleep(Duration::from_millis(200)).await;

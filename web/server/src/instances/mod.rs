@@ -408,7 +408,14 @@ impl Instances {
         }
         let topics = Topics::new(&self.mqtt.settings().base_topic, id);
         let mqtt_status = self.mqtt.get(&topics.status()).map_or_else(|| "unknown".to_string(), |c| c.payload);
-        let secrets = self.load_secrets(id).await.map(|s| s.into_keys().collect()).unwrap_or_default();
+        // Every secret has its reference in the file, so the names need no decryption.
+        let secrets = instance
+            .config
+            .connection
+            .iter()
+            .filter(|(_, v)| v.as_str().is_some_and(|v| v.starts_with(crate::secrets::REFERENCE)))
+            .map(|(k, _)| k.clone())
+            .collect();
         let mut config = instance.config.clone();
         config.connector_type = Some(instance.connector.clone());
         Ok(InstanceView {
