@@ -15,6 +15,7 @@ const NOT_CODES: &[&str] = &[
     "CONNECTOR_TYPE",
     "CRITICAL",
     "DEBUG",
+    "DENY",
     "ERROR",
     "FATAL",
     "HEAD",

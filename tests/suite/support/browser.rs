@@ -77,16 +77,29 @@ impl Browser {
             .unwrap_or_else(|e| panic!("{}: no {css} on the page: {e}", self.name))
     }
 
-    /// Type `text` into the field `css`.
+    /// Type `text` into the field `css` (found again if the page replaced it meanwhile).
     pub async fn type_into(&self, css: &str, text: &str) {
-        let field = self.find(css).await;
-        field.clear().await.unwrap();
-        field.send_keys(text).await.unwrap();
+        for _ in 0..5 {
+            let field = self.find(css).await;
+            if field.clear().await.is_ok() && field.send_keys(text).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{}: cannot type into {css}", self.name);
     }
 
-    /// Click `css`.
+    /// Click `css` (found again if the page replaced it meanwhile).
     pub async fn click(&self, css: &str) {
-        self.find(css).await.click().await.unwrap_or_else(|e| panic!("click {css}: {e}"));
+        let mut last = None;
+        for _ in 0..5 {
+            match self.find(css).await.click().await {
+                Ok(()) => return,
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{}: click {css}: {last:?}", self.name);
     }
 
     /// The text of `css`.

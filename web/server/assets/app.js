@@ -37,7 +37,20 @@
   // (at most about once a second) and swap it in.
   let timer = null;
   let stream = null;
+  // Someone typing in a field, or with a confirmation open, keeps their page until they are
+  // done: the refresh waits.
+  function busy() {
+    const active = document.activeElement;
+    const typing = active && main.contains(active) &&
+      (active.tagName === "TEXTAREA" || active.tagName === "SELECT" ||
+       (active.tagName === "INPUT" && !["button", "submit", "checkbox", "radio"].includes(active.type)));
+    return typing || main.querySelector("details[open]") !== null;
+  }
   function refresh() {
+    if (busy()) {
+      timer = setTimeout(refresh, 1500);
+      return;
+    }
     timer = null;
     fetch(location.href, { credentials: "same-origin" })
       .then((r) => (r.ok && !r.redirected ? r.text() : null))

@@ -1,3 +1,4 @@
+// Just over 500 lines: every operation on instances goes through this one serialized service.
 //! The instances service: instance files, their secrets and plugins, and the runtime that runs
 //! them. It owns the desired state (an instance's `enabled`, on disk) and asks the runtime for
 //! the observed one. Every change goes through here, one at a time.

@@ -1,0 +1,148 @@
+//! The setup wizard's pages: start a connector's flow, show the step the session is on,
+//! answer it, take its actions, cancel it.
+
+use axum::Form;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use super::{CsrfForm, error_page, forged, origin, render, t};
+use crate::api::AppState;
+use crate::ui::session::{PageSession, encode};
+use crate::ui::views::Chrome;
+use crate::ui::wizard::{WizardPage, engine_input};
+
+/// A form posted to the wizard: its fields in order, each with every value it was sent with
+/// (a multi-select sends `selection` several times), the anti-forgery token apart.
+fn fields_of(pairs: Vec<(String, String)>) -> (String, std::collections::BTreeMap<String, Vec<String>>) {
+    let mut csrf = String::new();
+    let mut fields = std::collections::BTreeMap::<String, Vec<String>>::new();
+    for (key, value) in pairs {
+        if key == "csrf" {
+            csrf = value;
+        } else {
+            fields.entry(key).or_default().push(value);
+        }
+    }
+    (csrf, fields)
+}
+
+/// `POST /integrations/{name}/add`: start the connector's setup flow.
+pub async fn add_integration(
+    State(state): State<AppState>,
+    session: PageSession,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Some(refused) = forged(&state, &session, &form.csrf) {
+        return refused;
+    }
+    match state.flows.start(&state.instances, &name, None, &origin(&headers)).await {
+        Ok(view) => Redirect::to(&format!("/flows/{}", encode(&view.id))).into_response(),
+        Err(e) => {
+            let chrome = Chrome::page(t(), &session.csrf, "integrations");
+            let message = format!("{} {e}", t().integrations.setup_failed);
+            error_page(crate::api::error::AppError::from(e).status(), chrome, message)
+        }
+    }
+}
+
+/// Where a finished flow sends the person: the new instance in the list.
+fn finished(view: &crate::flows::SessionView) -> Response {
+    let id = view.instance.as_ref().and_then(|i| i["instance_id"].as_str()).unwrap_or_default();
+    Redirect::to(&format!("/instances?created={}#instance-{}", encode(id), encode(id))).into_response()
+}
+
+/// `GET /flows/{id}`: the step the session is on.
+pub async fn wizard(State(state): State<AppState>, session: PageSession, Path(id): Path<String>) -> Response {
+    let chrome = Chrome::page(t(), &session.csrf, "integrations");
+    match state.flows.get(&id).await {
+        Ok(view) if view.status == "done" => finished(&view),
+        Ok(view) => render(&WizardPage::build(chrome, &view, &Default::default())),
+        Err(_) => error_page(StatusCode::NOT_FOUND, chrome, t().wizard.ended.clone()),
+    }
+}
+
+/// `POST /flows/{id}`: answer the step; a step with errors comes back with what was typed.
+pub async fn wizard_step(
+    State(state): State<AppState>,
+    session: PageSession,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> Response {
+    let (csrf, fields) = fields_of(pairs);
+    if let Some(refused) = forged(&state, &session, &csrf) {
+        return refused;
+    }
+    let chrome = Chrome::page(t(), &session.csrf, "integrations");
+    let current = match state.flows.get(&id).await {
+        Ok(view) => view,
+        Err(_) => return error_page(StatusCode::NOT_FOUND, chrome, t().wizard.ended.clone()),
+    };
+    let input = engine_input(current.step.as_ref(), &fields);
+    match state.flows.step(&state.instances, &id, &input, &origin(&headers)).await {
+        Ok(view) if view.status == "done" => finished(&view),
+        Ok(view) => {
+            let has_errors = view.step.as_ref().and_then(|s| s.page()).is_some_and(|p| !p.errors.is_empty());
+            if has_errors {
+                render(&WizardPage::build(chrome, &view, &fields))
+            } else {
+                Redirect::to(&format!("/flows/{}", encode(&id))).into_response()
+            }
+        }
+        Err(e) => {
+            let message = e.to_string();
+            error_page(crate::api::error::AppError::from(e).status(), chrome, message)
+        }
+    }
+}
+
+/// An action of a wizard step.
+#[derive(Debug, Deserialize)]
+pub struct ActionForm {
+    #[serde(default)]
+    csrf: String,
+    action: String,
+    #[serde(default)]
+    flow: Option<String>,
+}
+
+/// `POST /flows/{id}/action`: go to another flow, start over, run the step again, add a device.
+pub async fn wizard_action(
+    State(state): State<AppState>,
+    session: PageSession,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<ActionForm>,
+) -> Response {
+    if let Some(refused) = forged(&state, &session, &form.csrf) {
+        return refused;
+    }
+    let flow = form.flow.as_deref().filter(|f| !f.is_empty());
+    match state.flows.action(&state.instances, &id, &form.action, flow, &origin(&headers)).await {
+        Ok(view) if view.status == "done" => finished(&view),
+        Ok(_) => Redirect::to(&format!("/flows/{}", encode(&id))).into_response(),
+        Err(e) => {
+            let chrome = Chrome::page(t(), &session.csrf, "integrations");
+            let message = e.to_string();
+            error_page(crate::api::error::AppError::from(e).status(), chrome, message)
+        }
+    }
+}
+
+/// `POST /flows/{id}/cancel`: forget the session; back to the catalog.
+pub async fn wizard_cancel(
+    State(state): State<AppState>,
+    session: PageSession,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Some(refused) = forged(&state, &session, &form.csrf) {
+        return refused;
+    }
+    let _ = state.flows.cancel(&id).await;
+    Redirect::to("/integrations").into_response()
+}
