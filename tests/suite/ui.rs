@@ -242,10 +242,18 @@ async fn the_demo_is_added_through_the_wizard_with_a_field_error_corrected() {
     browser.wait_for_text("h1", "Review").await;
 
     browser.click("form.stack button.primary").await;
+    // The wizard ends on the new instance's page: its state, its devices, its settings.
     browser.wait_for_text(".notice", "The instance was created.").await;
+    assert!(browser.path().await.starts_with("/instances/demo/test_house"), "{}", browser.path().await);
     browser.wait_for_text("#instance-test_house", "Test house").await;
     browser.wait_for_text("#instance-test_house .state", "online").await;
+    let cards = browser.client.find_all(fantoccini::Locator::Css(".devices-list > li")).await.unwrap();
+    assert_eq!(cards.len(), 2, "the two devices chosen");
     browser.screenshot("created").await;
+    // A control on the instance page brings the person back to it.
+    browser.click(".devices-list > li:first-child button[role=switch]").await;
+    browser.wait_for_text("#command-result", "Confirmed:").await;
+    assert!(browser.path().await.starts_with("/instances/demo/test_house"), "{}", browser.path().await);
     let (_, view) = serve.call(Method::GET, "/api/instances/demo/test_house", None).await;
     assert_eq!(view["devices"].as_array().map(Vec::len), Some(2), "{view}");
     browser.assert_clean_console().await;

@@ -31,6 +31,8 @@ pub struct Text {
     pub instances: Instances,
     /// The devices page.
     pub devices: Devices,
+    /// An instance's page.
+    pub instance: Instance,
     /// The setup wizard.
     pub wizard: Wizard,
     /// Error pages.
@@ -140,6 +142,23 @@ pub struct Instances {
     pub none: String,
     pub desired_running: String,
     pub desired_stopped: String,
+}
+
+/// An instance's page.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct Instance {
+    pub devices: String,
+    pub configuration: String,
+    pub errors: String,
+    pub plugin: String,
+    pub update_interval: String,
+    pub enabled: String,
+    pub secret_set: String,
+    pub yes: String,
+    pub no: String,
+    pub open: String,
 }
 
 /// The devices page.

@@ -45,6 +45,7 @@ pub fn router() -> Router<AppState> {
         .route("/devices", get(pages::devices))
         .route("/devices/{instance}/{device}/command", post(pages::device_command))
         .route("/devices/{instance}/{device}/refresh", post(pages::device_refresh))
+        .route("/instances/{connector}/{id}", get(pages::instance))
         .route("/instances/{connector}/{id}/{action}", post(pages::instance_action))
         .route("/assets/{file}", get(assets::serve))
         .layer(middleware::from_fn(security_headers))

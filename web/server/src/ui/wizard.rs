@@ -330,3 +330,8 @@ pub fn engine_input(view: Option<&StepView>, form: &BTreeMap<String, Vec<String>
         _ => serde_json::json!({}),
     }
 }
+
+/// A JSON value as a person reads it (text without quotes).
+pub fn display(value: &Value) -> String {
+    template::display(Some(value))
+}

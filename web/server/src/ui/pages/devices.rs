@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::{CsrfForm, error_page, forged, render, t};
 use crate::api::AppState;
-use crate::ui::session::{PageSession, encode};
+use crate::ui::session::{PageSession, encode, local_path};
 use crate::ui::views::Chrome;
 use crate::ui::views::devices::{DevicesPage, Notice, control_value};
 
@@ -48,6 +48,8 @@ pub struct CommandForm {
     kind: String,
     #[serde(default)]
     value: String,
+    #[serde(default)]
+    back: String,
 }
 
 /// `POST /devices/{instance}/{device}/command`: send one value and wait for the device's
@@ -62,9 +64,10 @@ pub async fn device_command(
         return refused;
     }
     let t = t();
+    let page = if form.back.is_empty() { "/devices" } else { local_path(&form.back) };
     let back = |key: &str, text: String| {
         let anchor = format!("device-{instance}-{device}");
-        Redirect::to(&format!("/devices?{key}={}#{}", encode(&text), encode(&anchor))).into_response()
+        Redirect::to(&format!("{page}?{key}={}#{}", encode(&text), encode(&anchor))).into_response()
     };
     let Some(value) = control_value(&form.kind, &form.value) else {
         return back("failed", format!("{} {}: \"{}\"", t.devices.failed, form.key, form.value));

@@ -21,7 +21,10 @@ pub use wizard::{add_integration, wizard, wizard_action, wizard_cancel, wizard_s
 
 use super::i18n::{self, Text};
 use super::session::{PageSession, encode, local_path, session_of};
-use super::views::{BusView, Chrome, DashboardPage, ErrorPage, InstancesPage, IntegrationsPage, LoginPage, SetupPage};
+use super::views::devices::Notice;
+use super::views::{
+    BusView, Chrome, DashboardPage, ErrorPage, InstancePage, InstancesPage, IntegrationsPage, LoginPage, SetupPage,
+};
 use crate::api::AppState;
 use crate::auth::{AuthError, COOKIE, MIN_KEY_LENGTH, SESSION_LIFETIME};
 
@@ -279,6 +282,54 @@ pub async fn instances(
         }
         Err(e) => error_page(StatusCode::INTERNAL_SERVER_ERROR, chrome, e.to_string()),
     }
+}
+
+/// What an instance's page may be opened with.
+#[derive(Debug, Deserialize)]
+pub struct InstanceQuery {
+    #[serde(default)]
+    created: Option<String>,
+    #[serde(default)]
+    ok: Option<String>,
+    #[serde(default)]
+    failed: Option<String>,
+}
+
+/// `GET /instances/{connector}/{id}`: one instance with its devices, settings and errors.
+pub async fn instance(
+    State(state): State<AppState>,
+    session: PageSession,
+    Path((connector, id)): Path<(String, String)>,
+    Query(query): Query<InstanceQuery>,
+) -> Response {
+    let t = t();
+    let chrome = Chrome::page(t, &session.csrf, "instances");
+    let view = match state.instances.get(&connector, &id).await {
+        Ok(view) => view,
+        Err(e) => {
+            let message = e.to_string();
+            return error_page(crate::api::error::AppError::from(e).status(), chrome, message);
+        }
+    };
+    let devices = match crate::devices::list(&state.instances, &state.mqtt).await {
+        Ok(devices) => devices,
+        Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, chrome, e.to_string()),
+    };
+    let settings = state.mqtt.settings();
+    let cached = state.mqtt.topics(&format!("{}/v1/instances/{id}/", settings.base_topic));
+    let bus = BusView {
+        base: &settings.base_topic,
+        connected: state.mqtt.connected(),
+        embedded: state.embedded_broker,
+        cached: &cached,
+    };
+    let notice = match (query.created, query.ok, query.failed) {
+        (_, _, Some(text)) => Some(Notice { ok: false, text }),
+        (_, Some(text), None) => Some(Notice { ok: true, text }),
+        (Some(_), None, None) => Some(Notice { ok: true, text: t.wizard.created.clone() }),
+        (None, None, None) => None,
+    };
+    render(&InstancePage::build(chrome, &view, &devices, &bus, notice))
 }
 
 /// `POST /instances/{connector}/{id}/{action}`: start, stop, restart or delete.

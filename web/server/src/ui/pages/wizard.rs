@@ -49,10 +49,12 @@ pub async fn add_integration(
     }
 }
 
-/// Where a finished flow sends the person: the new instance in the list.
+/// Where a finished flow sends the person: the new instance's page.
 fn finished(view: &crate::flows::SessionView) -> Response {
-    let id = view.instance.as_ref().and_then(|i| i["instance_id"].as_str()).unwrap_or_default();
-    Redirect::to(&format!("/instances?created={}#instance-{}", encode(id), encode(id))).into_response()
+    let instance = view.instance.as_ref();
+    let id = instance.and_then(|i| i["instance_id"].as_str()).unwrap_or_default();
+    let connector = instance.and_then(|i| i["connector_type"].as_str()).unwrap_or_default();
+    Redirect::to(&format!("/instances/{}/{}?created=1", encode(connector), encode(id))).into_response()
 }
 
 /// `GET /flows/{id}`: the step the session is on.

@@ -17,6 +17,8 @@ pub struct DevicesPage {
     pub notice: Option<Notice>,
     /// One card per device.
     pub cards: Vec<DeviceCard>,
+    /// Where the cards' forms come back to.
+    pub back: &'static str,
 }
 
 /// A line about what just happened.
@@ -65,34 +67,38 @@ pub struct Control {
 impl DevicesPage {
     /// The page of `devices`.
     pub fn build(chrome: Chrome, base: &str, devices: &[crate::devices::DeviceView], notice: Option<Notice>) -> Self {
-        let t = chrome.t;
-        let cards = devices
-            .iter()
-            .filter(|d| d.enabled)
-            .map(|d| {
-                let (availability, availability_class) = match d.available {
-                    Some(true) => (t.devices.online.clone(), "ok"),
-                    Some(false) => (t.devices.offline.clone(), "bad"),
-                    None => (t.devices.unknown.clone(), "off"),
-                };
-                DeviceCard {
-                    instance: d.instance_id.clone(),
-                    instance_name: d.instance_name.clone(),
-                    device: d.device_id.clone(),
-                    availability,
-                    availability_class,
-                    controls: d
-                        .state
-                        .as_ref()
-                        .and_then(Value::as_object)
-                        .map(|state| state.iter().filter(|(k, _)| *k != "online").map(|(k, v)| control(k, v)).collect())
-                        .unwrap_or_default(),
-                    last_update: d.last_update.as_ref().and_then(Value::as_str).map(str::to_string),
-                }
-            })
-            .collect();
-        Self { chrome, live_prefix: format!("{base}/v1/instances/"), notice, cards }
+        let cards = cards(chrome.t, devices);
+        Self { chrome, live_prefix: format!("{base}/v1/instances/"), notice, cards, back: "/devices" }
     }
+}
+
+/// A card for each enabled device of `devices`.
+pub fn cards(t: &crate::ui::i18n::Text, devices: &[crate::devices::DeviceView]) -> Vec<DeviceCard> {
+    devices
+        .iter()
+        .filter(|d| d.enabled)
+        .map(|d| {
+            let (availability, availability_class) = match d.available {
+                Some(true) => (t.devices.online.clone(), "ok"),
+                Some(false) => (t.devices.offline.clone(), "bad"),
+                None => (t.devices.unknown.clone(), "off"),
+            };
+            DeviceCard {
+                instance: d.instance_id.clone(),
+                instance_name: d.instance_name.clone(),
+                device: d.device_id.clone(),
+                availability,
+                availability_class,
+                controls: d
+                    .state
+                    .as_ref()
+                    .and_then(Value::as_object)
+                    .map(|state| state.iter().filter(|(k, _)| *k != "online").map(|(k, v)| control(k, v)).collect())
+                    .unwrap_or_default(),
+                last_update: d.last_update.as_ref().and_then(Value::as_str).map(str::to_string),
+            }
+        })
+        .collect()
 }
 
 /// The control for `key` with value `value`.

@@ -374,6 +374,79 @@ impl InstancesPage {
     }
 }
 
+/// An instance's page: its state, its devices with controls, its settings, its errors.
+#[derive(Debug, Template)]
+#[template(path = "instance.html")]
+pub struct InstancePage {
+    /// The frame.
+    pub chrome: Chrome,
+    /// The topics whose messages change this page.
+    pub live_prefix: String,
+    /// A notice (the instance was just created; a command's outcome).
+    pub notice: Option<devices::Notice>,
+    /// Its state, as in the list.
+    pub row: InstanceRow,
+    /// The plugin it runs (`name version`), as its host reports it.
+    pub plugin: Option<String>,
+    /// Its devices.
+    pub cards: Vec<devices::DeviceCard>,
+    /// Where the device cards' forms come back to.
+    pub back: String,
+    /// Seconds between reads.
+    pub update_interval: u64,
+    /// Its connection settings; secrets as "set", never their values.
+    pub settings: Vec<(String, String)>,
+    /// Its latest errors.
+    pub errors: Vec<ErrorLine>,
+}
+
+impl InstancePage {
+    /// The page of `instance`, with its `devices` and what MQTT says of it.
+    pub fn build(
+        chrome: Chrome,
+        instance: &InstanceView,
+        devices: &[crate::devices::DeviceView],
+        bus: &BusView<'_>,
+        notice: Option<devices::Notice>,
+    ) -> Self {
+        let t = chrome.t;
+        let list = InstancesPage::build(Chrome::page(t, "", ""), bus.base, std::slice::from_ref(instance), None);
+        let row = list.rows.into_iter().next().unwrap_or_else(|| unreachable!("one instance gives one row"));
+        let topics = Topics::new(bus.base, &instance.config.instance_id);
+        let info = bus.cached.iter().find(|c| c.topic == topics.info());
+        let plugin = info.and_then(|c| serde_json::from_str::<Value>(&c.payload).ok()).and_then(|info| {
+            let plugin = &info["plugin"];
+            Some(format!("{} {}", plugin["name"].as_str()?, plugin["version"].as_str().unwrap_or_default()))
+        });
+        let settings = instance
+            .config
+            .connection
+            .iter()
+            .map(|(k, v)| {
+                let secret = v.as_str().is_some_and(|v| v.starts_with(crate::secrets::REFERENCE));
+                let shown = if secret { t.instance.secret_set.clone() } else { crate::ui::wizard::display(v) };
+                (k.clone(), shown)
+            })
+            .collect();
+        let mine: Vec<crate::devices::DeviceView> =
+            devices.iter().filter(|d| d.instance_id == row.id).cloned().collect();
+        let errors =
+            latest_errors(bus.base, bus.cached, 50).into_iter().filter(|e| e.instance == row.id).take(10).collect();
+        Self {
+            live_prefix: format!("{}/", topics.root()),
+            back: format!("/instances/{}/{}", row.connector, row.id),
+            cards: devices::cards(t, &mine),
+            update_interval: instance.config.update_interval,
+            chrome,
+            notice,
+            row,
+            plugin,
+            settings,
+            errors,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
