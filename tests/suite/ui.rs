@@ -304,3 +304,22 @@ async fn a_light_is_switched_and_dimmed_from_the_devices_page() {
     browser.assert_clean_console().await;
     browser.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ended_session_sends_the_person_to_log_in_and_back() {
+    let serve = Serve::start(Runtime::Embedded).await;
+    let Some(browser) = Browser::start("expired", 1024, 768).await else { return };
+    // A session cookie the server no longer knows (ended, or from before a new access key).
+    browser.open(&serve.url("/login")).await;
+    browser.client.execute("document.cookie = 'iot2mqtt_session=v1.1.x.forged; path=/'", vec![]).await.unwrap();
+    browser.open(&serve.url("/devices")).await;
+    browser.wait_for_text("h1", "Log in").await;
+    browser.wait_for_text(".notice", "Your session ended").await;
+    browser.screenshot("ended").await;
+    browser.type_into("#key", KEY).await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_text("h1", "Devices").await;
+    assert_eq!(browser.path().await, "/devices");
+    browser.assert_clean_console().await;
+    browser.close().await;
+}
