@@ -28,11 +28,7 @@ pub async fn devices(
     Query(query): Query<DevicesQuery>,
 ) -> Response {
     let chrome = Chrome::page(t(), &session.csrf, "devices");
-    let notice = match (query.ok, query.failed) {
-        (_, Some(text)) => Some(Notice { ok: false, text }),
-        (Some(text), None) => Some(Notice { ok: true, text }),
-        (None, None) => None,
-    };
+    let notice = Notice::from_outcome(query.ok, query.failed);
     match crate::devices::list(&state.instances, &state.mqtt).await {
         Ok(list) => render(&DevicesPage::build(chrome, &state.mqtt.settings().base_topic, &list, notice)),
         Err(e) => error_page(StatusCode::INTERNAL_SERVER_ERROR, chrome, e.to_string()),

@@ -65,20 +65,20 @@ pub async fn root(State(state): State<AppState>, headers: HeaderMap, Query(query
     }
 }
 
+/// What MQTT says of the instances, for a page: `cached` holds the topics the page reads.
+fn bus_view<'a>(state: &AppState, base: &'a str, cached: &'a [crate::mqtt::Cached]) -> BusView<'a> {
+    BusView { base, connected: state.mqtt.connected(), embedded: state.embedded_broker, cached }
+}
+
 async fn dashboard(state: AppState, session: PageSession) -> Response {
     let chrome = Chrome::page(t(), &session.csrf, "dashboard");
     let instances = match state.instances.list().await {
         Ok(list) => list,
         Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, chrome, e.to_string()),
     };
-    let settings = state.mqtt.settings();
-    let cached = state.mqtt.topics(&format!("{}/v1/instances/", settings.base_topic));
-    let bus = BusView {
-        base: &settings.base_topic,
-        connected: state.mqtt.connected(),
-        embedded: state.embedded_broker,
-        cached: &cached,
-    };
+    let base = state.mqtt.settings().base_topic;
+    let cached = state.mqtt.topics(&format!("{base}/v1/instances/"));
+    let bus = bus_view(&state, &base, &cached);
     render(&DashboardPage::build(chrome, state.instances.runtime_name(), &instances, &bus))
 }
 
@@ -315,20 +315,11 @@ pub async fn instance(
         Ok(devices) => devices,
         Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, chrome, e.to_string()),
     };
-    let settings = state.mqtt.settings();
-    let cached = state.mqtt.topics(&format!("{}/v1/instances/{id}/", settings.base_topic));
-    let bus = BusView {
-        base: &settings.base_topic,
-        connected: state.mqtt.connected(),
-        embedded: state.embedded_broker,
-        cached: &cached,
-    };
-    let notice = match (query.created, query.ok, query.failed) {
-        (_, _, Some(text)) => Some(Notice { ok: false, text }),
-        (_, Some(text), None) => Some(Notice { ok: true, text }),
-        (Some(_), None, None) => Some(Notice { ok: true, text: t.wizard.created.clone() }),
-        (None, None, None) => None,
-    };
+    let base = state.mqtt.settings().base_topic;
+    let cached = state.mqtt.topics(&format!("{base}/v1/instances/{id}/"));
+    let bus = bus_view(&state, &base, &cached);
+    let created = query.created.map(|_| t.wizard.created.clone());
+    let notice = Notice::from_outcome(query.ok.or(created), query.failed);
     render(&InstancePage::build(chrome, &view, &devices, &bus, notice))
 }
 

@@ -30,6 +30,17 @@ pub struct Notice {
     pub text: String,
 }
 
+impl Notice {
+    /// The outcome a command's redirect carried (`?ok=…` or `?failed=…`); a failure wins.
+    pub fn from_outcome(ok: Option<String>, failed: Option<String>) -> Option<Self> {
+        match (ok, failed) {
+            (_, Some(text)) => Some(Self { ok: false, text }),
+            (Some(text), None) => Some(Self { ok: true, text }),
+            (None, None) => None,
+        }
+    }
+}
+
 /// A device with controls for its state.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeviceCard {
@@ -144,6 +155,15 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn a_failure_wins_over_a_confirmation() {
+        let ok = || Some("fine".to_string());
+        let bad = || Some("refused".to_string());
+        assert_eq!(Notice::from_outcome(ok(), None), Some(Notice { ok: true, text: "fine".into() }));
+        assert_eq!(Notice::from_outcome(ok(), bad()), Some(Notice { ok: false, text: "refused".into() }));
+        assert_eq!(Notice::from_outcome(None, None), None);
+    }
 
     #[test]
     fn controls_come_from_the_state() {
