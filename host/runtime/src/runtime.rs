@@ -101,9 +101,13 @@ impl Runtime {
         let subscriptions = topics.subscriptions().into_iter().map(|t| (t, QoS::AtLeastOnce)).collect();
         let session = Session::new(client, subscriptions, outbox, client_tx).with_birth(birth_rx);
         let (session_stop, session_stopped) = oneshot::channel::<()>();
-        let session_task = tokio::spawn(session.run(async {
-            let _ = session_stopped.await;
-        }));
+        let span = tracing::info_span!("iot2mqtt.host.instance", instance = %instance_id);
+        let session_task = tokio::spawn(tracing::Instrument::instrument(
+            session.run(async {
+                let _ = session_stopped.await;
+            }),
+            span.clone(),
+        ));
 
         let factory = LaneFactory {
             engine: self.engine.clone(),
@@ -131,10 +135,9 @@ impl Runtime {
         let devices = config.devices.iter().filter(|d| d.enabled).cloned().collect();
         let links = Links { birth: birth_tx, status: status_tx, worker_events: worker_tx };
         let mut dispatcher = Dispatcher::new(config, connector_type, reporter, factory.clone(), plugin, links);
-        dispatcher.start_workers();
+        span.in_scope(|| dispatcher.start_workers());
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let grace = options.init_grace;
-        let span = tracing::info_span!("iot2mqtt.host.instance", instance = %instance_id);
         let task = tokio::spawn(tracing::Instrument::instrument(
             async move {
                 dispatcher

@@ -298,14 +298,16 @@ impl Worker {
                 Ok(Some(saved)) => match lane.restore_state(&saved).await {
                     Ok(Ok(())) => {}
                     Ok(Err(reason)) => {
-                        tracing::warn!(device = %self.id, "the new plugin did not take over the saved state: {reason}")
+                        tracing::warn!(instance = %self.factory.instance_id, device = %self.id, "the new plugin did not take over the saved state: {reason}")
                     }
                     Err(fault) => {
-                        tracing::warn!(device = %self.id, "the new plugin faulted taking over the saved state: {fault}")
+                        tracing::warn!(instance = %self.factory.instance_id, device = %self.id, "the new plugin faulted taking over the saved state: {fault}")
                     }
                 },
                 Ok(None) => {}
-                Err(fault) => tracing::warn!(device = %self.id, "the old plugin faulted saving its state: {fault}"),
+                Err(fault) => {
+                    tracing::warn!(instance = %self.factory.instance_id, device = %self.id, "the old plugin faulted saving its state: {fault}")
+                }
             }
         }
         self.listening = lane.can_listen();

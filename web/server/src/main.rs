@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use iot2mqtt_runtime::logging::InstanceLogs;
 use iot2mqtt_server::serve::{RuntimeChoice, ServeOptions};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -45,9 +46,11 @@ enum Command {
 
 fn main() -> ExitCode {
     fixed_malloc_thresholds();
-    iot2mqtt_runtime::logging::init(
+    let instance_logs = InstanceLogs::default();
+    iot2mqtt_runtime::logging::init_with(
         std::env::var("LOG_LEVEL").ok().as_deref(),
         std::env::var("LOG_FORMAT").ok().as_deref(),
+        Some(instance_logs.clone()),
     );
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -59,7 +62,16 @@ fn main() -> ExitCode {
     };
     let Command::Serve { data_dir, listen, connectors, runtime: choice, mqtt_listen, plugins_dir, host_binary } =
         cli.command;
-    let options = ServeOptions { data_dir, listen, connectors, runtime: choice, mqtt_listen, plugins_dir, host_binary };
+    let options = ServeOptions {
+        data_dir,
+        listen,
+        connectors,
+        runtime: choice,
+        mqtt_listen,
+        plugins_dir,
+        host_binary,
+        instance_logs,
+    };
     match runtime.block_on(iot2mqtt_server::serve::run(options, shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -55,6 +55,9 @@ pub struct ServeOptions {
     pub plugins_dir: Option<PathBuf>,
     /// The static `iot2mqtt-host` for the runner image.
     pub host_binary: Option<PathBuf>,
+    /// Where the process's logging keeps each instance's recent lines (read by the embedded
+    /// runtime; a container's log is Docker's).
+    pub instance_logs: iot2mqtt_runtime::logging::InstanceLogs,
 }
 
 /// Run until `shutdown` completes.
@@ -113,7 +116,7 @@ pub async fn run(options: ServeOptions, shutdown: impl Future<Output = ()> + Sen
     let (runtime, containers): (Arc<dyn InstanceRuntime>, _) = match (options.runtime, &docker) {
         (RuntimeChoice::Docker, None) => bail!("--runtime docker, but the Docker engine does not answer"),
         (RuntimeChoice::Docker | RuntimeChoice::Auto, Some(docker)) => (docker.clone(), Some(Arc::clone(docker))),
-        _ => (Arc::new(EmbeddedRuntime::new(engine.clone())), None),
+        _ => (Arc::new(EmbeddedRuntime::new(engine.clone(), options.instance_logs.clone())), None),
     };
     tracing::info!(runtime = runtime.name(), broker = %format!("{}:{}", mqtt_settings.host, mqtt_settings.port), embedded_broker = broker.is_some(), "starting");
 

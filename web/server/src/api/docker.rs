@@ -14,7 +14,8 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::AppError;
-use crate::runtime::docker::{ContainerAction, ContainerView, DockerRuntime, LogLine};
+use crate::runtime::LogLine;
+use crate::runtime::docker::{ContainerAction, ContainerView, DockerRuntime};
 
 type Result<T> = std::result::Result<T, AppError>;
 

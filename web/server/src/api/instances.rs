@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::AppError;
@@ -69,6 +70,27 @@ pub async fn remove(
 ) -> Result<StatusCode> {
     state.instances.delete(&connector, &id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// How many log lines to return.
+#[derive(Debug, Deserialize)]
+pub struct LogsQuery {
+    #[serde(default = "default_lines")]
+    lines: usize,
+}
+
+fn default_lines() -> usize {
+    crate::runtime::LOG_TAIL
+}
+
+/// `GET /api/instances/{connector}/{id}/logs?lines=N`: the instance's last log lines, embedded
+/// and in a container alike.
+pub async fn logs(
+    State(state): State<AppState>,
+    Path((connector, id)): Path<(String, String)>,
+    Query(query): Query<LogsQuery>,
+) -> Result<Json<Vec<crate::runtime::LogLine>>> {
+    Ok(Json(state.instances.logs(&connector, &id, query.lines).await?))
 }
 
 /// `POST /api/instances/{connector}/{id}/start`

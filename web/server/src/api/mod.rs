@@ -144,6 +144,7 @@ pub fn routes() -> Vec<Route> {
         route(Method::GET, "/api/instances/{connector}/{id}", Session, get(instances::get_one)),
         route(Method::PUT, "/api/instances/{connector}/{id}", Session, put(instances::update)),
         route(Method::DELETE, "/api/instances/{connector}/{id}", Session, delete(instances::remove)),
+        route(Method::GET, "/api/instances/{connector}/{id}/logs", Session, get(instances::logs)),
         route(Method::POST, "/api/instances/{connector}/{id}/start", Session, post(instances::start)),
         route(Method::POST, "/api/instances/{connector}/{id}/stop", Session, post(instances::stop)),
         route(Method::POST, "/api/instances/{connector}/{id}/restart", Session, post(instances::restart)),

@@ -17,7 +17,7 @@ use tokio::sync::Mutex;
 use crate::catalog::{Catalog, CatalogError, Connector};
 use crate::mqtt::MqttService;
 use crate::request::InstanceRequest;
-use crate::runtime::{ActivePlugin, InstanceRuntime, NewPlugin, RunSpec};
+use crate::runtime::{ActivePlugin, InstanceRuntime, LOG_TAIL, LogLine, NewPlugin, RunSpec};
 use crate::secrets::SecretsManager;
 use crate::store::DataDir;
 use crate::store::instances::{InstanceStore, StoredInstance};
@@ -244,6 +244,12 @@ impl Instances {
         let cleared = self.mqtt.clear_retained(&id);
         tracing::info!(instance = %id, backup = %backup.display(), cleared, "instance deleted");
         Ok(())
+    }
+
+    /// The last `lines` lines of the instance's log (at most [`crate::runtime::LOG_TAIL`] × 50).
+    pub async fn logs(&self, connector: &str, id: &str, lines: usize) -> Result<Vec<LogLine>, InstanceError> {
+        let instance = self.find(connector, id).await?;
+        Ok(self.runtime.logs(&instance.config.instance_id, lines.min(LOG_TAIL * 50)).await)
     }
 
     /// Start (and mark to run at every start).

@@ -6,22 +6,25 @@
 use std::collections::HashMap;
 
 use iot2mqtt_contract::InstanceId;
+use iot2mqtt_runtime::logging::InstanceLogs;
 use iot2mqtt_runtime::{InstanceHandle, InstanceOptions, InstanceSpec, Plugin, Runtime};
 use tokio::sync::Mutex;
 
-use super::{ActivePlugin, BoxFuture, InstanceRuntime, NewPlugin, Observed, RunSpec, RuntimeError};
+use super::{ActivePlugin, BoxFuture, InstanceRuntime, LogLine, NewPlugin, Observed, RunSpec, RuntimeError};
 
 /// The in-process runtime.
 #[derive(Debug)]
 pub struct EmbeddedRuntime {
     runtime: Runtime,
     running: Mutex<HashMap<InstanceId, InstanceHandle>>,
+    logs: InstanceLogs,
 }
 
 impl EmbeddedRuntime {
-    /// A runtime on the process's engine.
-    pub fn new(runtime: Runtime) -> Self {
-        Self { runtime, running: Mutex::default() }
+    /// A runtime on the process's engine; `logs` is where the process's logging keeps each
+    /// instance's lines.
+    pub fn new(runtime: Runtime, logs: InstanceLogs) -> Self {
+        Self { runtime, running: Mutex::default(), logs }
     }
 
     /// The loaded plugin of `active`: the one in use already, or its file loaded.
@@ -74,7 +77,11 @@ impl InstanceRuntime for EmbeddedRuntime {
     }
 
     fn remove<'a>(&'a self, instance: &'a InstanceId) -> BoxFuture<'a, Result<(), RuntimeError>> {
-        self.stop(instance)
+        Box::pin(async move {
+            self.stop(instance).await?;
+            self.logs.forget(instance.as_str());
+            Ok(())
+        })
     }
 
     fn observe<'a>(&'a self, instance: &'a InstanceId) -> BoxFuture<'a, Observed> {
@@ -101,6 +108,13 @@ impl InstanceRuntime for EmbeddedRuntime {
             let handle = running.get(instance).ok_or(RuntimeError::NotRunning)?;
             // A rejection is published on `B/error` by the instance itself.
             handle.swap(plugin.loaded).await.map(|_| ()).map_err(|e| RuntimeError::Plugin(e.to_string()))
+        })
+    }
+
+    fn logs<'a>(&'a self, instance: &'a InstanceId, lines: usize) -> BoxFuture<'a, Vec<LogLine>> {
+        let kept = self.logs.tail(instance.as_str(), lines);
+        Box::pin(async move {
+            kept.into_iter().map(|r| LogLine { timestamp: r.at, level: r.level, content: r.text }).collect()
         })
     }
 

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use iot2mqtt_contract::InstanceId;
 
-use super::{BoxFuture, InstanceRuntime, NewPlugin, Observed, RunSpec, RuntimeError};
+use super::{BoxFuture, InstanceRuntime, LogLine, NewPlugin, Observed, RunSpec, RuntimeError};
 use crate::sync::lock;
 
 /// One call the fake runtime took.
@@ -75,6 +75,10 @@ impl InstanceRuntime for FakeRuntime {
             self.record(Call::Swap(instance.clone(), plugin.active.sha256));
         }
         Box::pin(async move { if running { Ok(()) } else { Err(RuntimeError::NotRunning) } })
+    }
+
+    fn logs<'a>(&'a self, _instance: &'a InstanceId, _lines: usize) -> BoxFuture<'a, Vec<LogLine>> {
+        Box::pin(async { Vec::new() })
     }
 
     fn shutdown(&self) -> BoxFuture<'_, ()> {

@@ -92,6 +92,43 @@ pub struct Observed {
     pub crash_looping: bool,
 }
 
+/// One log line with its level.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LogLine {
+    /// When, RFC 3339 (empty when the line did not say).
+    pub timestamp: String,
+    /// `error`, `warning`, `info` or `debug`.
+    pub level: &'static str,
+    /// The line.
+    pub content: String,
+}
+
+impl LogLine {
+    /// Split a container log line's timestamp from the line and tell the level (our hosts log
+    /// `… LEVEL message`; other programs are judged by their words).
+    pub fn parse(text: &str) -> Self {
+        let (timestamp, content) = match text.split_once(' ') {
+            Some((ts, rest)) if ts.len() >= 20 && ts.as_bytes()[4] == b'-' => (ts.to_string(), rest.to_string()),
+            _ => (String::new(), text.to_string()),
+        };
+        let words: Vec<&str> = content.split_whitespace().take(3).collect();
+        let lower = content.to_ascii_lowercase();
+        let level = if words.contains(&"ERROR") || lower.contains("error") || lower.contains("panic") {
+            "error"
+        } else if words.contains(&"WARN") || lower.contains("warn") {
+            "warning"
+        } else if words.contains(&"DEBUG") || words.contains(&"TRACE") {
+            "debug"
+        } else {
+            "info"
+        };
+        Self { timestamp, level, content }
+    }
+}
+
+/// How many lines of an instance's log a page shows at most.
+pub const LOG_TAIL: usize = 200;
+
 /// A runtime failed to do what was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -125,6 +162,8 @@ pub trait InstanceRuntime: Send + Sync + 'static {
     /// Swap the running instance's plugin to `plugin` without dropping its MQTT session, and
     /// return once it runs the new one; an error says why it still runs the old one.
     fn swap<'a>(&'a self, instance: &'a InstanceId, plugin: NewPlugin) -> BoxFuture<'a, Result<(), RuntimeError>>;
+    /// The last `lines` lines of the instance's log, oldest first (empty when it has none).
+    fn logs<'a>(&'a self, instance: &'a InstanceId, lines: usize) -> BoxFuture<'a, Vec<LogLine>>;
     /// Stop everything: the orchestrator is going down.
     fn shutdown(&self) -> BoxFuture<'_, ()>;
 }

@@ -12,7 +12,7 @@ use bollard::query_parameters::{
 use futures_util::{Stream, StreamExt};
 
 use super::{DockerRuntime, INSTALL_LABEL, STOP_SECONDS, TYPE_CONNECTOR, TYPE_LABEL};
-use crate::runtime::RuntimeError;
+use crate::runtime::{LogLine, RuntimeError};
 
 /// A connector container, as the API lists it.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -130,40 +130,6 @@ pub enum ContainerAction {
         /// Also when running.
         force: bool,
     },
-}
-
-/// One log line with its level.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct LogLine {
-    /// Docker's timestamp.
-    pub timestamp: String,
-    /// `error`, `warning`, `info` or `debug`.
-    pub level: &'static str,
-    /// The line.
-    pub content: String,
-}
-
-impl LogLine {
-    /// Split Docker's timestamp from the line and tell the level (our hosts log
-    /// `… LEVEL message`; other programs are judged by their words).
-    pub fn parse(text: &str) -> Self {
-        let (timestamp, content) = match text.split_once(' ') {
-            Some((ts, rest)) if ts.len() >= 20 && ts.as_bytes()[4] == b'-' => (ts.to_string(), rest.to_string()),
-            _ => (String::new(), text.to_string()),
-        };
-        let words: Vec<&str> = content.split_whitespace().take(3).collect();
-        let lower = content.to_ascii_lowercase();
-        let level = if words.contains(&"ERROR") || lower.contains("error") || lower.contains("panic") {
-            "error"
-        } else if words.contains(&"WARN") || lower.contains("warn") {
-            "warning"
-        } else if words.contains(&"DEBUG") || words.contains(&"TRACE") {
-            "debug"
-        } else {
-            "info"
-        };
-        Self { timestamp, level, content }
-    }
 }
 
 /// `iot2mqtt_{connector}_{id}`

@@ -19,11 +19,12 @@ use bollard::models::{ContainerCreateBody, HostConfig, RestartPolicy, RestartPol
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, InspectContainerOptions, RemoveContainerOptionsBuilder, StartContainerOptions,
 };
-pub use containers::{ContainerAction, ContainerView, LogLine, container_name};
+pub use containers::{ContainerAction, ContainerView, container_name};
+use futures_util::StreamExt as _;
 use iot2mqtt_contract::InstanceId;
 use tokio::sync::Mutex;
 
-use super::{BoxFuture, InstanceRuntime, NewPlugin, Observed, RunSpec, RuntimeError};
+use super::{BoxFuture, InstanceRuntime, LogLine, NewPlugin, Observed, RunSpec, RuntimeError};
 use crate::catalog::Network;
 use crate::mqtt::MqttService;
 use crate::store::atomic::write;
@@ -296,6 +297,13 @@ impl InstanceRuntime for DockerRuntime {
 
     fn swap<'a>(&'a self, instance: &'a InstanceId, plugin: NewPlugin) -> BoxFuture<'a, Result<(), RuntimeError>> {
         Box::pin(self.await_swap(instance, plugin))
+    }
+
+    fn logs<'a>(&'a self, instance: &'a InstanceId, lines: usize) -> BoxFuture<'a, Vec<LogLine>> {
+        Box::pin(async move {
+            let Some(name) = self.name_of(instance).await else { return Vec::new() };
+            DockerRuntime::logs(self, &name, lines, false).collect().await
+        })
     }
 
     fn shutdown(&self) -> BoxFuture<'_, ()> {
