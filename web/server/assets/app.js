@@ -88,7 +88,9 @@
     form.setAttribute("aria-busy", "true");
     if (busy && pressed) pressed.textContent = busy;
     if (pressed && pressed.name) body.append(pressed.name, pressed.value);
-    fetch(form.action, { method: "POST", body, headers, credentials: "same-origin" })
+    // The attribute, not `form.action`: a field named "action" would stand in for it.
+    const target = form.getAttribute("action") || window.location.href;
+    fetch(target, { method: "POST", body, headers, credentials: "same-origin" })
       .then((r) => r.text().then((html) => swapPage(html, r.url)))
       .catch(() => form.submit());
   }
