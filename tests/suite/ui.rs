@@ -10,6 +10,7 @@ use serde_json::json;
 
 use crate::support::browser::Browser;
 use crate::support::serve::{KEY, Runtime, Serve};
+use crate::support::yeelight::{BulbSim, Model};
 
 /// The one-time setup link `serve` printed.
 async fn setup_link(serve: &Serve) -> String {
@@ -320,6 +321,111 @@ async fn an_ended_session_sends_the_person_to_log_in_and_back() {
     browser.click("button[type=submit]").await;
     browser.wait_for_text("h1", "Devices").await;
     assert_eq!(browser.path().await, "/devices");
+    browser.assert_clean_console().await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn yeelight_bulbs_are_found_and_added_through_the_wizard() {
+    let serve = Serve::start(Runtime::Embedded).await;
+    let sim = BulbSim::start(Model::Color).await;
+    let Some(browser) = Browser::start("yeelight-wizard", 1280, 1000).await else { return };
+    browser.open(&serve.url("/login?next=/integrations")).await;
+    browser.type_into("#key", KEY).await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_text("h1", "Integrations").await;
+
+    // An address where no bulb answers: the check fails with the tool's reason and a retry.
+    browser.click("button[aria-label='Add Yeelight']").await;
+    browser.wait_for_text("h1", "Bulbs found on your network").await;
+    assert!(browser.text(".wizard").await.starts_with("Yeelight"), "the wizard names the integration");
+    browser.click("form:has(input[value=goto_flow]) button").await;
+    browser.wait_for_text("h1", "Where is the bulb?").await;
+    browser.type_into("#f-host", "127.0.0.1").await;
+    browser.click("details.advanced summary").await;
+    browser.type_into("#f-port", &crate::support::free_port().to_string()).await;
+    browser.click("form.stack button.primary").await;
+    browser.wait_for_text(".failure", "LAN control").await;
+    assert!(browser.text(".failure").await.contains("Try again"), "a failure that may pass offers a retry");
+    browser.screenshot("check-failed").await;
+    browser.click("form:has(input[value=reset_flow]) button").await;
+    browser.wait_for_text("h1", "Where is the bulb?").await;
+    browser.click("form[action$='/cancel'] button").await;
+    browser.wait_for_text("h1", "Integrations").await;
+
+    // The search lists the simulator among what it found; it is picked and named.
+    browser.click("button[aria-label='Add Yeelight']").await;
+    browser.wait_for_text("h1", "Bulbs found on your network").await;
+    browser.wait_for_text(".choices", "Sim (127.0.0.1)").await;
+    browser.screenshot("found").await;
+    browser.click(&format!(".choice input[value='{}']", sim.id())).await;
+    browser.click("form.stack button.primary").await;
+    browser.wait_for_text("h1", "Name the color at 127.0.0.1").await;
+    browser.type_into("#f-label", "Desk").await;
+    browser.click("form.stack button.primary").await;
+    browser.wait_for_text("h1", "Name this group of lights").await;
+    browser.type_into("#f-friendly_name", "Office").await;
+    browser.click("form.stack button.primary").await;
+
+    browser.wait_for_text(".notice", "The instance was created.").await;
+    browser.wait_for_text("#instance-office .state", "online").await;
+    browser.wait_for_text(".devices-list", "Desk").await;
+    let (_, view) = serve.call(Method::GET, "/api/instances/yeelight/office", None).await;
+    assert_eq!(view["devices"][0]["port"], u64::from(sim.port()), "{view}");
+    browser.screenshot("created").await;
+    browser.assert_clean_console().await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_is_edited_and_its_log_read_from_its_page() {
+    let serve = Serve::start(Runtime::Embedded).await;
+    let Some(browser) = Browser::start("edit", 1280, 1000).await else { return };
+    serve
+        .create(json!({"connector_type": "demo", "instance_id": "porch", "friendly_name": "Porch",
+            "connection": {"zone": "front"}, "secrets": {"api_token": "do-not-show-me"},
+            "devices": [{"device_id": "lamp", "kind": "light"}]}))
+        .await;
+    browser.open(&serve.url("/login?next=/instances/demo/porch")).await;
+    browser.type_into("#key", KEY).await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_text("#instance-porch .state", "online").await;
+    // The embedded runtime keeps the instance's log; its start is there.
+    browser.open(&serve.url("/instances/demo/porch")).await;
+    browser.wait_for_text(".log", "info").await;
+    assert!(browser.text(".summary").await.contains("set (hidden)"), "a secret shows as set");
+    browser.screenshot("instance").await;
+
+    browser.click("#instance-porch a[href$='/edit']").await;
+    browser.wait_for_text("h1", "Edit: Porch").await;
+    let secret = browser.find("#f-secret\\.api_token").await;
+    assert_eq!(secret.prop("value").await.unwrap().as_deref(), Some(""), "a secret is never shown");
+    assert!(!browser.text("main").await.contains("do-not-show-me"));
+    assert!(browser.text("main").await.contains("Set. Leave empty to keep it."));
+
+    // A value that is not a number is refused beside its field, the rest kept.
+    browser.type_into("#f-friendly_name", "Front porch").await;
+    browser.type_into("#f-conn\\.zone", "back").await;
+    browser.type_into("#f-update_interval", "").await;
+    browser.click("form.edit button.primary").await;
+    browser.wait_for_text("#f-update_interval-error", "Enter a number.").await;
+    assert_eq!(browser.find("#f-conn\\.zone").await.prop("value").await.unwrap().as_deref(), Some("back"));
+    browser.screenshot("refused").await;
+
+    browser.type_into("#f-update_interval", "30").await;
+    browser.click("form.edit button.primary").await;
+    browser.wait_for_text(".notice", "restarted with its new settings").await;
+    browser.wait_for_text("#instance-porch h1", "Front porch").await;
+    let (_, view) = serve.call(Method::GET, "/api/instances/demo/porch", None).await;
+    assert_eq!((view["update_interval"].as_u64(), view["connection"]["zone"].as_str()), (Some(30), Some("back")));
+    assert_eq!(view["secrets"], json!(["api_token"]), "the secret was kept: {view}");
+    browser.wait_for_text("#instance-porch .state", "online").await;
+    browser.screenshot("saved").await;
+
+    // Stop from the instance's own page comes back to it.
+    browser.click("#instance-porch form[action$='/stop'] button").await;
+    browser.wait_for_text("#instance-porch .state", "stopped by you").await;
+    assert_eq!(browser.path().await, "/instances/demo/porch");
     browser.assert_clean_console().await;
     browser.close().await;
 }

@@ -192,6 +192,11 @@ impl Catalog {
 }
 
 impl Connector {
+    /// Its name for people: its setup's, else its manifest's.
+    pub fn display_name(&self) -> String {
+        self.setup.as_ref().map_or_else(|| self.manifest.display_name.clone(), |s| s.display_name.clone())
+    }
+
     /// Its icon's file name in its folder (`icon.svg` unless its setup names another).
     pub fn icon_file(&self) -> String {
         self.setup.as_ref().and_then(|s| s.branding.icon.clone()).unwrap_or_else(|| "icon.svg".to_string())
@@ -279,7 +284,7 @@ impl Summary {
         let branding = setup.map(|s| s.branding.clone()).unwrap_or_default();
         Self {
             name: connector.name.to_string(),
-            display_name: setup.map_or(manifest.display_name.clone(), |s| s.display_name.clone()),
+            display_name: connector.display_name(),
             description: setup
                 .map(|s| s.description.clone())
                 .filter(|d| !d.is_empty())

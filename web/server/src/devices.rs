@@ -22,6 +22,9 @@ pub struct DeviceView {
     pub instance_name: String,
     /// The device.
     pub device_id: String,
+    /// Its name for people, when its entry has one (`friendly_name`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub friendly_name: Option<String>,
     /// Configured enabled.
     pub enabled: bool,
     /// Its last state (`state` of its state topic).
@@ -68,6 +71,7 @@ pub async fn list(instances: &Instances, mqtt: &MqttService) -> Result<Vec<Devic
                 connector_type: instance.config.connector_type.as_ref().map(ToString::to_string),
                 instance_name: instance.config.friendly_name.clone().unwrap_or_else(|| id.to_string()),
                 device_id: device_id.to_string(),
+                friendly_name: device.extra.get("friendly_name").and_then(Value::as_str).map(str::to_string),
                 enabled: device.enabled,
                 state: message.as_ref().map(|m| m["state"].clone()),
                 available: availability.map(|a| a == "online"),

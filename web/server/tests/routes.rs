@@ -231,3 +231,137 @@ async fn every_response_names_its_request() {
     let echoed = app.request(Method::GET, "/api/health", None, Some("from-the-client-7")).await;
     assert_eq!(id(&echoed), "from-the-client-7", "a client's id is kept");
 }
+
+impl TestApp {
+    /// A page, as text.
+    async fn page(&self, path: &str) -> (StatusCode, String) {
+        let response = self.request(Method::GET, path, None, None).await;
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    /// Post a form from `origin` (none: no `Origin` header); the status, `Location` and text.
+    async fn post_form(
+        &self,
+        path: &str,
+        pairs: &[(&str, &str)],
+        origin: Option<&str>,
+    ) -> (StatusCode, String, String) {
+        let body: String = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header(header::HOST, "iot2mqtt.local:8080")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        if let Some(token) = &self.token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        if let Some(origin) = origin {
+            request = request.header(header::ORIGIN, origin);
+        }
+        let response = tower::ServiceExt::oneshot(self.router.clone(), request.body(Body::from(body)).unwrap()).await;
+        let response = response.unwrap();
+        let status = response.status();
+        let location = response.headers().get(header::LOCATION).map(|l| l.to_str().unwrap().to_string());
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, location.unwrap_or_default(), String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    /// The anti-forgery token a page carries.
+    async fn csrf(&self) -> String {
+        let (_, page) = self.page("/instances").await;
+        let marker = "name=\"csrf-token\" content=\"";
+        let start = page.find(marker).expect("the page carries the token") + marker.len();
+        page[start..start + page[start..].find('"').unwrap()].to_string()
+    }
+}
+
+#[tokio::test]
+async fn the_login_form_is_refused_from_another_site() {
+    let app = TestApp::new().await;
+    let form = [("key", KEY), ("next", "/devices")];
+    let (status, _, page) = app.post_form("/login", &form, Some("http://evil.example")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{page}");
+    assert!(page.contains("did not come from this site"), "{page}");
+    let (status, _, page) = app.post_form("/login", &form, Some("null")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{page}");
+    let (status, location, _) = app.post_form("/login", &form, Some("http://iot2mqtt.local:8080")).await;
+    assert_eq!((status, location.as_str()), (StatusCode::SEE_OTHER, "/devices"));
+    let (status, _, page) =
+        app.post_form("/setup", &[("token", "x"), ("key", KEY), ("confirm", KEY)], Some("http://evil.example")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{page}");
+}
+
+#[tokio::test]
+async fn an_instance_is_edited_through_its_settings_form() {
+    let app = TestApp::logged_in().await;
+    let body = json!({
+        "connector_type": "demo",
+        "friendly_name": "Kitchen",
+        "connection": {"host": "10.0.0.2", "port": 55443},
+        "secrets": {"token": "s3cret-value"},
+        "devices": [{"device_id": "lamp", "kind": "light"}],
+    });
+    let (status, created) = app.call(Method::POST, "/api/instances", Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+
+    let (status, form) = app.page("/instances/demo/kitchen/edit").await;
+    assert_eq!(status, StatusCode::OK);
+    for expected in ["name=\"conn.port\"", "name=\"secret.token\"", "name=\"clear.token\"", "name=\"dev.0.enabled\""] {
+        assert!(form.contains(expected), "{expected} in {form}");
+    }
+    assert!(!form.contains("s3cret-value"), "a secret is never sent to the browser");
+
+    let csrf = app.csrf().await;
+    let mut sent = vec![
+        ("csrf", csrf.as_str()),
+        ("friendly_name", "Kitchen lights"),
+        ("update_interval", "every now and then"),
+        ("enabled", "true"),
+        ("conn.host", "10.0.0.3"),
+        ("conn.port", "55444"),
+        ("dev.0.enabled", "true"),
+        ("dev.0.kind", "light"),
+    ];
+    let (status, _, page) = app.post_form("/instances/demo/kitchen/edit", &sent, None).await;
+    assert_eq!(status, StatusCode::OK, "a refused form comes back as a page");
+    assert!(page.contains("Enter a number."), "{page}");
+    assert!(page.contains("value=\"10.0.0.3\""), "the rest of the input is kept: {page}");
+    let (_, unchanged) = app.call(Method::GET, "/api/instances/demo/kitchen", None).await;
+    assert_eq!(unchanged["friendly_name"], "Kitchen", "nothing was saved");
+
+    sent[2] = ("update_interval", "30");
+    let (status, location, _) = app.post_form("/instances/demo/kitchen/edit", &sent, None).await;
+    assert_eq!((status, location.as_str()), (StatusCode::SEE_OTHER, "/instances/demo/kitchen?saved=1"));
+    let (_, saved) = app.call(Method::GET, "/api/instances/demo/kitchen", None).await;
+    assert_eq!(saved["friendly_name"], "Kitchen lights");
+    assert_eq!(saved["update_interval"], 30);
+    assert_eq!(saved["connection"]["port"], 55444);
+    assert_eq!(saved["connection"]["token"], "secret://token", "an empty secret input keeps the secret");
+    assert_eq!(saved["secrets"], json!(["token"]));
+    let (_, page) = app.page("/instances/demo/kitchen?saved=1").await;
+    assert!(page.contains("restarted with its new settings"), "{page}");
+
+    sent.push(("clear.token", "true"));
+    let (status, _, _) = app.post_form("/instances/demo/kitchen/edit", &sent, None).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, cleared) = app.call(Method::GET, "/api/instances/demo/kitchen", None).await;
+    assert_eq!(cleared["secrets"], json!([]), "{cleared}");
+
+    let forged = [("csrf", "nope"), ("update_interval", "5")];
+    let (status, _, _) = app.post_form("/instances/demo/kitchen/edit", &forged, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn an_instance_log_is_asked_of_its_runtime() {
+    let app = TestApp::logged_in().await;
+    let body = json!({"connector_type": "demo", "friendly_name": "Kitchen", "devices": [{"device_id": "lamp"}]});
+    let (status, _) = app.call(Method::POST, "/api/instances", Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, lines) = app.call(Method::GET, "/api/instances/demo/kitchen/logs?lines=10", None).await;
+    assert_eq!((status, lines), (StatusCode::OK, json!([])));
+    let (status, _) = app.call(Method::GET, "/api/instances/demo/nothing/logs", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

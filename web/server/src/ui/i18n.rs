@@ -35,6 +35,8 @@ pub struct Text {
     pub instance: Instance,
     /// The setup wizard.
     pub wizard: Wizard,
+    /// Editing an instance.
+    pub edit: Edit,
     /// Error pages.
     pub errors: Errors,
 }
@@ -159,6 +161,34 @@ pub struct Instance {
     pub yes: String,
     pub no: String,
     pub open: String,
+    pub secret_unset: String,
+    pub log: String,
+    pub no_log: String,
+    pub log_hint: String,
+    pub edit: String,
+    pub saved: String,
+}
+
+/// Editing an instance's settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct Edit {
+    pub title: String,
+    pub general: String,
+    pub name: String,
+    pub connection: String,
+    pub secrets: String,
+    pub secret_hint_set: String,
+    pub secret_hint_unset: String,
+    pub clear: String,
+    pub device: String,
+    pub device_enabled: String,
+    pub save: String,
+    pub cancel: String,
+    pub not_number: String,
+    pub not_json: String,
+    pub nothing: String,
 }
 
 /// The devices page.
@@ -218,6 +248,8 @@ pub struct Errors {
     pub title: String,
     pub not_found: String,
     pub back: String,
+    pub forged: String,
+    pub cross_site: String,
 }
 
 /// The catalogs, by language code.

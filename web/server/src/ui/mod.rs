@@ -8,6 +8,7 @@
 //! session cookie HttpOnly and SameSite=Strict, and an anti-forgery token in every form.
 
 pub mod assets;
+pub mod edit;
 pub mod i18n;
 mod pages;
 mod session;
@@ -22,6 +23,9 @@ use axum::response::Response;
 use axum::routing::{get, post};
 
 pub use session::PageSession;
+
+/// A posted form: every value sent under each name, in order.
+pub type Submitted = std::collections::BTreeMap<String, Vec<String>>;
 
 use crate::api::AppState;
 
@@ -46,6 +50,7 @@ pub fn router() -> Router<AppState> {
         .route("/devices/{instance}/{device}/command", post(pages::device_command))
         .route("/devices/{instance}/{device}/refresh", post(pages::device_refresh))
         .route("/instances/{connector}/{id}", get(pages::instance))
+        .route("/instances/{connector}/{id}/edit", get(pages::edit_instance).post(pages::save_instance))
         .route("/instances/{connector}/{id}/{action}", post(pages::instance_action))
         .route("/assets/{file}", get(assets::serve))
         .layer(middleware::from_fn(security_headers))

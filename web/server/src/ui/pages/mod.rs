@@ -14,16 +14,19 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 mod devices;
+mod edit;
 mod wizard;
 
 pub use devices::{device_command, device_refresh, devices};
+pub use edit::{edit_instance, save_instance};
 pub use wizard::{add_integration, wizard, wizard_action, wizard_cancel, wizard_step};
 
 use super::i18n::{self, Text};
 use super::session::{PageSession, encode, local_path, session_of};
 use super::views::devices::Notice;
 use super::views::{
-    BusView, Chrome, DashboardPage, ErrorPage, InstancePage, InstancesPage, IntegrationsPage, LoginPage, SetupPage,
+    BusView, Chrome, DashboardPage, ErrorPage, InstanceExtras, InstancePage, InstancesPage, IntegrationsPage,
+    LoginPage, SetupPage,
 };
 use crate::api::AppState;
 use crate::auth::{AuthError, COOKIE, MIN_KEY_LENGTH, SESSION_LIFETIME};
@@ -104,8 +107,24 @@ pub struct SetupForm {
     confirm: String,
 }
 
+/// A form posted from another site: its `Origin` is not this server. The login and first-start
+/// forms have no session to carry an anti-forgery token, so they are held to this instead (a
+/// browser sends `Origin` with every form post).
+fn cross_site(headers: &HeaderMap) -> Option<Response> {
+    let origin = headers.get(header::ORIGIN)?.to_str().unwrap_or("null");
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
+    let same = origin.split_once("://").is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host));
+    (!same).then(|| {
+        tracing::warn!(%origin, "a login or first-start form from another site was refused");
+        error_page(StatusCode::FORBIDDEN, Chrome::public(t()), t().errors.cross_site.clone())
+    })
+}
+
 /// `POST /setup`: set the access key with the one-time token.
-pub async fn setup(State(state): State<AppState>, Form(form): Form<SetupForm>) -> Response {
+pub async fn setup(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<SetupForm>) -> Response {
+    if let Some(refused) = cross_site(&headers) {
+        return refused;
+    }
     let mut page = SetupPage::blank(form.token.clone());
     if form.key.chars().count() < MIN_KEY_LENGTH {
         page.key_error = Some(AuthError::WeakKey.to_string());
@@ -170,6 +189,9 @@ pub async fn login(
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
+    if let Some(refused) = cross_site(&headers) {
+        return refused;
+    }
     let client = connect.map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |c| c.0.0.ip());
     let next = local_path(&form.next).to_string();
     let auth = state.clone();
@@ -208,15 +230,26 @@ pub struct CsrfForm {
     csrf: String,
 }
 
+/// A posted form: its fields, each with every value it was sent with (a multi-select sends
+/// `selection` several times), the anti-forgery token apart.
+fn fields_of(pairs: Vec<(String, String)>) -> (String, super::Submitted) {
+    let mut csrf = String::new();
+    let mut fields = super::Submitted::new();
+    for (key, value) in pairs {
+        if key == "csrf" {
+            csrf = value;
+        } else {
+            fields.entry(key).or_default().push(value);
+        }
+    }
+    (csrf, fields)
+}
+
 /// Refuse a form post whose anti-forgery token does not belong to the session.
 fn forged(state: &AppState, session: &PageSession, csrf: &str) -> Option<Response> {
     (!state.auth.csrf_valid(&session.token, csrf)).then(|| {
         tracing::warn!("a form post without the session's anti-forgery token was refused");
-        error_page(
-            StatusCode::FORBIDDEN,
-            Chrome::page(t(), &session.csrf, ""),
-            "this form is out of date or did not come from this site; reload the page and try again".into(),
-        )
+        error_page(StatusCode::FORBIDDEN, Chrome::page(t(), &session.csrf, ""), t().errors.forged.clone())
     })
 }
 
@@ -293,6 +326,8 @@ pub struct InstanceQuery {
     ok: Option<String>,
     #[serde(default)]
     failed: Option<String>,
+    #[serde(default)]
+    saved: Option<String>,
 }
 
 /// `GET /instances/{connector}/{id}`: one instance with its devices, settings and errors.
@@ -319,25 +354,43 @@ pub async fn instance(
     let cached = state.mqtt.topics(&format!("{base}/v1/instances/{id}/"));
     let bus = bus_view(&state, &base, &cached);
     let created = query.created.map(|_| t.wizard.created.clone());
-    let notice = Notice::from_outcome(query.ok.or(created), query.failed);
-    render(&InstancePage::build(chrome, &view, &devices, &bus, notice))
+    let saved = query.saved.map(|_| t.instance.saved.clone());
+    let notice = Notice::from_outcome(query.ok.or(created).or(saved), query.failed);
+    let secret_fields = state.instances.catalog().get(&connector).map(|c| c.secret_fields).ok();
+    let log = state.instances.logs(&connector, &id, crate::runtime::LOG_TAIL).await.unwrap_or_default();
+    let extras = InstanceExtras { secret_fields: secret_fields.as_ref(), log };
+    render(&InstancePage::build(chrome, &view, &devices, &bus, notice, extras))
 }
 
-/// `POST /instances/{connector}/{id}/{action}`: start, stop, restart or delete.
+/// An instance's button: the anti-forgery token and the page to come back to.
+#[derive(Debug, Deserialize)]
+pub struct ActionForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    back: String,
+}
+
+/// `POST /instances/{connector}/{id}/{action}`: start, stop, restart or delete; back to the
+/// page the button was on (the list when it does not say).
 pub async fn instance_action(
     State(state): State<AppState>,
     session: PageSession,
     Path((connector, id, action)): Path<(String, String, String)>,
-    Form(form): Form<CsrfForm>,
+    Form(form): Form<ActionForm>,
 ) -> Response {
     if let Some(refused) = forged(&state, &session, &form.csrf) {
         return refused;
     }
     let instances = &state.instances;
+    let back = match local_path(&form.back) {
+        "/" => format!("/instances#instance-{}", encode(&id)),
+        page => page.to_string(),
+    };
     let done = match action.as_str() {
-        "start" => instances.start(&connector, &id).await.map(|_| "/instances".to_string()),
-        "stop" => instances.stop(&connector, &id).await.map(|_| "/instances".to_string()),
-        "restart" => instances.restart(&connector, &id).await.map(|_| "/instances".to_string()),
+        "start" => instances.start(&connector, &id).await.map(|_| back),
+        "stop" => instances.stop(&connector, &id).await.map(|_| back),
+        "restart" => instances.restart(&connector, &id).await.map(|_| back),
         "delete" => instances.delete(&connector, &id).await.map(|()| "/instances?deleted=1".to_string()),
         _ => {
             let chrome = Chrome::page(t(), &session.csrf, "instances");
@@ -345,8 +398,7 @@ pub async fn instance_action(
         }
     };
     match done {
-        Ok(to) if action == "delete" => Redirect::to(&to).into_response(),
-        Ok(to) => Redirect::to(&format!("{to}#instance-{}", encode(&id))).into_response(),
+        Ok(to) => Redirect::to(&to).into_response(),
         Err(e) => {
             let chrome = Chrome::page(t(), &session.csrf, "instances");
             let message = e.to_string();

@@ -7,26 +7,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::{CsrfForm, error_page, forged, origin, render, t};
+use super::{CsrfForm, error_page, fields_of, forged, origin, render, t};
 use crate::api::AppState;
+use crate::ui::Submitted;
 use crate::ui::session::{PageSession, encode};
 use crate::ui::views::Chrome;
 use crate::ui::wizard::{WizardPage, engine_input};
-
-/// A form posted to the wizard: its fields in order, each with every value it was sent with
-/// (a multi-select sends `selection` several times), the anti-forgery token apart.
-fn fields_of(pairs: Vec<(String, String)>) -> (String, std::collections::BTreeMap<String, Vec<String>>) {
-    let mut csrf = String::new();
-    let mut fields = std::collections::BTreeMap::<String, Vec<String>>::new();
-    for (key, value) in pairs {
-        if key == "csrf" {
-            csrf = value;
-        } else {
-            fields.entry(key).or_default().push(value);
-        }
-    }
-    (csrf, fields)
-}
 
 /// `POST /integrations/{name}/add`: start the connector's setup flow.
 pub async fn add_integration(
@@ -57,12 +43,21 @@ fn finished(view: &crate::flows::SessionView) -> Response {
     Redirect::to(&format!("/instances/{}/{}?created=1", encode(connector), encode(id))).into_response()
 }
 
+/// The wizard's page of `view`, headed by the connector's name for people.
+fn page(state: &AppState, chrome: Chrome, view: &crate::flows::SessionView, fields: &Submitted) -> Response {
+    let mut page = WizardPage::build(chrome, view, fields);
+    if let Ok(connector) = state.instances.catalog().get(&view.integration) {
+        page.integration = connector.display_name();
+    }
+    render(&page)
+}
+
 /// `GET /flows/{id}`: the step the session is on.
 pub async fn wizard(State(state): State<AppState>, session: PageSession, Path(id): Path<String>) -> Response {
     let chrome = Chrome::page(t(), &session.csrf, "integrations");
     match state.flows.get(&id).await {
         Ok(view) if view.status == "done" => finished(&view),
-        Ok(view) => render(&WizardPage::build(chrome, &view, &Default::default())),
+        Ok(view) => page(&state, chrome, &view, &Submitted::new()),
         Err(_) => error_page(StatusCode::NOT_FOUND, chrome, t().wizard.ended.clone()),
     }
 }
@@ -90,7 +85,7 @@ pub async fn wizard_step(
         Ok(view) => {
             let has_errors = view.step.as_ref().and_then(|s| s.page()).is_some_and(|p| !p.errors.is_empty());
             if has_errors {
-                render(&WizardPage::build(chrome, &view, &fields))
+                page(&state, chrome, &view, &fields)
             } else {
                 Redirect::to(&format!("/flows/{}", encode(&id))).into_response()
             }

@@ -48,8 +48,10 @@ pub struct DeviceCard {
     pub instance: String,
     /// The instance's friendly name.
     pub instance_name: String,
-    /// The device.
+    /// The device's id.
     pub device: String,
+    /// Its name for people (its id when it has none).
+    pub name: String,
     /// Online, offline or not known, in words.
     pub availability: String,
     /// `ok`, `bad` or `off`.
@@ -98,6 +100,7 @@ pub fn cards(t: &crate::ui::i18n::Text, devices: &[crate::devices::DeviceView]) 
                 instance: d.instance_id.clone(),
                 instance_name: d.instance_name.clone(),
                 device: d.device_id.clone(),
+                name: d.friendly_name.clone().unwrap_or_else(|| d.device_id.clone()),
                 availability,
                 availability_class,
                 controls: d

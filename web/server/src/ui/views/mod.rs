@@ -394,10 +394,21 @@ pub struct InstancePage {
     pub back: String,
     /// Seconds between reads.
     pub update_interval: u64,
-    /// Its connection settings; secrets as "set", never their values.
+    /// Its connection settings; secrets as "set" or "not set", never their values.
     pub settings: Vec<(String, String)>,
     /// Its latest errors.
     pub errors: Vec<ErrorLine>,
+    /// The end of its log, oldest first.
+    pub log: Vec<crate::runtime::LogLine>,
+}
+
+/// What an instance's page shows beside the instance itself.
+#[derive(Debug, Default)]
+pub struct InstanceExtras<'a> {
+    /// The secrets its connector declares (shown as not set when the instance has none).
+    pub secret_fields: Option<&'a std::collections::BTreeSet<String>>,
+    /// The end of its log.
+    pub log: Vec<crate::runtime::LogLine>,
 }
 
 impl InstancePage {
@@ -408,6 +419,7 @@ impl InstancePage {
         devices: &[crate::devices::DeviceView],
         bus: &BusView<'_>,
         notice: Option<devices::Notice>,
+        extras: InstanceExtras<'_>,
     ) -> Self {
         let t = chrome.t;
         let list = InstancesPage::build(Chrome::page(t, "", ""), bus.base, std::slice::from_ref(instance), None);
@@ -418,9 +430,8 @@ impl InstancePage {
             let plugin = &info["plugin"];
             Some(format!("{} {}", plugin["name"].as_str()?, plugin["version"].as_str().unwrap_or_default()))
         });
-        let settings = instance
-            .config
-            .connection
+        let connection = &instance.config.connection;
+        let mut settings: Vec<(String, String)> = connection
             .iter()
             .map(|(k, v)| {
                 let secret = v.as_str().is_some_and(|v| v.starts_with(crate::secrets::REFERENCE));
@@ -428,6 +439,8 @@ impl InstancePage {
                 (k.clone(), shown)
             })
             .collect();
+        let unset = extras.secret_fields.into_iter().flatten().filter(|k| !connection.contains_key(*k));
+        settings.extend(unset.map(|k| (k.clone(), t.instance.secret_unset.clone())));
         let mine: Vec<crate::devices::DeviceView> =
             devices.iter().filter(|d| d.instance_id == row.id).cloned().collect();
         let errors =
@@ -443,6 +456,7 @@ impl InstancePage {
             plugin,
             settings,
             errors,
+            log: extras.log,
         }
     }
 }
