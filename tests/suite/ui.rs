@@ -9,6 +9,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::support::browser::Browser;
+use crate::support::oauth::{ACCESS_TOKEN, FakeProvider};
 use crate::support::serve::{KEY, Runtime, Serve};
 use crate::support::yeelight::{BulbSim, Model};
 
@@ -426,6 +427,106 @@ async fn an_instance_is_edited_and_its_log_read_from_its_page() {
     browser.click("#instance-porch form[action$='/stop'] button").await;
     browser.wait_for_text("#instance-porch .state", "stopped by you").await;
     assert_eq!(browser.path().await, "/instances/demo/porch");
+    browser.assert_clean_console().await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oauth_step_sends_the_person_to_the_provider_and_back() {
+    let serve = Serve::start(Runtime::Embedded).await;
+    let provider = FakeProvider::start().await;
+    provider.configure(&serve);
+    let Some(browser) = Browser::start("oauth", 1280, 900).await else { return };
+    browser.open(&serve.url("/login?next=/integrations")).await;
+    browser.type_into("#key", KEY).await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_text("h1", "Integrations").await;
+    browser.click("button[aria-label='Add Cloud service']").await;
+    browser.wait_for_text(".wizard", "Connect with fakeprov").await;
+    browser.screenshot("connect").await;
+
+    // To the provider, which sends the browser back; the wizard goes on and ends on the instance.
+    browser.click(".wizard a.button.primary").await;
+    browser.wait_for_text(".notice", "The instance was created.").await;
+    browser.wait_for_text("h1", "Cloudy devices.read").await;
+    let summary = browser.text(".summary").await;
+    assert!(summary.contains("fakeprov_access_token") && summary.contains("set (hidden)"), "{summary}");
+    assert!(!browser.text("main").await.contains(ACCESS_TOKEN), "a token is never shown");
+    browser.screenshot("connected").await;
+
+    // A refusal at the provider: a page that says so, with the way back to the setup.
+    browser.open(&serve.url("/integrations")).await;
+    browser.click("button[aria-label='Add Cloud service']").await;
+    browser.wait_for_text(".wizard", "Connect with fakeprov").await;
+    let url = browser.find(".wizard a.button.primary").await.attr("href").await.unwrap().unwrap();
+    let state = reqwest::Url::parse(&url).unwrap().query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
+    browser.assert_clean_console().await;
+    browser.open(&serve.url(&format!("/api/oauth/callback?state={state}&error=access_denied"))).await;
+    browser.wait_for_text("main", "access_denied").await;
+    // The refusal page is a 400, which the browser notes; nothing else may be there.
+    for entry in browser.console_errors().await {
+        let message = entry["message"].as_str().unwrap_or_default();
+        assert!(message.contains("/api/oauth/callback") && message.contains("400"), "{entry}");
+    }
+    browser.screenshot("denied").await;
+    browser.click("main a.button.primary").await;
+    browser.wait_for_text(".wizard", "Connect with fakeprov").await;
+    browser.assert_clean_console().await;
+    browser.close().await;
+}
+
+/// Press `key` (a WebDriver key code) on whatever has the focus.
+async fn press(browser: &Browser, key: &str) {
+    browser.client.active_element().await.unwrap().send_keys(key).await.unwrap();
+}
+
+/// Whether the focused element matches `css`.
+async fn focused(browser: &Browser, css: &str) -> bool {
+    let script = "return document.activeElement.matches(arguments[0])";
+    browser.client.execute(script, vec![json!(css)]).await.unwrap() == json!(true)
+}
+
+const TAB: &str = "\u{e004}";
+const ENTER: &str = "\u{e007}";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_light_is_switched_with_the_keyboard_alone() {
+    let serve = Serve::start(Runtime::Embedded).await;
+    let Some(browser) = Browser::start("keyboard", 1280, 900).await else { return };
+    serve
+        .create(json!({"connector_type": "demo", "instance_id": "hall", "friendly_name": "Hall",
+            "devices": [{"device_id": "lamp", "kind": "light"}]}))
+        .await;
+    browser.open(&serve.url("/login?next=/devices")).await;
+    browser.type_into("#key", KEY).await;
+    press(&browser, ENTER).await;
+    browser.wait_for_text("h1", "Devices").await;
+    browser.wait_for_text("#device-hall-lamp", "online").await;
+
+    // The first Tab shows the skip link; it takes the focus past the navigation.
+    press(&browser, TAB).await;
+    assert!(focused(&browser, "a.skip").await, "the first stop is the skip link");
+    let left = browser.client.execute("return document.activeElement.getBoundingClientRect().left", vec![]).await;
+    assert!(left.unwrap().as_f64().unwrap() >= 0.0, "the focused skip link is on screen");
+    browser.screenshot("skip-link").await;
+    press(&browser, ENTER).await;
+    assert!(focused(&browser, "main").await, "the skip link moves the focus to the content");
+
+    // Tab on to the lamp's switch; the focus is visible there; Enter switches it.
+    let switch = "#device-hall-lamp button[role=switch]";
+    for _ in 0..10 {
+        if focused(&browser, switch).await {
+            break;
+        }
+        press(&browser, TAB).await;
+    }
+    assert!(focused(&browser, switch).await, "the switch is reachable by Tab");
+    let outline =
+        browser.client.execute("return getComputedStyle(document.activeElement).outlineStyle", vec![]).await.unwrap();
+    assert_eq!(outline, json!("solid"), "the focus is visible");
+    browser.screenshot("switch-focused").await;
+    press(&browser, ENTER).await;
+    browser.wait_for_text("#command-result", "Confirmed:").await;
     browser.assert_clean_console().await;
     browser.close().await;
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
+use crate::support::oauth::{ACCESS_TOKEN, FakeProvider, REFRESH_TOKEN};
 use crate::support::serve::{Runtime, Serve};
 use crate::support::yeelight::{BulbSim, Model};
 use crate::support::{Observer, require, require_docker};
@@ -427,67 +428,6 @@ fn process_running(needle: &str) -> bool {
     })
 }
 
-/// A fake OAuth provider: `/authorize` redirects back with a code, `/token` checks the PKCE
-/// verifier and the client secret, then issues tokens.
-struct FakeProvider {
-    port: u16,
-    challenges: Arc<Mutex<HashMap<String, String>>>,
-    _task: tokio::task::JoinHandle<()>,
-}
-
-const ACCESS_TOKEN: &str = "at-0123456789-secret";
-const REFRESH_TOKEN: &str = "rt-9876543210-secret";
-
-impl FakeProvider {
-    async fn start() -> Self {
-        use axum::extract::{Form, Query, State};
-        use axum::response::{IntoResponse, Redirect};
-        type Challenges = Arc<Mutex<HashMap<String, String>>>;
-
-        async fn authorize(State(codes): State<Challenges>, Query(q): Query<HashMap<String, String>>) -> Redirect {
-            assert_eq!(q["response_type"], "code");
-            assert_eq!(q["client_id"], "hub");
-            assert_eq!(q["code_challenge_method"], "S256");
-            assert_eq!(q["scope"], "devices.read");
-            let code = format!("code-{}", codes.lock().unwrap().len());
-            codes.lock().unwrap().insert(code.clone(), q["code_challenge"].clone());
-            Redirect::to(&format!("{}?code={code}&state={}", q["redirect_uri"], q["state"]))
-        }
-        async fn token(
-            State(codes): State<Challenges>,
-            Form(f): Form<HashMap<String, String>>,
-        ) -> axum::response::Response {
-            use base64::Engine as _;
-            let challenge = codes.lock().unwrap().remove(f.get("code").map_or("", String::as_str));
-            let verified = challenge.is_some_and(|c| {
-                let digest = <sha2::Sha256 as sha2::Digest>::digest(f["code_verifier"].as_bytes());
-                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest) == c
-            });
-            if !verified
-                || f.get("client_secret").map(String::as_str) != Some("hub-secret")
-                || f["grant_type"] != "authorization_code"
-            {
-                return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "invalid_grant"}))).into_response();
-            }
-            axum::Json(json!({
-                "access_token": ACCESS_TOKEN, "refresh_token": REFRESH_TOKEN, "expires_in": 3600,
-                "scope": "devices.read", "token_type": "Bearer"
-            }))
-            .into_response()
-        }
-
-        let challenges: Challenges = Arc::default();
-        let app = axum::Router::new()
-            .route("/authorize", axum::routing::get(authorize))
-            .route("/token", axum::routing::post(token))
-            .with_state(Arc::clone(&challenges));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let task = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Self { port, challenges, _task: task }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oauth_step_keeps_its_tokens_as_secrets() {
     let serve = Serve::start(Runtime::Embedded).await;
@@ -497,14 +437,7 @@ async fn an_oauth_step_keeps_its_tokens_as_secrets() {
     assert_eq!(unconfigured["step"]["error"]["code"], "oauth_not_configured", "{unconfigured}");
     assert!(unconfigured["step"]["error"]["message"].as_str().unwrap().contains("config/oauth/fakeprov.json"));
 
-    let config_dir = serve.data().join("config/oauth");
-    std::fs::create_dir_all(&config_dir).unwrap();
-    let base = format!("http://127.0.0.1:{}", provider.port);
-    let config = json!({
-        "client_id": "hub", "client_secret": "hub-secret",
-        "authorize_url": format!("{base}/authorize"), "token_url": format!("{base}/token")
-    });
-    std::fs::write(config_dir.join("fakeprov.json"), config.to_string()).unwrap();
+    provider.configure(&serve);
 
     let session = ok(&serve, "/api/flows", json!({"integration": "cloudy"})).await;
     let view = &session["step"];
@@ -516,11 +449,15 @@ async fn an_oauth_step_keeps_its_tokens_as_secrets() {
     let query: HashMap<String, String> = url.query_pairs().into_owned().collect();
     assert_eq!(query["redirect_uri"], serve.url("/api/oauth/callback"));
 
-    // The browser: to the provider, which sends it back to the (public) callback.
-    let browser = reqwest::Client::new();
-    let page = browser.get(&authorize_url).send().await.unwrap();
-    assert_eq!(page.status(), StatusCode::OK);
-    assert!(page.text().await.unwrap().contains("Connected to fakeprov"));
+    // The browser: to the provider, which sends it back to the (public) callback, which sends
+    // it on to the wizard.
+    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let to_callback = browser.get(&authorize_url).send().await.unwrap();
+    let callback = to_callback.headers()[reqwest::header::LOCATION].to_str().unwrap().to_string();
+    let back = browser.get(&callback).send().await.unwrap();
+    assert_eq!(back.status(), StatusCode::SEE_OTHER);
+    let wizard = format!("/flows/{}", session["id"].as_str().unwrap());
+    assert_eq!(back.headers()[reqwest::header::LOCATION], wizard.as_str());
     assert!(provider.challenges.lock().unwrap().is_empty(), "the code was exchanged");
 
     let (_, done) = serve.call(Method::GET, &format!("/api/flows/{}", session["id"].as_str().unwrap()), None).await;
@@ -539,7 +476,7 @@ async fn an_oauth_step_keeps_its_tokens_as_secrets() {
     }
 
     // The same state again, no state, or a refusal: a page that says so.
-    let replay = browser.get(&authorize_url).send().await.unwrap();
+    let replay = browser.get(&callback).send().await.unwrap();
     assert_eq!(replay.status(), StatusCode::BAD_REQUEST);
     let no_state = browser.get(serve.url("/api/oauth/callback?code=x")).send().await.unwrap();
     assert_eq!(no_state.status(), StatusCode::BAD_REQUEST);
@@ -553,7 +490,8 @@ async fn an_oauth_step_keeps_its_tokens_as_secrets() {
     let denied =
         browser.get(serve.url(&format!("/api/oauth/callback?state={state}&error=access_denied"))).send().await.unwrap();
     assert_eq!(denied.status(), StatusCode::BAD_REQUEST);
-    assert!(denied.text().await.unwrap().contains("access_denied"));
+    let denied = denied.text().await.unwrap();
+    assert!(denied.contains("access_denied") && denied.contains("Back to the setup"), "{denied}");
 }
 
 fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

@@ -145,16 +145,17 @@ impl Browser {
         path
     }
 
-    /// Fail on any error or warning the browser logged (a script error, a resource that did
-    /// not load, a Content-Security-Policy violation).
-    pub async fn assert_clean_console(&self) {
+    /// The errors and warnings the browser logged since the last look (a script error, a
+    /// resource that did not load, a Content-Security-Policy violation).
+    pub async fn console_errors(&self) -> Vec<Value> {
         let entries = self.client.issue_cmd(BrowserLog).await.unwrap_or(Value::Null);
-        let bad: Vec<&Value> = entries
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|e| e["level"] == "SEVERE" || e["level"] == "WARNING")
-            .collect();
+        let entries = entries.as_array().cloned().unwrap_or_default();
+        entries.into_iter().filter(|e| e["level"] == "SEVERE" || e["level"] == "WARNING").collect()
+    }
+
+    /// Fail on any error or warning the browser logged since the last look.
+    pub async fn assert_clean_console(&self) {
+        let bad = self.console_errors().await;
         assert!(bad.is_empty(), "{}: the browser console has errors: {bad:#?}", self.name);
     }
 

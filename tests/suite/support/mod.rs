@@ -4,6 +4,7 @@ pub mod baseline;
 pub mod broker;
 pub mod browser;
 pub mod harness;
+pub mod oauth;
 pub mod observer;
 pub mod proxy;
 pub mod serve;

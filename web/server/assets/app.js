@@ -19,7 +19,7 @@
       location.href = url || location.href;
       return;
     }
-    const focused = document.activeElement && document.activeElement.id;
+    const focused = focusMark();
     const token = next.querySelector('meta[name="csrf-token"]');
     const current = document.querySelector('meta[name="csrf-token"]');
     if (current) current.remove();
@@ -28,9 +28,24 @@
     main = document.getElementById("main");
     if (next.title) document.title = next.title;
     if (url && url !== location.href) history.pushState(null, "", url);
-    const again = focused && document.getElementById(focused);
+    const again = focusFind(focused);
     if (again) again.focus();
     enhance(document.body);
+  }
+
+  // Where the focus is, so it survives a swap: the element's id, else its place among the
+  // page's focusable elements (a live refresh keeps the page's shape).
+  const FOCUSABLE = "a[href], button, input, select, textarea, summary, [tabindex]";
+  function focusMark() {
+    const active = document.activeElement;
+    if (!active || active === document.body) return null;
+    if (active.id) return { id: active.id };
+    return { index: Array.prototype.indexOf.call(document.querySelectorAll(FOCUSABLE), active) };
+  }
+  function focusFind(mark) {
+    if (!mark) return null;
+    if (mark.id) return document.getElementById(mark.id);
+    return mark.index >= 0 ? document.querySelectorAll(FOCUSABLE)[mark.index] || null : null;
   }
 
   // Live updates: when a message arrives on a topic this page shows, fetch the page again
@@ -117,6 +132,14 @@
     }
     for (const input of root.querySelectorAll("input[data-filter]")) {
       input.addEventListener("input", () => filter(input));
+    }
+    // The skip link gives the content the focus (following the link alone only moves where
+    // the next Tab starts).
+    for (const link of root.querySelectorAll("a.skip")) {
+      link.addEventListener("click", (event) => {
+        event.preventDefault();
+        main.focus();
+      });
     }
     follow();
   }

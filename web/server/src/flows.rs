@@ -309,11 +309,7 @@ impl Flows {
             Err(e) => Err(e.to_string()),
         };
         match outcome {
-            Ok(()) => CallbackOutcome {
-                session: Some(id),
-                message: format!("Connected to {provider}. You can close this page and return to the setup."),
-                ok: true,
-            },
+            Ok(()) => CallbackOutcome { session: Some(id), message: format!("Connected to {provider}."), ok: true },
             Err(message) => failed(Some(id), message),
         }
     }

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -89,7 +89,7 @@ pub async fn oauth_callback(
     Query(query): Query<Callback>,
 ) -> Response {
     let Some(oauth_state) = query.state.filter(|s| !s.is_empty()) else {
-        return page(StatusCode::BAD_REQUEST, "The provider sent no state back; start the step again.");
+        return page("The provider sent no state back; start the step again.", None);
     };
     let outcome = state
         .flows
@@ -101,17 +101,26 @@ pub async fn oauth_callback(
             &origin(&headers),
         )
         .await;
-    let status = if outcome.ok { StatusCode::OK } else { StatusCode::BAD_REQUEST };
-    page(status, &outcome.message)
+    match (outcome.ok, outcome.session) {
+        // Back to the wizard, which shows the next step (or the new instance).
+        (true, Some(id)) => Redirect::to(&format!("/flows/{}", crate::ui::encode(&id))).into_response(),
+        (_, session) => page(&outcome.message, session.as_deref()),
+    }
 }
 
-fn page(status: StatusCode, message: &str) -> Response {
-    let escaped = message.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
-    let html = format!(
-        "<!doctype html><meta charset=utf-8><title>iot2mqtt</title>\
-         <body style=\"font-family:sans-serif;margin:3em\"><p>{escaped}</p><p><a href=\"/\">Back to iot2mqtt</a></p>"
-    );
-    (status, [(header::CACHE_CONTROL, "no-store")], Html(html)).into_response()
+/// Why the return from the provider did not work, as a page of the UI with a way back to the
+/// setup when it is still there.
+fn page(message: &str, session: Option<&str>) -> Response {
+    let t = crate::ui::i18n::english();
+    let page = crate::ui::views::ErrorPage {
+        chrome: crate::ui::views::Chrome::public(t),
+        message: message.to_string(),
+        back: session.map(|id| (format!("/flows/{}", crate::ui::encode(id)), t.errors.back_to_setup.clone())),
+    };
+    let html = askama::Template::render(&page).unwrap_or_else(|_| message.to_string());
+    let headers =
+        [(header::CACHE_CONTROL, "no-store"), (header::CONTENT_SECURITY_POLICY, crate::ui::CONTENT_SECURITY_POLICY)];
+    (StatusCode::BAD_REQUEST, headers, Html(html)).into_response()
 }
 
 /// This server as the browser reached it: `X-Forwarded-Proto` (behind a proxy) or http, and

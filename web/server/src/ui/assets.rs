@@ -75,4 +75,58 @@ mod tests {
         assert_eq!(css.len(), "/assets/app..css".len() + 12);
         assert_eq!(path("nothing.txt"), "/assets/missing");
     }
+
+    /// The colours of a scheme in the style sheet: `--name: #rrggbb` within the block that
+    /// starts at `start`.
+    fn palette(css: &str, start: &str) -> std::collections::HashMap<String, [f64; 3]> {
+        let block = &css[css.find(start).expect("the scheme's block")..];
+        let block = &block[..block.find('}').unwrap_or(block.len())];
+        let block = block.rsplit('{').next().unwrap_or_default();
+        block
+            .split(';')
+            .filter_map(|declaration| {
+                let (name, value) = declaration.split_once(':')?;
+                let hex = value.trim().strip_prefix('#')?;
+                let channel = |i: usize| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok().map(f64::from);
+                Some((name.trim().trim_start_matches("--").to_string(), [channel(0)?, channel(2)?, channel(4)?]))
+            })
+            .collect()
+    }
+
+    /// WCAG 2's contrast ratio of two sRGB colours.
+    fn contrast(a: [f64; 3], b: [f64; 3]) -> f64 {
+        let luminance = |c: [f64; 3]| {
+            let linear = |v: f64| {
+                let v = v / 255.0;
+                if v <= 0.040_45 { v / 12.92 } else { ((v + 0.055) / 1.055).powf(2.4) }
+            };
+            0.2126 * linear(c[0]) + 0.7152 * linear(c[1]) + 0.0722 * linear(c[2])
+        };
+        let (l1, l2) = (luminance(a), luminance(b));
+        (l1.max(l2) + 0.05) / (l1.min(l2) + 0.05)
+    }
+
+    #[test]
+    fn colours_meet_wcag_aa_in_both_schemes() {
+        let css = std::str::from_utf8(FILES[0].2).unwrap();
+        let light = palette(css, ":root {");
+        let mut dark = light.clone();
+        dark.extend(palette(css, "@media (prefers-color-scheme: dark)"));
+        // Text at 4.5:1 on every background it is drawn on; the focus ring at 3:1 (WCAG 1.4.11).
+        let text = ["text", "muted", "accent", "ok", "bad", "warn"];
+        for (scheme, colours) in [("light", &light), ("dark", &dark)] {
+            for background in ["bg", "surface"] {
+                for foreground in text {
+                    let ratio = contrast(colours[foreground], colours[background]);
+                    assert!(ratio >= 4.5, "{scheme}: --{foreground} on --{background} is {ratio:.2}:1");
+                }
+                let ring = contrast(colours["focus"], colours[background]);
+                assert!(ring >= 3.0, "{scheme}: the focus ring on --{background} is {ring:.2}:1");
+            }
+            let button = contrast(colours["accent-text"], colours["accent"]);
+            assert!(button >= 4.5, "{scheme}: a primary button's text is {button:.2}:1");
+            let danger = contrast(colours["danger-text"], colours["bad"]);
+            assert!(danger >= 4.5, "{scheme}: a danger button's text is {danger:.2}:1");
+        }
+    }
 }

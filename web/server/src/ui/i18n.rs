@@ -250,6 +250,7 @@ pub struct Errors {
     pub back: String,
     pub forged: String,
     pub cross_site: String,
+    pub back_to_setup: String,
 }
 
 /// The catalogs, by language code.

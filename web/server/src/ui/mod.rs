@@ -22,7 +22,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 
-pub use session::PageSession;
+pub use session::{PageSession, encode};
 
 /// A posted form: every value sent under each name, in order.
 pub type Submitted = std::collections::BTreeMap<String, Vec<String>>;

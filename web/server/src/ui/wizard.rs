@@ -39,6 +39,14 @@ pub struct WizardPage {
     pub optional: bool,
 }
 
+impl Body {
+    /// The step's main button moves on: not while a sign-in at a provider is still to do
+    /// (the provider's return does).
+    pub fn can_submit(&self) -> bool {
+        !matches!(self, Body::Oauth { connected: false, .. })
+    }
+}
+
 /// What a step shows.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Body {

@@ -48,7 +48,7 @@ fn render(page: &impl Template) -> Response {
 
 /// An error page with `status`.
 fn error_page(status: StatusCode, chrome: Chrome, message: String) -> Response {
-    (status, render(&ErrorPage { chrome, message })).into_response()
+    (status, render(&ErrorPage { chrome, message, back: None })).into_response()
 }
 
 /// What `GET /` may carry: the one-time setup token of the link `serve` prints.

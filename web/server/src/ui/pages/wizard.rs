@@ -48,6 +48,9 @@ fn page(state: &AppState, chrome: Chrome, view: &crate::flows::SessionView, fiel
     let mut page = WizardPage::build(chrome, view, fields);
     if let Ok(connector) = state.instances.catalog().get(&view.integration) {
         page.integration = connector.display_name();
+        if page.title == view.integration {
+            page.title.clone_from(&page.integration);
+        }
     }
     render(&page)
 }

@@ -90,6 +90,8 @@ pub struct ErrorPage {
     pub chrome: Chrome,
     /// What went wrong.
     pub message: String,
+    /// Where to go from here (address and words), besides the dashboard.
+    pub back: Option<(String, String)>,
 }
 
 /// The dashboard.
