@@ -37,6 +37,7 @@ impl Driver {
             inflight: 1000,
             nodelay: true,
             subscribe_within: Duration::from_secs(10),
+            login: None,
         };
         let Subscriber { client, rx } = Subscriber::connect(port, filters, options)
             .await

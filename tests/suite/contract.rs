@@ -541,3 +541,23 @@ async fn publications_made_while_disconnected_are_queued_and_sent_after_reconnec
     assert!(states <= 1, "states of the outage were coalesced to the newest: {after:?}");
     assert!(after.iter().any(|m| m.topic == t.status() && m.text() == "online"), "online again: {after:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retained_message_too_large_to_take_is_skipped_with_one_error() {
+    let Some(broker) = TestBroker::start().await else { return };
+    let id = unique_id("big");
+    let t = crate::support::harness::topics(&id);
+    let mut obs = Observer::connect(broker.port(), &format!("{}/#", t.root())).await;
+    // Over the host's 256 KiB packet limit, retained where the instance subscribes.
+    obs.publish_retained(&t.meta_request("x"), vec![b'x'; 300 << 10]).await;
+    obs.next_on(&t.meta_request("x"), WAIT).await;
+    let instance = TestInstance::start(&broker, "demo", demo_config(&id, json!([]))).await;
+    instance.ready().await;
+    let error = obs.next_json(&t.instance_error(), WAIT, |e| e["error_code"] == "INVALID_PAYLOAD").await;
+    assert!(error["message"].as_str().unwrap().contains("larger than this instance accepts"), "{error}");
+    let later = obs.collect(&t.instance_error(), Duration::from_secs(2)).await;
+    assert!(later.is_empty(), "one error, not one per reconnect: {later:?}");
+    let status = instance.handle.watch_status().borrow().clone();
+    assert_eq!(status.reconnects, 0, "the connection was kept");
+    assert!(status.mqtt_connected);
+}

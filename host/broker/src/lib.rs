@@ -1,112 +1,266 @@
-//! The embedded MQTT 3.1.1 broker that `iot2mqtt serve` starts when no broker is configured,
-//! so a single binary is a complete system. It does what the connector contract needs and
-//! no more: QoS 0 and 1 (QoS 2 publications are accepted and delivered at most at QoS 1),
-//! retained messages, last wills, wildcards, keepalive, optional user/password. Sessions are
-//! clean: a client that asks for a persistent session is told none was present.
+//! The embedded MQTT broker that `iot2mqtt serve` starts when no broker is configured, so a
+//! single binary is a complete system. The protocol (MQTT 3.1.1 and 5.0, QoS 0/1/2,
+//! persistent sessions, wills, TLS) is rmqtt's; what is ours is the policy around it:
 //!
-//! One task per connection reads; one per connection writes from a bounded queue; routing
-//! holds a lock only to look subscribers up in a topic tree and hand messages to their queues.
+//! - [`Accounts`]: who may log in, with which client id, and where each account may publish
+//!   and subscribe. Anonymous clients are refused unless a test asks otherwise.
+//! - [`Limits`]: packet size, topic length and depth, queued and in-flight messages per
+//!   client, retained messages in number and bytes, connections.
+//! - Retained messages are kept in memory (`retain.rs`), bounded by those limits.
 
-mod connection;
-mod router;
-mod trie;
+mod accounts;
+mod gate;
+mod retain;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::num::NonZeroU16;
+use std::path::PathBuf;
+use std::sync::Once;
+use std::time::Duration;
 
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use rmqtt::context::ServerContext;
+use rmqtt::net::Builder;
+use rmqtt::server::MqttServer;
 use tokio::task::JoinHandle;
 
-use crate::router::Router;
+pub use crate::accounts::{Access, Account, Accounts, Login, digest, matches, within};
 
-/// How the broker listens and what it allows.
+/// How much the broker holds and accepts. The defaults suit a house: thousands of devices,
+/// a few dozen clients.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// The largest packet accepted, in bytes.
+    pub max_packet: u32,
+    /// The longest topic or filter, in bytes.
+    pub max_topic_len: usize,
+    /// The most levels in a topic or filter.
+    pub max_topic_levels: usize,
+    /// Messages queued for one client (offline or slow) before new ones are dropped.
+    pub max_queued: usize,
+    /// QoS 1 and 2 messages in flight to one client.
+    pub max_inflight: NonZeroU16,
+    /// Retained messages kept in all.
+    pub max_retained: usize,
+    /// Bytes of retained messages (topic and payload) kept in all.
+    pub max_retained_bytes: usize,
+    /// Clients at once: connected, or away with a persistent session kept for them. One more
+    /// is refused with "server unavailable".
+    pub max_connections: usize,
+    /// Subscriptions per client.
+    pub max_subscriptions: usize,
+    /// How long a persistent session (clean session off) outlives its connection.
+    pub session_expiry: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_packet: 1 << 20,
+            max_topic_len: 1024,
+            max_topic_levels: 32,
+            max_queued: 1000,
+            max_inflight: NonZeroU16::new(32).unwrap_or(NonZeroU16::MIN),
+            max_retained: 100_000,
+            max_retained_bytes: 64 << 20,
+            max_connections: 1000,
+            max_subscriptions: 1000,
+            session_expiry: Duration::from_secs(24 * 60 * 60),
+        }
+    }
+}
+
+/// A TLS listener's address and certificate.
+#[derive(Debug, Clone)]
+pub struct TlsListener {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The certificate chain, PEM.
+    pub cert: PathBuf,
+    /// Its private key, PEM.
+    pub key: PathBuf,
+}
+
+/// How the broker listens and whom it lets in.
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
     /// Where to listen (`127.0.0.1:1883` by default; port 0 picks a free one).
     pub listen: SocketAddr,
-    /// When set, clients must log in with these credentials.
-    pub credentials: Option<(String, String)>,
-    /// The largest packet accepted.
-    pub max_packet: usize,
-    /// Messages queued for one slow client before new ones are dropped.
-    pub max_queued: usize,
+    /// A TLS listener besides the plain one.
+    pub tls: Option<TlsListener>,
+    /// Who may connect. Shared: changes apply to the next login and the next check.
+    pub accounts: Accounts,
+    /// Let clients without a user name in, with every right. Only for tests.
+    pub anonymous: bool,
+    /// What it holds and accepts.
+    pub limits: Limits,
 }
 
 impl Default for BrokerConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
-            credentials: None,
-            max_packet: 1 << 20,
-            max_queued: 10_000,
+            tls: None,
+            accounts: Accounts::default(),
+            anonymous: false,
+            limits: Limits::default(),
         }
     }
+}
+
+/// Why the broker did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The TLS certificate or key could not be used.
+    #[error("the MQTT TLS listener cannot use {cert} / {key}: {reason}")]
+    Tls {
+        /// The certificate file.
+        cert: String,
+        /// The key file.
+        key: String,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 /// A running broker. Stops when dropped.
 #[derive(Debug)]
 pub struct Broker {
     local_addr: SocketAddr,
-    stop: watch::Sender<bool>,
+    tls_addr: Option<SocketAddr>,
+    scx: Context,
     task: Option<JoinHandle<()>>,
+}
+
+/// The server context, opaque to callers.
+struct Context(ServerContext);
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServerContext")
+    }
 }
 
 impl Broker {
     /// Bind and start accepting connections.
-    pub async fn start(config: BrokerConfig) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(config.listen).await?;
-        let local_addr = listener.local_addr()?;
-        let (stop, stopped) = watch::channel(false);
-        let router = Arc::new(Router::new(config));
-        let task = tokio::spawn(accept(listener, router, stopped));
-        tracing::info!(%local_addr, "embedded MQTT broker listening");
-        Ok(Self { local_addr, stop, task: Some(task) })
+    pub async fn start(config: BrokerConfig) -> Result<Self, BrokerError> {
+        install_crypto_provider();
+        let limits = &config.limits;
+        let scx = ServerContext::new()
+            .busy_check_enable(false)
+            .mqtt_max_sessions(isize::try_from(limits.max_connections).unwrap_or(isize::MAX))
+            .build()
+            .await;
+        *scx.extends.retain_mut().await =
+            Box::new(retain::BoundedRetain::new(limits.max_retained, limits.max_retained_bytes));
+        let gate = gate::Gate::new(config.accounts.clone(), config.anonymous, limits.max_topic_len);
+        let register = scx.extends.hook_mgr().register();
+        for (typ, handler) in gate.handlers() {
+            register.add(typ, handler).await;
+        }
+        register.start().await;
+
+        let plain = listener(&config, "tcp", config.listen)
+            .bind()
+            .and_then(|l| l.tcp())
+            .map_err(|e| BrokerError::Listen { addr: config.listen, reason: e.to_string() })?;
+        let local_addr =
+            plain.local_addr().map_err(|e| BrokerError::Listen { addr: config.listen, reason: e.to_string() })?;
+        let mut server = MqttServer::new(scx.clone()).listener_by_id(plain, 1);
+        let mut tls_addr = None;
+        if let Some(tls) = &config.tls {
+            let tls_error = |reason: String| BrokerError::Tls {
+                cert: tls.cert.display().to_string(),
+                key: tls.key.display().to_string(),
+                reason,
+            };
+            for file in [&tls.cert, &tls.key] {
+                std::fs::metadata(file).map_err(|e| tls_error(format!("{}: {e}", file.display())))?;
+            }
+            let secure = listener(&config, "tls", tls.listen)
+                .tls_cert(Some(tls.cert.display().to_string()))
+                .tls_key(Some(tls.key.display().to_string()))
+                .bind()
+                .map_err(|e| BrokerError::Listen { addr: tls.listen, reason: e.to_string() })?
+                .tls()
+                .map_err(|e| tls_error(e.to_string()))?;
+            tls_addr =
+                Some(secure.local_addr().map_err(|e| BrokerError::Listen { addr: tls.listen, reason: e.to_string() })?);
+            server = server.listener_by_id(secure, 2);
+        }
+        let server = server.build();
+        let task = tokio::spawn(async move {
+            if let Err(e) = server.run().await {
+                tracing::error!("the embedded MQTT broker stopped: {e}");
+            }
+        });
+        tracing::info!(%local_addr, tls = ?tls_addr, "embedded MQTT broker listening");
+        Ok(Self { local_addr, tls_addr, scx: Context(scx), task: Some(task) })
     }
 
-    /// The address it listens on.
+    /// The address of the plain listener.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
 
+    /// The address of the TLS listener, when there is one.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
+    }
+
     /// Stop accepting and close every connection.
     pub async fn stop(mut self) {
-        self.stop.send_replace(true);
         if let Some(task) = self.task.take() {
+            task.abort();
             let _ = task.await;
+        }
+        let entries: Vec<_> = self.scx.0.extends.shared().await.iter().collect();
+        for mut entry in entries {
+            let _ = tokio::time::timeout(Duration::from_secs(1), entry.kick(true, true, true)).await;
         }
     }
 }
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        self.stop.send_replace(true);
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
     }
 }
 
-async fn accept(listener: TcpListener, router: Arc<Router>, mut stopped: watch::Receiver<bool>) {
-    let mut connections = tokio::task::JoinSet::new();
-    loop {
-        tokio::select! {
-            // Shut down: connections see the same signal, deliver what they hold, and close.
-            _ = stopped.changed() => break,
-            // A new client.
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    connections.spawn(connection::serve(Arc::clone(&router), stream, peer, stopped.clone()));
-                }
-                Err(e) => {
-                    tracing::warn!("accepting an MQTT connection failed: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-            },
-            // Forget connections that ended.
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    }
-    drop(listener);
-    let drained = async { while connections.join_next().await.is_some() {} };
-    if tokio::time::timeout(std::time::Duration::from_secs(3), drained).await.is_err() {
-        tracing::warn!("some MQTT connections did not close in time");
-    }
+fn listener(config: &BrokerConfig, name: &str, addr: SocketAddr) -> Builder {
+    let limits = &config.limits;
+    Builder::new()
+        .name(name)
+        .laddr(addr)
+        .reuseaddr(Some(true))
+        .nodelay(true)
+        .allow_anonymous(config.anonymous)
+        .max_connections(limits.max_connections)
+        .max_packet_size(limits.max_packet)
+        .max_inflight(limits.max_inflight)
+        .max_mqueue_len(limits.max_queued)
+        .max_topic_levels(limits.max_topic_levels)
+        .max_subscriptions(limits.max_subscriptions)
+        .max_clientid_len(256)
+        .session_expiry_interval(limits.session_expiry)
+        .max_session_expiry_interval(limits.session_expiry)
+        .handshake_timeout(Duration::from_secs(10))
+}
+
+/// The TLS listener's rustls needs a process-wide crypto provider; the first broker installs
+/// one (a second install is refused and harmless).
+fn install_crypto_provider() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = rmqtt::net::tls_provider::default_provider().install_default();
+    });
 }

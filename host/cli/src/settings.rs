@@ -47,7 +47,7 @@ impl HostSettings {
             .ok_or_else(|| anyhow!("INSTANCE_NAME is not set: it names the instance to run"))
             .map_err(StartError::usage)?;
         let instance = InstanceId::new(name).map_err(|e| StartError::usage(anyhow!("INSTANCE_NAME: {e}")))?;
-        let mqtt = MqttSettings::from_env(&env).map_err(|e| StartError::failure(e.into()))?;
+        let mut mqtt = MqttSettings::from_env(&env).map_err(|e| StartError::failure(e.into()))?;
 
         let dir = path(&env, "IOT2MQTT_INSTANCES_DIR", "/app/instances");
         let file = dir.join(format!("{instance}.json"));
@@ -64,8 +64,16 @@ impl HostSettings {
                 ConnectorName::new(connector).map_err(|e| StartError::failure(anyhow!("CONNECTOR_TYPE: {e}")))?;
             config.connector_type = Some(connector);
         }
-        let secrets = path(&env, "IOT2MQTT_SECRETS_DIR", "/run/secrets").join(format!("{instance}_creds"));
-        config.merge_secrets(read_secrets(&secrets).map_err(StartError::failure)?);
+        let secrets_dir = path(&env, "IOT2MQTT_SECRETS_DIR", "/run/secrets");
+        config
+            .merge_secrets(read_secrets(&secrets_dir.join(format!("{instance}_creds"))).map_err(StartError::failure)?);
+        let login =
+            read_secrets(&secrets_dir.join(creds::mqtt_file(instance.as_str()))).map_err(StartError::failure)?;
+        if let Some(user) = login.get(creds::MQTT_USERNAME) {
+            mqtt.username = Some(user.clone());
+            mqtt.password =
+                login.get(creds::MQTT_PASSWORD).map(|p| iot2mqtt_contract::settings::Secret::new(p.as_str()));
+        }
 
         let mut options = InstanceOptions::default();
         if let Some(mb) = env.get("IOT2MQTT_MEMORY_LIMIT_MB") {

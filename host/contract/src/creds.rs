@@ -1,7 +1,19 @@
 //! The secrets file of an instance (`/run/secrets/{id}_creds`): `KEY=VALUE` lines, merged into
-//! the configuration's `connection` object.
+//! the configuration's `connection` object; and its broker login (`{id}_mqtt`), which the host
+//! reads over `MQTT_USERNAME` / `MQTT_PASSWORD` and never hands to the plugin.
 
 use std::collections::BTreeMap;
+
+/// The key of the broker user name in an instance's MQTT login file.
+pub const MQTT_USERNAME: &str = "MQTT_USERNAME";
+/// The key of the broker password in an instance's MQTT login file.
+pub const MQTT_PASSWORD: &str = "MQTT_PASSWORD";
+
+/// The file beside the secrets file that holds an instance's broker login
+/// (`/run/secrets/{id}_mqtt`): the same `KEY=VALUE` lines, kept out of the environment.
+pub fn mqtt_file(instance: &str) -> String {
+    format!("{instance}_mqtt")
+}
 
 /// Parse `KEY=VALUE` lines. Blank lines and lines starting with `#` are skipped; a line
 /// without `=` is an error naming its number (never its content, which may be secret).

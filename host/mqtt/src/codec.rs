@@ -71,6 +71,19 @@ pub struct Publish {
     pub pkid: u16,
 }
 
+/// A PUBLISH too large to accept, as far as its head tells (see [`Packet::oversized_publish`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OversizedPublish {
+    /// The topic.
+    pub topic: String,
+    /// QoS, to acknowledge it.
+    pub qos: QoS,
+    /// Packet id (0 at QoS 0).
+    pub pkid: u16,
+    /// Bytes of the whole packet, to skip.
+    pub size: usize,
+}
+
 /// Every MQTT 3.1.1 packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Packet {
@@ -206,6 +219,29 @@ impl Packet {
         out.put_u8(first);
         put_length(out, body.len());
         out.put_slice(&body);
+    }
+
+    /// The head of a PUBLISH at the front of `buf` whose remaining length exceeds `max`: its
+    /// topic, QoS and packet id, and the packet's whole size, so that a client can acknowledge
+    /// it and skip its bytes instead of failing the connection. `Ok(None)` when `buf` does not
+    /// start with such a packet or the head is not all there yet.
+    pub fn oversized_publish(buf: &[u8], max: usize) -> Result<Option<OversizedPublish>, CodecError> {
+        let Some((length, header_len)) = peek_length(buf)? else { return Ok(None) };
+        if length <= max || buf[0] >> 4 != 3 {
+            return Ok(None);
+        }
+        let qos = QoS::from_u8((buf[0] >> 1) & 3).ok_or(CodecError::Malformed("publish qos 3"))?;
+        let Some(topic_len) =
+            buf.get(header_len..header_len + 2).map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+        else {
+            return Ok(None);
+        };
+        let topic_start = header_len + 2;
+        let pkid_len = if qos == QoS::AtMostOnce { 0 } else { 2 };
+        let Some(head) = buf.get(topic_start..topic_start + topic_len + pkid_len) else { return Ok(None) };
+        let topic = std::str::from_utf8(&head[..topic_len]).map_err(|_| CodecError::Malformed("topic not UTF-8"))?;
+        let pkid = if pkid_len == 0 { 0 } else { u16::from_be_bytes([head[topic_len], head[topic_len + 1]]) };
+        Ok(Some(OversizedPublish { topic: topic.to_string(), qos, pkid, size: header_len + length }))
     }
 
     /// Decode one packet from the front of `buf`, consuming it. `Ok(None)` when more bytes
@@ -433,5 +469,24 @@ mod tests {
             let mut buf = BytesMut::from(bytes);
             assert_eq!(Packet::decode(&mut buf, 100).unwrap_err(), expected, "{bytes:?}");
         }
+    }
+
+    #[test]
+    fn an_oversized_publish_is_recognised_by_its_head() {
+        let mut buf = BytesMut::new();
+        let big = Publish {
+            topic: "a/b".into(),
+            payload: Bytes::from(vec![0u8; 5000]),
+            qos: QoS::AtLeastOnce,
+            retain: true,
+            dup: false,
+            pkid: 9,
+        };
+        Packet::Publish(big).encode(&mut buf);
+        let total = buf.len();
+        assert_eq!(Packet::oversized_publish(&buf[..6], 1000).unwrap(), None, "the head is not all there");
+        let head = Packet::oversized_publish(&buf, 1000).unwrap().unwrap();
+        assert_eq!((head.topic.as_str(), head.qos, head.pkid, head.size), ("a/b", QoS::AtLeastOnce, 9, total));
+        assert_eq!(Packet::oversized_publish(&buf, 1 << 20).unwrap(), None, "within the limit");
     }
 }

@@ -8,7 +8,7 @@ use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 
 use crate::QoS;
-use crate::codec::{Connect, Packet, Publish};
+use crate::codec::{CodecError, Connect, Packet, Publish};
 use crate::outbox::{Message, Outbox};
 
 /// Messages sent but not acknowledged, at most.
@@ -88,6 +88,14 @@ pub enum ClientEvent {
     },
     /// A message on a subscribed topic.
     Message(Publish),
+    /// A message larger than the client accepts arrived on `topic`; it was acknowledged and
+    /// skipped, and the connection goes on.
+    Skipped {
+        /// Its topic.
+        topic: String,
+        /// Its size in bytes.
+        size: usize,
+    },
 }
 
 /// A client session. Build it, then `run` it in its own task.
@@ -224,6 +232,7 @@ impl Session {
             next_pkid: 0,
             ping_sent: None,
             max_packet: self.options.max_packet,
+            skipping: 0,
             awaiting_suback: None,
         };
         let end = self.serve_connected(&mut conn, shutdown).await;
@@ -304,9 +313,37 @@ impl Session {
 
     async fn handle_incoming(&self, conn: &mut Connection) -> Result<(), End> {
         loop {
+            if conn.skipping > 0 {
+                let n = conn.skipping.min(conn.rbuf.len());
+                conn.rbuf.advance(n);
+                conn.skipping -= n;
+                if conn.skipping > 0 {
+                    break;
+                }
+            }
             let packet = match Packet::decode(&mut conn.rbuf, conn.max_packet) {
                 Ok(Some(packet)) => packet,
                 Ok(None) => break,
+                Err(CodecError::TooLarge(_)) => match Packet::oversized_publish(&conn.rbuf, conn.max_packet) {
+                    // A message too large to take: acknowledge it, skip it, say so once.
+                    Ok(Some(head)) => {
+                        match head.qos {
+                            QoS::AtMostOnce => {}
+                            QoS::AtLeastOnce => conn.queue(&Packet::PubAck(head.pkid)),
+                            QoS::ExactlyOnce => conn.queue(&Packet::PubRec(head.pkid)),
+                        }
+                        conn.skipping = head.size;
+                        let skipped = ClientEvent::Skipped { topic: head.topic, size: head.size };
+                        if self.events.send(skipped).await.is_err() {
+                            return Err(End::Shutdown);
+                        }
+                        continue;
+                    }
+                    // Its head has not all arrived yet.
+                    Ok(None) if conn.rbuf.first().is_some_and(|b| b >> 4 == 3) => break,
+                    Ok(None) => return Err(End::Lost("protocol error: a packet exceeds the limit".into())),
+                    Err(e) => return Err(End::Lost(format!("protocol error: {e}"))),
+                },
                 Err(e) => return Err(End::Lost(format!("protocol error: {e}"))),
             };
             match packet {
@@ -387,6 +424,8 @@ struct Connection {
     next_pkid: u16,
     ping_sent: Option<Instant>,
     max_packet: usize,
+    /// Bytes of a skipped oversized message still to discard.
+    skipping: usize,
     /// The SUBSCRIBE whose SUBACK completes the connection.
     awaiting_suback: Option<u16>,
 }

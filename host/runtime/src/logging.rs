@@ -163,12 +163,18 @@ where
 /// The filter directive for a `LOG_LEVEL` value.
 fn filter(level: Option<&str>) -> String {
     let level = level.map(str::trim).filter(|l| !l.is_empty()).unwrap_or("info").to_ascii_lowercase();
-    match level.as_str() {
+    let level = match level.as_str() {
         "warning" => "warn".to_string(),
         "critical" | "fatal" => "error".to_string(),
         other => other.to_string(),
-    }
+    };
+    // The embedded broker's library reports every client's disconnection at info and its
+    // packets at debug; its warnings are what an operator needs, unless asked for more.
+    if level.contains("rmqtt") { level } else { format!("{level},{QUIET_BROKER}") }
 }
+
+/// Directives that keep the broker library's routine lines out of the log.
+const QUIET_BROKER: &str = "rmqtt=warn,rmqtt_net=warn,rmqtt_codec=warn";
 
 #[cfg(test)]
 mod tests {
@@ -218,7 +224,8 @@ mod tests {
             (Some("info,iot2mqtt_runtime=debug"), "info,iot2mqtt_runtime=debug"),
         ];
         for (input, expected) in cases {
-            assert_eq!(filter(input), expected, "{input:?}");
+            assert_eq!(filter(input), format!("{expected},{QUIET_BROKER}"), "{input:?}");
         }
+        assert_eq!(filter(Some("debug,rmqtt=debug")), "debug,rmqtt=debug", "asked for");
     }
 }

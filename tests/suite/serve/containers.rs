@@ -26,7 +26,7 @@ async fn containers_are_built_named_labelled_limited_and_read_only() {
     }
     let serve = Serve::start(Runtime::Docker).await;
     let id = unique_id("ctr");
-    let mut obs = Observer::connect(serve.mqtt, &format!("IoT2mqtt/v1/instances/{id}/#")).await;
+    let mut obs = Observer::connect(serve.mqtt(), &format!("IoT2mqtt/v1/instances/{id}/#")).await;
     serve
         .create(json!({"instance_id": id, "connector_type": "demo", "devices": [{"device_id": "l1", "kind": "light"}]}))
         .await;
@@ -54,6 +54,8 @@ async fn containers_are_built_named_labelled_limited_and_read_only() {
     for expected in [format!("INSTANCE_NAME={id}"), "CONNECTOR_TYPE=demo".into(), "MODE=production".into()] {
         assert!(env.contains(&expected.as_str()), "{expected} in {env:?}");
     }
+    // It logged in to the embedded broker with its own account, read from a file.
+    assert!(!env.iter().any(|e| e.starts_with("MQTT_PASSWORD") || e.starts_with("MQTT_USERNAME")), "{env:?}");
     let image = container["Config"]["Image"].as_str().unwrap().to_string();
     assert!(image.starts_with("iot2mqtt/runner:"), "{image}");
     let image_info = inspect(&image);

@@ -99,7 +99,7 @@ async fn secrets_stay_secret(runtime: Runtime) {
     const SECRET: &str = "planted-secret-7f3a9c";
     let serve = Serve::start(runtime).await;
     let id = unique_id("secret");
-    let mut everything = Observer::connect(serve.mqtt, "#").await;
+    let mut everything = Observer::connect(serve.mqtt(), "#").await;
     let view = serve
         .create(json!({
             "instance_id": id, "connector_type": "probe",
@@ -120,6 +120,7 @@ async fn secrets_stay_secret(runtime: Runtime) {
     for key in ["user", "password", "token"] {
         assert!(keys.iter().any(|k| k == key), "{key} reached the instance: {keys:?}");
     }
+    assert!(!keys.iter().any(|k| k.as_str().is_some_and(|k| k.starts_with("MQTT"))), "the broker login is the host's");
 
     // Responses show names and references only.
     assert_eq!(view["connection"]["password"], "secret://password");

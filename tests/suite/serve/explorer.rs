@@ -70,7 +70,7 @@ async fn the_explorer_lists_publishes_streams_and_clears() {
     let serve = Serve::start(Runtime::Embedded).await;
     let id = unique_id("exp");
     let root = format!("IoT2mqtt/v1/instances/{id}");
-    let mut obs = Observer::connect(serve.mqtt, &format!("{root}/#")).await;
+    let mut obs = Observer::connect(serve.mqtt(), &format!("{root}/#")).await;
     serve
         .create(json!({"instance_id": id, "connector_type": "demo", "devices": [{"device_id": "l1", "kind": "light"}]}))
         .await;
@@ -123,7 +123,7 @@ async fn the_explorer_lists_publishes_streams_and_clears() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let left =
-            crate::support::observer::retained_under(serve.mqtt, &format!("{root}/#"), Duration::from_millis(500))
+            crate::support::observer::retained_under(serve.mqtt(), &format!("{root}/#"), Duration::from_millis(500))
                 .await;
         if left.iter().all(|m| !m.topic.ends_with("/devices/l1/state")) {
             break;

@@ -27,7 +27,7 @@ async fn wait_status(serve: &Serve, path: &str, check: impl Fn(&Value) -> bool) 
 async fn lifecycle(serve: &Serve) {
     let id = unique_id("life");
     let root = format!("IoT2mqtt/v1/instances/{id}");
-    let mut obs = Observer::connect(serve.mqtt, &format!("{root}/#")).await;
+    let mut obs = Observer::connect(serve.mqtt(), &format!("{root}/#")).await;
 
     let view = serve
         .create(json!({
@@ -109,7 +109,7 @@ async fn lifecycle(serve: &Serve) {
     let neighbour = format!("{id}2");
     serve.create(json!({"instance_id": neighbour, "connector_type": "demo", "devices": [{"device_id": "x", "kind": "switch"}]})).await;
     let neighbour_status = format!("IoT2mqtt/v1/instances/{neighbour}/status");
-    let mut neighbour_obs = Observer::connect(serve.mqtt, &neighbour_status).await;
+    let mut neighbour_obs = Observer::connect(serve.mqtt(), &neighbour_status).await;
     neighbour_obs.wait_for("neighbour online", WAIT, |m| m.text() == "online").await;
     wait_status(serve, &one, |v| v["status"]["mqtt_status"] == "online").await;
 
@@ -118,9 +118,9 @@ async fn lifecycle(serve: &Serve) {
     let (status, _) = serve.call(Method::GET, &one, None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let left = retained_under(serve.mqtt, &format!("{root}/#"), Duration::from_secs(1)).await;
+    let left = retained_under(serve.mqtt(), &format!("{root}/#"), Duration::from_secs(1)).await;
     assert!(left.is_empty(), "every retained topic of the instance was cleared: {left:?}");
-    let neighbour = retained(serve.mqtt, &neighbour_status).await.map(|m| m.text());
+    let neighbour = retained(serve.mqtt(), &neighbour_status).await.map(|m| m.text());
     assert_eq!(neighbour.as_deref(), Some("online"), "the neighbour {neighbour_status} kept its status");
     let backups = std::fs::read_dir(serve.data().join("instances/demo/.backup")).unwrap().count();
     assert_eq!(backups, 1, "the deleted file was backed up");

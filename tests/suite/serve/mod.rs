@@ -2,6 +2,7 @@
 //! brokers, watched over MQTT.
 
 mod access;
+mod broker;
 mod containers;
 mod durability;
 mod explorer;

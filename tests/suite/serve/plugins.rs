@@ -15,7 +15,7 @@ async fn upload_and_rollback(runtime: Runtime) {
     let serve = Serve::start(runtime).await;
     let id = unique_id("up");
     let root = format!("IoT2mqtt/v1/instances/{id}");
-    let mut obs = Observer::connect(serve.mqtt, &format!("{root}/#")).await;
+    let mut obs = Observer::connect(serve.mqtt(), &format!("{root}/#")).await;
     serve
         .create(json!({"instance_id": id, "connector_type": "demo", "devices": [{"device_id": "l1", "kind": "light"}]}))
         .await;

@@ -116,7 +116,7 @@ async fn the_demo_flow_through_the_api_to_a_running_instance() {
     assert_eq!(review["step"]["summary"][1], json!({"label": "Devices", "value": 2}));
 
     let id = "flow_house";
-    let mut obs = Observer::connect(serve.mqtt, &format!("IoT2mqtt/v1/instances/{id}/#")).await;
+    let mut obs = Observer::connect(serve.mqtt(), &format!("IoT2mqtt/v1/instances/{id}/#")).await;
     let done = step(&serve, &session, json!({})).await;
     assert_eq!(done["status"], "done", "{done}");
     assert_eq!(done["instance"]["instance_id"], id);
@@ -185,7 +185,7 @@ async fn the_yeelight_flows_find_and_add_bulbs() {
     assert_eq!(names["step"]["title"], "Name the color at 127.0.0.1");
     let group = step(&serve, &session, json!({"values": {"label": "Desk"}})).await;
     assert_eq!(group["step"]["id"], "instance_name");
-    let mut obs = Observer::connect(serve.mqtt, "IoT2mqtt/v1/instances/office/#").await;
+    let mut obs = Observer::connect(serve.mqtt(), "IoT2mqtt/v1/instances/office/#").await;
     let done = step(&serve, &session, json!({"values": {"friendly_name": "Office", "effect": "sudden"}})).await;
     assert_eq!(done["status"], "done", "{done}");
     let device = &done["instance"]["devices"][0];

@@ -80,7 +80,8 @@ impl TestBroker {
     async fn spawn(&mut self) {
         if embedded() {
             let ip = if self.everywhere { [0, 0, 0, 0] } else { [127, 0, 0, 1] };
-            let config = BrokerConfig { listen: (ip, self.port).into(), ..BrokerConfig::default() };
+            // The contract suite runs against it as against Mosquitto: without logins.
+            let config = BrokerConfig { listen: (ip, self.port).into(), anonymous: true, ..BrokerConfig::default() };
             let deadline = Instant::now() + Duration::from_secs(10);
             loop {
                 match Broker::start(config.clone()).await {

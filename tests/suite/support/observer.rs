@@ -21,10 +21,26 @@ pub struct Observer {
     backlog: VecDeque<Received>,
 }
 
+/// A broker on loopback: its port, and the login it asks for (none for the suite's brokers;
+/// an account of its own for `serve`'s embedded broker).
+#[derive(Debug, Clone)]
+pub struct MqttAt {
+    pub port: u16,
+    pub login: Option<(String, String)>,
+}
+
+impl From<u16> for MqttAt {
+    fn from(port: u16) -> Self {
+        Self { port, login: None }
+    }
+}
+
 impl Observer {
-    /// Connect to the broker on `port` and subscribe to `filter`; returns once subscribed.
-    pub async fn connect(port: u16, filter: &str) -> Self {
-        let Subscriber { client, rx } = Subscriber::connect(port, &[filter.to_string()], SubscriberOptions::default())
+    /// Connect to the broker at `at` and subscribe to `filter`; returns once subscribed.
+    pub async fn connect(at: impl Into<MqttAt>, filter: &str) -> Self {
+        let MqttAt { port, login } = at.into();
+        let options = SubscriberOptions { login, ..SubscriberOptions::default() };
+        let Subscriber { client, rx } = Subscriber::connect(port, &[filter.to_string()], options)
             .await
             .unwrap_or_else(|e| panic!("the observer could not subscribe: {e}"));
         Self { client, rx, backlog: VecDeque::new() }
@@ -33,6 +49,11 @@ impl Observer {
     /// Publish at QoS 1.
     pub async fn publish(&self, topic: &str, payload: impl Into<Vec<u8>>) {
         self.client.publish(topic, QoS::AtLeastOnce, false, payload.into()).await.expect("publish");
+    }
+
+    /// Publish a retained message at QoS 1.
+    pub async fn publish_retained(&self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.client.publish(topic, QoS::AtLeastOnce, true, payload.into()).await.expect("publish");
     }
 
     /// The next message (oldest first) that `matches`, within `within`; others stay queued.
@@ -106,13 +127,13 @@ impl Observer {
 }
 
 /// The retained message on `topic` as a new subscriber sees it, or `None` (after 3 s).
-pub async fn retained(port: u16, topic: &str) -> Option<Received> {
-    let mut observer = Observer::connect(port, topic).await;
+pub async fn retained(at: impl Into<MqttAt>, topic: &str) -> Option<Received> {
+    let mut observer = Observer::connect(at, topic).await;
     observer.try_wait_for(Duration::from_secs(3), |m| m.retain).await
 }
 
 /// Every retained message under `filter` a new subscriber gets within `within`.
-pub async fn retained_under(port: u16, filter: &str, within: Duration) -> Vec<Received> {
-    let mut observer = Observer::connect(port, filter).await;
+pub async fn retained_under(at: impl Into<MqttAt>, filter: &str, within: Duration) -> Vec<Received> {
+    let mut observer = Observer::connect(at, filter).await;
     observer.collect_all(within).await.into_iter().filter(|m| m.retain).collect()
 }

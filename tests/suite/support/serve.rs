@@ -36,7 +36,9 @@ pub struct Serve {
     pub dir: tempfile::TempDir,
     pub http: u16,
     /// The MQTT port instances use (serve's own broker, or the external one).
-    pub mqtt: u16,
+    pub mqtt_port: u16,
+    /// A full-access account on serve's own broker (none with an external broker).
+    mqtt_login: Option<(String, String)>,
     pub runtime: Runtime,
     env: Vec<(String, String)>,
     child: Option<Child>,
@@ -65,7 +67,8 @@ impl Serve {
         let mut serve = Self {
             dir,
             http: free_port(),
-            mqtt,
+            mqtt_port: mqtt,
+            mqtt_login: None,
             runtime,
             env: all_env,
             child: None,
@@ -75,8 +78,24 @@ impl Serve {
         serve.spawn().await;
         if serve.env.iter().any(|(k, _)| k == "IOT2MQTT_ACCESS_KEY") {
             serve.login().await;
+            if broker.is_none() {
+                serve.mqtt_login = Some(serve.mqtt_account("suite", "full").await);
+            }
         }
         serve
+    }
+
+    /// Create an account on serve's own broker; its name and password.
+    pub async fn mqtt_account(&self, name: &str, access: &str) -> (String, String) {
+        let body = json!({"name": name, "access": access});
+        let (status, body) = self.call(Method::POST, "/api/mqtt/accounts", Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        (name.to_string(), body["password"].as_str().unwrap().to_string())
+    }
+
+    /// The broker instances use, with a login that may do anything there.
+    pub fn mqtt(&self) -> super::observer::MqttAt {
+        super::observer::MqttAt { port: self.mqtt_port, login: self.mqtt_login.clone() }
     }
 
     /// Start without `IOT2MQTT_ACCESS_KEY` (the setup link case); not logged in.
@@ -116,7 +135,7 @@ impl Serve {
             .arg("--plugins-dir")
             .arg(plugins_dir())
             .args(["--listen", &format!("127.0.0.1:{}", self.http)])
-            .args(["--mqtt-listen", &format!("127.0.0.1:{}", self.mqtt)])
+            .args(["--mqtt-listen", &format!("127.0.0.1:{}", self.mqtt_port)])
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("LOG_LEVEL", "debug")
@@ -228,6 +247,15 @@ impl Serve {
 impl Drop for Serve {
     fn drop(&mut self) {
         self.stop();
+        if std::thread::panicking() {
+            // The server's side of a failed test: its last lines.
+            let log = self.log();
+            let lines: Vec<&str> = log.lines().collect();
+            eprintln!(
+                "--- the last lines of iot2mqtt serve's log ---\n{}",
+                lines[lines.len().saturating_sub(60)..].join("\n")
+            );
+        }
         if self.runtime == Runtime::Docker {
             remove_containers_of(self.dir.path());
         }

@@ -61,6 +61,8 @@ pub struct SubscriberOptions {
     pub nodelay: bool,
     /// How long to wait for the broker's acknowledgement of the subscriptions.
     pub subscribe_within: Duration,
+    /// User name and password, for a broker that asks for them.
+    pub login: Option<(String, String)>,
 }
 
 impl Default for SubscriberOptions {
@@ -73,6 +75,7 @@ impl Default for SubscriberOptions {
             inflight: 100,
             nodelay: false,
             subscribe_within: Duration::from_secs(10),
+            login: None,
         }
     }
 }
@@ -96,6 +99,9 @@ impl Subscriber {
         let mut mqtt = MqttOptions::new(id, "127.0.0.1", port);
         mqtt.set_keep_alive(options.keep_alive).set_max_packet_size(1 << 20, 1 << 20);
         mqtt.set_inflight(options.inflight);
+        if let Some((user, password)) = &options.login {
+            mqtt.set_credentials(user, password);
+        }
         let (client, mut eventloop) = AsyncClient::new(mqtt, options.capacity);
         if options.nodelay {
             let mut network = eventloop.network_options();

@@ -14,6 +14,7 @@ pub mod devices;
 pub mod flows;
 pub mod instances;
 pub mod mqtt;
+pub mod mqtt_accounts;
 pub mod oauth;
 pub mod request;
 pub mod runtime;

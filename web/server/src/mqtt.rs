@@ -154,7 +154,7 @@ impl MqttService {
         let options = ClientOptions {
             host: settings.host.clone(),
             port: settings.port,
-            client_id: format!("{}_web_{}", settings.client_prefix, std::process::id()),
+            client_id: client_id(&settings),
             username: settings.username.clone(),
             password: settings.password.as_ref().map(|p| p.expose().to_string()),
             keepalive: settings.keepalive,
@@ -181,6 +181,9 @@ impl MqttService {
                         service.inner.connected.send_replace(false);
                     }
                     ClientEvent::Message(publish) => service.received(&publish.topic, &publish.payload, publish.retain),
+                    ClientEvent::Skipped { topic, size } => {
+                        tracing::warn!(topic, size, "skipped an MQTT message larger than serve accepts");
+                    }
                 }
             }
             service.inner.connected.send_replace(false);
@@ -322,6 +325,11 @@ fn retained_by_contract(rest: &str) -> bool {
             | ["devices", _, "state", _]
             | ["devices", _, "availability"]
     )
+}
+
+/// The client id `serve` connects with.
+pub fn client_id(settings: &MqttSettings) -> String {
+    format!("{}_web_{}", settings.client_prefix, std::process::id())
 }
 
 #[cfg(test)]

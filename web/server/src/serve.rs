@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use iot2mqtt_broker::{Broker, BrokerConfig};
+use iot2mqtt_broker::{Accounts, Broker, BrokerConfig};
 use iot2mqtt_contract::MqttSettings;
 use sha2::{Digest, Sha256};
 
@@ -18,6 +18,7 @@ use crate::catalog::Catalog;
 use crate::flows::Flows;
 use crate::instances::Instances;
 use crate::mqtt::MqttService;
+use crate::mqtt_accounts::BrokerAccounts;
 use crate::oauth::{self, OAuth};
 use crate::runtime::InstanceRuntime;
 use crate::runtime::docker::{self, DockerRuntime};
@@ -80,21 +81,28 @@ pub async fn run(options: ServeOptions, shutdown: impl Future<Output = ()> + Sen
         tracing::warn!("no access key is set: finish the setup with the one-time link printed above");
     }
 
-    let (mqtt_settings, broker) = match env.get("MQTT_HOST") {
-        Some(_) => (MqttSettings::from_env(&env).context("invalid MQTT settings")?, None),
+    let (mqtt_settings, broker, broker_accounts) = match env.get("MQTT_HOST") {
+        Some(_) => (MqttSettings::from_env(&env).context("invalid MQTT settings")?, None, None),
         None => {
-            let credentials = env
-                .get("MQTT_USERNAME")
-                .map(|u| (u.to_string(), env.get("MQTT_PASSWORD").unwrap_or_default().to_string()));
-            let broker =
-                Broker::start(BrokerConfig { listen: options.mqtt_listen, credentials, ..BrokerConfig::default() })
-                    .await
-                    .with_context(|| format!("cannot start the embedded MQTT broker on {}", options.mqtt_listen))?;
+            // Every client of the embedded broker logs in: serve, each instance, and the
+            // accounts people create; nobody gets in anonymously.
+            let accounts = Accounts::default();
+            let broker_accounts = Arc::new(
+                BrokerAccounts::open(accounts.clone(), &data.secrets(), data.root())
+                    .context("cannot load the MQTT accounts")?,
+            );
+            let config = BrokerConfig { listen: options.mqtt_listen, accounts, ..BrokerConfig::default() };
+            let broker = Broker::start(config)
+                .await
+                .with_context(|| format!("cannot start the embedded MQTT broker on {}", options.mqtt_listen))?;
             let mut settings = MqttSettings::from_env(&env).context("invalid MQTT settings")?;
             let addr = broker.local_addr();
             settings.host = if addr.ip().is_unspecified() { "127.0.0.1".into() } else { addr.ip().to_string() };
             settings.port = addr.port();
-            (settings, Some(broker))
+            let (user, password) = broker_accounts.serve_login(&crate::mqtt::client_id(&settings));
+            settings.username = Some(user);
+            settings.password = Some(password);
+            (settings, Some(broker), Some(broker_accounts))
         }
     };
     let mqtt = MqttService::start(mqtt_settings.clone());
@@ -124,7 +132,10 @@ pub async fn run(options: ServeOptions, shutdown: impl Future<Output = ()> + Sen
     let plugins_dir = options.plugins_dir.clone().or_else(default_plugins_dir);
     let catalog = Catalog::new(options.connectors.clone(), plugins_dir);
     let oauth = OAuth::new(oauth::config_dir(data.root()));
-    let instances = Instances::new(runtime, data, secrets, catalog, mqtt.clone(), mqtt_settings, engine)?;
+    let mut instances = Instances::new(runtime, data, secrets, catalog, mqtt.clone(), mqtt_settings, engine)?;
+    if let Some(accounts) = &broker_accounts {
+        instances = instances.with_broker_accounts(Arc::clone(accounts));
+    }
     let tools = Arc::new(match containers {
         Some(docker) => ToolRunner::in_containers(instances.engine(), docker),
         None => ToolRunner::new(instances.engine()),
@@ -142,6 +153,7 @@ pub async fn run(options: ServeOptions, shutdown: impl Future<Output = ()> + Sen
         settings: settings_file,
         docker,
         embedded_broker: broker.is_some(),
+        broker_accounts,
     });
     let reconciling = state.clone();
     tokio::spawn(async move { reconciling.instances.reconcile().await });

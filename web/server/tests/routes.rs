@@ -75,6 +75,7 @@ impl TestApp {
             settings: SettingsFile::new(dotenv),
             docker: None,
             embedded_broker: false,
+            broker_accounts: None,
         });
         Self { router: app(state), runtime, token: None, _dir: dir }
     }

@@ -259,6 +259,14 @@ impl Dispatcher {
                 }
             }
             ClientEvent::Disconnected { .. } => self.status.send_modify(|s| s.mqtt_connected = false),
+            ClientEvent::Skipped { topic, size } => {
+                let shown: String = topic.chars().take(200).collect();
+                let message = format!(
+                    "a message of {size} bytes on {shown} is larger than this instance accepts; it was skipped"
+                );
+                tracing::warn!(instance = %self.config.instance_id, "{message}");
+                self.reporter.instance_error(ErrorCode::InvalidPayload.as_str(), &message, Severity::Warning);
+            }
             ClientEvent::Message(publish) => {
                 let topics = self.reporter.topics().clone();
                 match topics.parse(&publish.topic) {

@@ -57,6 +57,8 @@ pub struct Shared {
     pub docker: Option<Arc<DockerRuntime>>,
     /// Whether the broker is the embedded one.
     pub embedded_broker: bool,
+    /// The embedded broker's accounts (none with an external broker).
+    pub broker_accounts: Option<Arc<crate::mqtt_accounts::BrokerAccounts>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -127,6 +129,9 @@ pub fn routes() -> Vec<Route> {
         route(Method::POST, "/api/auth/logout", Session, post(auth::logout)),
         route(Method::GET, "/api/mqtt/config", Session, get(mqtt::get_config)),
         route(Method::POST, "/api/mqtt/config", Session, post(mqtt::set_config)),
+        route(Method::GET, "/api/mqtt/accounts", Session, get(mqtt::accounts)),
+        route(Method::POST, "/api/mqtt/accounts", Session, post(mqtt::add_account)),
+        route(Method::DELETE, "/api/mqtt/accounts/{name}", Session, delete(mqtt::remove_account)),
         route(Method::GET, "/api/connectors", Session, get(instances::connectors)),
         route(Method::GET, "/api/integrations", Session, get(integrations::list)),
         route(Method::GET, "/api/integrations/{name}/meta", Session, get(integrations::meta)),

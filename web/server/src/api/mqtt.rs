@@ -7,6 +7,7 @@ use std::convert::Infallible;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::{Stream, StreamExt};
 use iot2mqtt_contract::InstanceId;
@@ -17,6 +18,7 @@ use tokio_stream::wrappers::BroadcastStream;
 
 use super::error::AppError;
 use super::{AppState, json_body};
+use crate::mqtt_accounts::{AccountError, BrokerAccounts, PersonAccess};
 use crate::secrets::MASK;
 use crate::store::settings::{MQTT_KEYS, SettingsFile};
 
@@ -121,10 +123,61 @@ pub async fn set_config(State(state): State<AppState>, body: Bytes) -> Result<Js
         settings.host = current.host;
         settings.port = current.port;
     }
+    if let Some(accounts) = &state.broker_accounts {
+        // The embedded broker knows serve by its own login, whatever the file says.
+        let (user, password) = accounts.serve_login(&crate::mqtt::client_id(&settings));
+        settings.username = Some(user);
+        settings.password = Some(password);
+    }
     tracing::info!(host = %settings.host, port = settings.port, "MQTT settings changed; reconnecting");
     state.mqtt.reconfigure(settings.clone());
     state.instances.reconfigure(settings).await;
     Ok(Json(config_view(&state)?))
+}
+
+/// `GET /api/mqtt/accounts`: people's accounts on the embedded broker (never a password).
+pub async fn accounts(State(state): State<AppState>) -> Result<Json<Value>, AppError> {
+    Ok(Json(json!(broker_accounts(&state)?.people())))
+}
+
+/// `POST /api/mqtt/accounts {"name","access":"observer"|"full"}`: create one; the answer holds
+/// its generated password, the only time it is shown.
+pub async fn add_account(State(state): State<AppState>, body: Bytes) -> Result<(StatusCode, Json<Value>), AppError> {
+    let accounts = broker_accounts(&state)?;
+    let body = json_body(&body)?;
+    let name = body["name"].as_str().ok_or_else(|| AppError::invalid("name", "is required"))?;
+    let access = match body["access"].as_str() {
+        Some("observer") => PersonAccess::Observer,
+        Some("full") => PersonAccess::Full,
+        _ => return Err(AppError::invalid("access", "must be \"observer\" or \"full\"")),
+    };
+    let (account, password) = accounts.add_person(name, access).map_err(account_error)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "name": account.name, "access": account.access, "password": password.expose() })),
+    ))
+}
+
+/// `DELETE /api/mqtt/accounts/{name}`
+pub async fn remove_account(State(state): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, AppError> {
+    broker_accounts(&state)?.remove_person(&name).map_err(account_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn broker_accounts(state: &AppState) -> Result<&BrokerAccounts, AppError> {
+    state.broker_accounts.as_deref().ok_or_else(|| AppError::Conflict {
+        field: None,
+        message: "the broker is an external one: manage its accounts there".into(),
+    })
+}
+
+fn account_error(e: AccountError) -> AppError {
+    match e {
+        AccountError::InvalidName(message) => AppError::invalid("name", message),
+        AccountError::Exists(_) => AppError::Conflict { field: Some("name".into()), message: e.to_string() },
+        AccountError::NotFound(_) => AppError::NotFound(e.to_string()),
+        AccountError::Io(e) => AppError::internal(e),
+    }
 }
 
 fn field_of(variable: &str) -> String {

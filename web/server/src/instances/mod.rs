@@ -16,6 +16,7 @@ use tokio::sync::Mutex;
 
 use crate::catalog::{Catalog, CatalogError, Connector};
 use crate::mqtt::MqttService;
+use crate::mqtt_accounts::BrokerAccounts;
 use crate::request::InstanceRequest;
 use crate::runtime::{ActivePlugin, InstanceRuntime, LOG_TAIL, LogLine, NewPlugin, RunSpec};
 use crate::secrets::SecretsManager;
@@ -42,6 +43,8 @@ pub struct Instances {
     mqtt: MqttService,
     engine: iot2mqtt_runtime::Runtime,
     settings: std::sync::Mutex<MqttSettings>,
+    /// The embedded broker's accounts, where each instance gets its own login.
+    broker: Option<Arc<BrokerAccounts>>,
     errors: std::sync::Mutex<HashMap<InstanceId, String>>,
     restarts: std::sync::Mutex<HashMap<InstanceId, u64>>,
     serial: Mutex<()>,
@@ -74,10 +77,17 @@ impl Instances {
             mqtt,
             engine,
             settings: std::sync::Mutex::new(settings),
+            broker: None,
             errors: std::sync::Mutex::default(),
             restarts: std::sync::Mutex::default(),
             serial: Mutex::new(()),
         })
+    }
+
+    /// Give each instance its own login to the embedded broker.
+    pub fn with_broker_accounts(mut self, broker: Arc<BrokerAccounts>) -> Self {
+        self.broker = Some(broker);
+        self
     }
 
     /// The runtime's name.
@@ -242,6 +252,9 @@ impl Instances {
         let secrets_id = id.clone();
         self.secrets_blocking(move |s| s.remove(&secrets_id)).await?;
         let cleared = self.mqtt.clear_retained(&id);
+        if let Some(broker) = &self.broker {
+            broker.forget_instance(&id);
+        }
         tracing::info!(instance = %id, backup = %backup.display(), cleared, "instance deleted");
         Ok(())
     }
@@ -392,12 +405,18 @@ impl Instances {
         };
         let plugin = ActivePlugin { path: self.activate(&connector.name, id, &sha).await?, sha256: sha };
         let secrets = self.load_secrets(id).await?;
+        let mut mqtt = lock(&self.settings).clone();
+        if let Some(broker) = &self.broker {
+            let (user, password) = broker.instance_login(&mqtt, id);
+            mqtt.username = Some(user);
+            mqtt.password = Some(password);
+        }
         let spec = RunSpec {
             connector: connector.name.clone(),
             config: instance.config.clone(),
             secrets,
             plugin,
-            mqtt: lock(&self.settings).clone(),
+            mqtt,
             instances_dir: self.store.connector_dir(&connector.name),
             cache_dir: self.data.cache(id.as_str()),
             memory_mb: connector.manifest.resources.memory_mb,

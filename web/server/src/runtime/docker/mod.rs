@@ -137,12 +137,6 @@ impl DockerRuntime {
             }
             _ => env.push(format!("MQTT_HOST={}", spec.mqtt.host)),
         }
-        if let Some(user) = &spec.mqtt.username {
-            env.push(format!("MQTT_USERNAME={user}"));
-        }
-        if let Some(password) = &spec.mqtt.password {
-            env.push(format!("MQTT_PASSWORD={}", password.expose()));
-        }
         if let Some(mb) = spec.memory_mb {
             env.push(format!("IOT2MQTT_MEMORY_LIMIT_MB={mb}"));
         }
@@ -222,11 +216,22 @@ impl DockerRuntime {
         let dir = self.secrets_dir.join(id.as_str());
         let text = iot2mqtt_contract::creds::format(&spec.secrets).map_err(RuntimeError::Io)?;
         let file = dir.join(format!("{id}_creds"));
+        // The broker login goes in a file of its own, never in the container's environment.
+        let mut login = std::collections::BTreeMap::new();
+        if let Some(user) = &spec.mqtt.username {
+            login.insert(iot2mqtt_contract::creds::MQTT_USERNAME.to_string(), user.clone());
+        }
+        if let Some(password) = &spec.mqtt.password {
+            login.insert(iot2mqtt_contract::creds::MQTT_PASSWORD.to_string(), password.expose().to_string());
+        }
+        let login = iot2mqtt_contract::creds::format(&login).map_err(RuntimeError::Io)?;
+        let login_file = dir.join(iot2mqtt_contract::creds::mqtt_file(id.as_str()));
         let dir_for_task = dir.clone();
         tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&dir_for_task)?;
             crate::store::restrict(&dir_for_task)?;
-            write(&file, text.as_bytes(), 0o600)
+            write(&file, text.as_bytes(), 0o600)?;
+            write(&login_file, login.as_bytes(), 0o600)
         })
         .await
         .map_err(|e| RuntimeError::Io(e.to_string()))?
