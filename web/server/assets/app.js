@@ -86,6 +86,11 @@
       const live = main.getAttribute("data-live");
       if (live && message.topic.startsWith(live) && timer === null) timer = setTimeout(refresh, 800);
     });
+    // What arrived between the page's rendering and this subscription (or while the stream
+    // was down) is not in the page: fetch it once the stream is open.
+    stream.addEventListener("open", () => {
+      if (timer === null) timer = setTimeout(refresh, 200);
+    });
     stream.onerror = () => { /* the browser reconnects by itself */ };
   }
 
