@@ -390,3 +390,61 @@ async fn stopping_closes_every_connection() {
     assert_eq!(next(&mut client, &mut BytesMut::new()).await, None, "the connection is closed");
     assert!(TcpStream::connect(("127.0.0.1", port)).await.is_err(), "nothing listens");
 }
+
+/// A self-signed certificate for `localhost` made with `openssl`: (certificate, key).
+fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "openssl: {}", String::from_utf8_lossy(&made.stderr));
+    (cert, key)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tls_listener_serves_logged_in_clients() {
+    if !crate::support::require("openssl", "apt-get install -y openssl")
+        || !crate::support::require("mosquitto_sub", "apt-get install -y mosquitto-clients")
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed(dir.path());
+    let tls = iot2mqtt_broker::TlsListener { listen: ([127, 0, 0, 1], 0).into(), cert: cert.clone(), key };
+    let broker = start(BrokerConfig { accounts: house(), tls: Some(tls), ..config() }).await;
+    let port = broker.tls_addr().unwrap().port().to_string();
+    let sub = Command::new("mosquitto_sub")
+        .args(["-h", "localhost", "-p", &port, "--cafile"])
+        .arg(&cert)
+        .args(["-u", "ha", "-P", "pw-ha", "-t", "h/#", "-C", "1", "-W", "10"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let plain = broker.local_addr().port().to_string();
+    let status = Command::new("mosquitto_pub")
+        .args(["-p", &plain, "-u", "admin", "-P", "pw-admin", "-t", "h/x", "-m", "over TLS", "-q", "1"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = sub.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "over TLS", "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_listener_without_its_files_is_a_clear_error() {
+    let tls = iot2mqtt_broker::TlsListener {
+        listen: ([127, 0, 0, 1], 0).into(),
+        cert: "/nonexistent/cert.pem".into(),
+        key: "/nonexistent/key.pem".into(),
+    };
+    let error = Broker::start(BrokerConfig { tls: Some(tls), ..config() }).await.unwrap_err().to_string();
+    assert!(error.contains("/nonexistent/cert.pem"), "{error}");
+}

@@ -35,6 +35,15 @@ enum Command {
         /// Where the embedded MQTT broker listens.
         #[arg(long, default_value = "127.0.0.1:1883")]
         mqtt_listen: SocketAddr,
+        /// A TLS listener for the embedded broker besides the plain one (e.g. 0.0.0.0:8883).
+        #[arg(long, requires_all = ["mqtt_tls_cert", "mqtt_tls_key"])]
+        mqtt_tls_listen: Option<SocketAddr>,
+        /// The TLS listener's certificate chain (PEM).
+        #[arg(long, requires = "mqtt_tls_listen")]
+        mqtt_tls_cert: Option<PathBuf>,
+        /// The TLS listener's private key (PEM).
+        #[arg(long, requires = "mqtt_tls_listen")]
+        mqtt_tls_key: Option<PathBuf>,
         /// Where built plugins are (default: beside the binaries, as cargo builds them).
         #[arg(long, env = "IOT2MQTT_PLUGINS_DIR")]
         plugins_dir: Option<PathBuf>,
@@ -60,14 +69,29 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let Command::Serve { data_dir, listen, connectors, runtime: choice, mqtt_listen, plugins_dir, host_binary } =
-        cli.command;
+    let Command::Serve {
+        data_dir,
+        listen,
+        connectors,
+        runtime: choice,
+        mqtt_listen,
+        mqtt_tls_listen,
+        mqtt_tls_cert,
+        mqtt_tls_key,
+        plugins_dir,
+        host_binary,
+    } = cli.command;
+    let mqtt_tls = match (mqtt_tls_listen, mqtt_tls_cert, mqtt_tls_key) {
+        (Some(listen), Some(cert), Some(key)) => Some(iot2mqtt_broker::TlsListener { listen, cert, key }),
+        _ => None,
+    };
     let options = ServeOptions {
         data_dir,
         listen,
         connectors,
         runtime: choice,
         mqtt_listen,
+        mqtt_tls,
         plugins_dir,
         host_binary,
         instance_logs,

@@ -52,6 +52,8 @@ pub struct ServeOptions {
     pub runtime: RuntimeChoice,
     /// Where the embedded broker listens (when `MQTT_HOST` is not set).
     pub mqtt_listen: SocketAddr,
+    /// A TLS listener for the embedded broker besides the plain one.
+    pub mqtt_tls: Option<iot2mqtt_broker::TlsListener>,
     /// Where built plugins are.
     pub plugins_dir: Option<PathBuf>,
     /// The static `iot2mqtt-host` for the runner image.
@@ -91,7 +93,12 @@ pub async fn run(options: ServeOptions, shutdown: impl Future<Output = ()> + Sen
                 BrokerAccounts::open(accounts.clone(), &data.secrets(), data.root())
                     .context("cannot load the MQTT accounts")?,
             );
-            let config = BrokerConfig { listen: options.mqtt_listen, accounts, ..BrokerConfig::default() };
+            let config = BrokerConfig {
+                listen: options.mqtt_listen,
+                tls: options.mqtt_tls.clone(),
+                accounts,
+                ..BrokerConfig::default()
+            };
             let broker = Broker::start(config)
                 .await
                 .with_context(|| format!("cannot start the embedded MQTT broker on {}", options.mqtt_listen))?;
