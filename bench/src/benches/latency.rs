@@ -127,7 +127,35 @@ pub async fn round_trip(ctx: &mut Ctx) -> anyhow::Result<()> {
             .note(format!("all answered, p99 < {SUSTAINABLE_P99_MS} ms"));
         r.figure("round_trip_p99_at_that_rate", subject, "ms", best_p99);
     }
+    // The same commands through the embedded broker instead of Mosquitto.
+    let embedded = iot2mqtt_broker::Broker::start(iot2mqtt_broker::BrokerConfig {
+        listen: ([127, 0, 0, 1], 0).into(),
+        anonymous: true,
+        ..iot2mqtt_broker::BrokerConfig::default()
+    })
+    .await?;
+    let mosquitto = std::mem::replace(&mut ctx.broker, embedded.local_addr().port());
+    let measured = embedded_round_trips(ctx, steady).await;
+    ctx.broker = mosquitto;
+    embedded.stop().await;
+    ctx.report
+        .figure("round_trip_p99_at_100_per_s_embedded_broker", Subject::Iot2mqtt, "ms", measured?)
+        .target_for_ours(1.0, "< 1 ms")
+        .note("through the embedded broker, which runs in the benchmark's process");
     Ok(())
+}
+
+/// p99 of commands at 100/s, one run each, against whatever broker `ctx.broker` is.
+async fn embedded_round_trips(ctx: &mut Ctx, steady: Duration) -> anyhow::Result<Vec<f64>> {
+    let mut p99 = Vec::new();
+    for _ in 0..ctx.runs {
+        let id = ctx.id("rte");
+        let config = demo_config(&id, devices("light", 10), 10);
+        let (_proc, mut driver, _) = start_online(ctx, Subject::Iot2mqtt, &config, &["devices/+/cmd/response"]).await?;
+        load(&mut driver, &id, 100.0, Duration::from_secs(1), "warm").await?;
+        p99.push(load(&mut driver, &id, 100.0, steady, "steady").await?.p(99.0));
+    }
+    Ok(p99)
 }
 
 /// `throughput`: state publications per second of one instance polling every device each
