@@ -213,12 +213,14 @@ async fn retained_messages_are_bounded_in_number() {
     let limits = Limits { max_retained: 2, ..Limits::default() };
     let broker = start(BrokerConfig { anonymous: true, limits, ..config() }).await;
     let port = broker.local_addr().port();
+    let mut live = Observer::connect(port, "r/#").await;
     let (mut client, _) = raw(port, connect("pub")).await;
     for topic in ["r/1", "r/2", "r/3"] {
         publish(&mut client, topic, b"v", true).await;
     }
     publish(&mut client, "r/1", b"replaced", true).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Routed (and so stored or refused) in order: the last one seen means all were handled.
+    live.wait_for("the replacement", Duration::from_secs(5), |m| m.text() == "replaced").await;
     let mut late = Observer::connect(port, "r/#").await;
     let mut kept: Vec<(String, String)> =
         late.collect_all(Duration::from_millis(400)).await.iter().map(|m| (m.topic.clone(), m.text())).collect();
@@ -356,19 +358,17 @@ async fn mqtt5_clients_subscribe_and_publish_with_a_login() {
     }
     let broker = start(BrokerConfig { accounts: house(), ..config() }).await;
     let port = broker.local_addr().port().to_string();
-    let sub = Command::new("mosquitto_sub")
-        .args(["-V", "mqttv5", "-p", &port, "-u", "ha", "-P", "pw-ha", "-t", "h/#", "-C", "1", "-W", "10"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Retained, so the subscriber gets it whenever it subscribes.
     let status = Command::new("mosquitto_pub")
         .args(["-V", "mqttv5", "-p", &port, "-u", "serve", "-P", "pw-serve", "-i", "iot2mqtt_web"])
-        .args(["-t", "h/v1/instances/lamp/status", "-m", "online", "-q", "1"])
+        .args(["-t", "h/v1/instances/lamp/status", "-m", "online", "-q", "1", "-r"])
         .status()
         .unwrap();
     assert!(status.success());
-    let out = sub.wait_with_output().unwrap();
+    let out = Command::new("mosquitto_sub")
+        .args(["-V", "mqttv5", "-p", &port, "-u", "ha", "-P", "pw-ha", "-t", "h/#", "-C", "1", "-W", "10"])
+        .output()
+        .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "online");
 
     let refused = Command::new("mosquitto_sub")
@@ -419,22 +419,19 @@ async fn the_tls_listener_serves_logged_in_clients() {
     let tls = iot2mqtt_broker::TlsListener { listen: ([127, 0, 0, 1], 0).into(), cert: cert.clone(), key };
     let broker = start(BrokerConfig { accounts: house(), tls: Some(tls), ..config() }).await;
     let port = broker.tls_addr().unwrap().port().to_string();
-    let sub = Command::new("mosquitto_sub")
-        .args(["-h", "localhost", "-p", &port, "--cafile"])
-        .arg(&cert)
-        .args(["-u", "ha", "-P", "pw-ha", "-t", "h/#", "-C", "1", "-W", "10"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Retained on the plain listener, read back over TLS.
     let plain = broker.local_addr().port().to_string();
     let status = Command::new("mosquitto_pub")
-        .args(["-p", &plain, "-u", "admin", "-P", "pw-admin", "-t", "h/x", "-m", "over TLS", "-q", "1"])
+        .args(["-p", &plain, "-u", "admin", "-P", "pw-admin", "-t", "h/x", "-m", "over TLS", "-q", "1", "-r"])
         .status()
         .unwrap();
     assert!(status.success());
-    let out = sub.wait_with_output().unwrap();
+    let out = Command::new("mosquitto_sub")
+        .args(["-h", "localhost", "-p", &port, "--cafile"])
+        .arg(&cert)
+        .args(["-u", "ha", "-P", "pw-ha", "-t", "h/#", "-C", "1", "-W", "10"])
+        .output()
+        .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "over TLS", "{}", String::from_utf8_lossy(&out.stderr));
 }
 
