@@ -276,14 +276,14 @@ async fn a_light_is_switched_and_dimmed_from_the_devices_page() {
     browser.wait_for_text("h1", "Devices").await;
     browser.wait_for_text("#device-hall-lamp", "online").await;
     let switch = "#device-hall-lamp button[role=switch]";
-    let before = browser.find(switch).await.attr("aria-checked").await.unwrap().unwrap();
+    let before = browser.attr(switch, "aria-checked").await.unwrap();
     browser.screenshot("before").await;
 
     browser.click(switch).await;
     browser.wait_for_text("#command-result", "Confirmed:").await;
     let expected = if before == "true" { "false" } else { "true" };
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while browser.find(switch).await.attr("aria-checked").await.unwrap().as_deref() != Some(expected) {
+    while browser.attr(switch, "aria-checked").await.as_deref() != Some(expected) {
         assert!(std::time::Instant::now() < deadline, "the new state never arrived");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -477,7 +477,14 @@ async fn an_oauth_step_sends_the_person_to_the_provider_and_back() {
 
 /// Press `key` (a WebDriver key code) on whatever has the focus.
 async fn press(browser: &Browser, key: &str) {
-    browser.client.active_element().await.unwrap().send_keys(key).await.unwrap();
+    // The focused element is found again if a live refresh replaced it (the focus stays).
+    for _ in 0..5 {
+        if browser.client.active_element().await.unwrap().send_keys(key).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("cannot press a key on the focused element");
 }
 
 /// Whether the focused element matches `css`.

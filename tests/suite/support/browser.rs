@@ -102,6 +102,19 @@ impl Browser {
         panic!("{}: click {css}: {last:?}", self.name);
     }
 
+    /// An attribute of `css`, found again if a live refresh replaced it meanwhile.
+    pub async fn attr(&self, css: &str, name: &str) -> Option<String> {
+        let mut last = None;
+        for _ in 0..5 {
+            match self.find(css).await.attr(name).await {
+                Ok(value) => return value,
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{}: attribute {name} of {css}: {last:?}", self.name);
+    }
+
     /// The text of `css`.
     pub async fn text(&self, css: &str) -> String {
         self.find(css).await.text().await.unwrap()
