@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::support::harness::topics;
+use crate::support::tls::{Pki, TlsMosquitto};
 use crate::support::{Observer, TestBroker, binary, plugin, plugins_dir, unique_id};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -111,6 +112,14 @@ fn configuration_errors_exit_with_one_clear_line() {
             }),
             1,
             "MQTT_QOS: must be 0, 1 or 2",
+        ),
+        (
+            "an unreadable CA file",
+            Box::new(|c, _| {
+                c.env("MQTT_TLS", "true").env("MQTT_CA_FILE", "/nonexistent/ca.pem");
+            }),
+            1,
+            "MQTT_CA_FILE /nonexistent/ca.pem",
         ),
         (
             "a broken plugin",
@@ -234,4 +243,75 @@ async fn replacing_the_plugin_file_swaps_it_without_reconnecting() {
     signal(&child, "TERM");
     let stderr = stderr_of(child);
     assert_eq!(stderr.matches("starting instance").count(), 1, "one process, one start: {stderr}");
+}
+
+/// Wait until the file at `path` contains `text`.
+async fn wait_for_line(path: &Path, text: &str, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        let log = std::fs::read_to_string(path).unwrap_or_default();
+        if log.contains(text) {
+            return log;
+        }
+        assert!(Instant::now() < deadline, "\"{text}\" not logged within {within:?}:\n{log}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_a_wrong_ca_is_named_and_the_renewed_file_is_picked_up_at_the_next_attempt() {
+    let Some(pki) = Pki::make() else { return };
+    let Some(broker) = TlsMosquitto::start(&pki, false) else { return };
+    let id = unique_id("tls");
+    let t = topics(&id);
+    let mut obs = Observer::connect(broker.port, &format!("{}/#", t.root())).await;
+    let mut host = Host::new(broker.tls_port, demo(&id));
+    let ca = host.path("ca.pem");
+    std::fs::copy(&pki.other_ca, &ca).unwrap();
+    host.env.push(("MQTT_TLS".into(), "true".into()));
+    host.env.push(("MQTT_CA_FILE".into(), ca.display().to_string()));
+    let log = host.path("host.log");
+    let mut child = host.command().stderr(std::fs::File::create(&log).unwrap()).spawn().unwrap();
+
+    let said = format!(
+        "TLS handshake failed: the broker's certificate is not signed by a CA in MQTT_CA_FILE {}",
+        ca.display()
+    );
+    wait_for_line(&log, &said, WAIT).await;
+    assert!(child.try_wait().unwrap().is_none(), "the host keeps trying");
+    assert!(obs.try_wait_for(Duration::from_millis(300), |m| m.topic == t.status()).await.is_none());
+
+    // The right CA, written where the old one was: the next attempt of the backoff connects.
+    std::fs::copy(&pki.ca, &ca).unwrap();
+    assert_eq!(obs.next_on(&t.status(), Duration::from_secs(40)).await.text(), "online");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_that_asks_for_a_client_certificate_gets_one() {
+    let Some(pki) = Pki::make() else { return };
+    let Some(broker) = TlsMosquitto::start(&pki, true) else { return };
+    let id = unique_id("mtls");
+    let t = topics(&id);
+    let mut obs = Observer::connect(broker.port, &format!("{}/#", t.root())).await;
+    let mut host = Host::new(broker.tls_port, demo(&id));
+    host.env.push(("MQTT_TLS".into(), "true".into()));
+    host.env.push(("MQTT_CA_FILE".into(), pki.ca.display().to_string()));
+    // Without a certificate: refused, and the log says why.
+    let log = host.path("host.log");
+    let mut refused = host.command().stderr(std::fs::File::create(&log).unwrap()).spawn().unwrap();
+    wait_for_line(&log, "the broker asks for a client certificate: set MQTT_CERT_FILE and MQTT_KEY_FILE", WAIT).await;
+    let _ = refused.kill();
+    let _ = refused.wait();
+    host.env.pop();
+    for (key, file) in
+        [("MQTT_CA_FILE", &pki.ca), ("MQTT_CERT_FILE", &pki.client_cert), ("MQTT_KEY_FILE", &pki.client_key)]
+    {
+        host.env.push((key.into(), file.display().to_string()));
+    }
+    let mut child = host.spawn();
+    assert_eq!(obs.next_on(&t.status(), WAIT).await.text(), "online");
+    let _ = child.kill();
+    let _ = child.wait();
 }

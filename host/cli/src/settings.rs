@@ -75,6 +75,11 @@ impl HostSettings {
                 login.get(creds::MQTT_PASSWORD).map(|p| iot2mqtt_contract::settings::Secret::new(p.as_str()));
         }
 
+        // Certificates are read again on every connect; check now that they can be read at all.
+        if let Some(tls) = iot2mqtt_runtime::client_tls(&mqtt) {
+            tls.client_config().context("MQTT_TLS").map_err(StartError::failure)?;
+        }
+
         let mut options = InstanceOptions::default();
         if let Some(mb) = env.get("IOT2MQTT_MEMORY_LIMIT_MB") {
             let mb: usize = mb

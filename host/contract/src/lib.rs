@@ -19,5 +19,5 @@ pub use codes::{ErrorCode, Severity};
 pub use command::{Command, CommandError, GetRequest};
 pub use config::{ConfigError, DeviceEntry, GroupEntry, InstanceConfig};
 pub use ids::{ConnectorName, DeviceId, GroupId, IdError, InstanceId};
-pub use settings::{Env, MqttSettings, Secret, SettingsError};
+pub use settings::{Env, MqttSettings, Secret, SettingsError, TlsFiles};
 pub use topics::{Inbound, Topics};

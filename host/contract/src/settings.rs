@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// A variable with a value that breaks its rule.
@@ -116,6 +116,20 @@ pub struct MqttSettings {
     pub retain: bool,
     /// `MQTT_KEEPALIVE`
     pub keepalive: Duration,
+    /// `MQTT_TLS` and its files; `None` for plain TCP.
+    pub tls: Option<TlsFiles>,
+}
+
+/// The files of `MQTT_TLS`: `MQTT_CA_FILE` (the system's roots when unset) and, for brokers
+/// that ask for a client certificate, `MQTT_CERT_FILE` with `MQTT_KEY_FILE`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// `MQTT_CA_FILE`
+    pub ca_file: Option<PathBuf>,
+    /// `MQTT_CERT_FILE`
+    pub cert_file: Option<PathBuf>,
+    /// `MQTT_KEY_FILE`
+    pub key_file: Option<PathBuf>,
 }
 
 impl Default for MqttSettings {
@@ -130,6 +144,7 @@ impl Default for MqttSettings {
             qos: 1,
             retain: true,
             keepalive: Duration::from_secs(60),
+            tls: None,
         }
     }
 }
@@ -151,7 +166,10 @@ impl MqttSettings {
             None => defaults.retain,
             Some(v) => parse_bool(v).ok_or_else(|| invalid("MQTT_RETAIN", "must be true or false"))?,
         };
+        let tls = tls_files(env)?;
         let port = match env.get("MQTT_PORT") {
+            // MQTT over TLS has its own well-known port.
+            None if tls.is_some() => 8883,
             None => defaults.port,
             Some(v) => {
                 v.parse().ok().filter(|p| *p > 0).ok_or_else(|| invalid("MQTT_PORT", "must be a port number"))?
@@ -176,12 +194,40 @@ impl MqttSettings {
             qos,
             retain,
             keepalive,
+            tls,
         })
     }
 
     /// `{prefix}_{instance_id}`
     pub fn client_id(&self, instance: &str) -> String {
         format!("{}_{instance}", self.client_prefix)
+    }
+}
+
+fn tls_files(env: &Env) -> Result<Option<TlsFiles>, SettingsError> {
+    let enabled = match env.get("MQTT_TLS") {
+        None => false,
+        Some(v) => parse_bool(v).ok_or_else(|| invalid("MQTT_TLS", "must be true or false"))?,
+    };
+    let file = |name| env.get(name).map(PathBuf::from);
+    let files =
+        TlsFiles { ca_file: file("MQTT_CA_FILE"), cert_file: file("MQTT_CERT_FILE"), key_file: file("MQTT_KEY_FILE") };
+    if !enabled {
+        for (name, set) in [
+            ("MQTT_CA_FILE", files.ca_file.is_some()),
+            ("MQTT_CERT_FILE", files.cert_file.is_some()),
+            ("MQTT_KEY_FILE", files.key_file.is_some()),
+        ] {
+            if set {
+                return Err(invalid(name, "is set, but MQTT_TLS is not true"));
+            }
+        }
+        return Ok(None);
+    }
+    match (&files.cert_file, &files.key_file) {
+        (Some(_), None) => Err(invalid("MQTT_KEY_FILE", "must be set with MQTT_CERT_FILE")),
+        (None, Some(_)) => Err(invalid("MQTT_CERT_FILE", "must be set with MQTT_KEY_FILE")),
+        _ => Ok(Some(files)),
     }
 }
 
@@ -216,11 +262,26 @@ mod tests {
             ("MQTT_RETAIN", "maybe", "MQTT_RETAIN: must be true or false"),
             ("MQTT_BASE_TOPIC", "a/#", "MQTT_BASE_TOPIC: must be a topic without wildcards"),
             ("MQTT_KEEPALIVE", "1", "MQTT_KEEPALIVE: must be 5 to 65535 seconds"),
+            ("MQTT_TLS", "sometimes", "MQTT_TLS: must be true or false"),
+            ("MQTT_CA_FILE", "/ca.pem", "MQTT_CA_FILE: is set, but MQTT_TLS is not true"),
         ];
         for (name, value, expected) in cases {
             let err = MqttSettings::from_env(&Env::from_pairs([(name, value)])).unwrap_err();
             assert_eq!(err.to_string(), expected);
         }
+    }
+
+    #[test]
+    fn tls_takes_its_port_and_files() {
+        let env = Env::from_pairs([("MQTT_TLS", "true"), ("MQTT_CA_FILE", "/etc/ca.pem")]);
+        let s = MqttSettings::from_env(&env).unwrap();
+        assert_eq!(s.port, 8883);
+        assert_eq!(s.tls, Some(TlsFiles { ca_file: Some("/etc/ca.pem".into()), ..TlsFiles::default() }));
+        let half = Env::from_pairs([("MQTT_TLS", "true"), ("MQTT_CERT_FILE", "/c.pem")]);
+        let err = MqttSettings::from_env(&half).unwrap_err();
+        assert_eq!(err.to_string(), "MQTT_KEY_FILE: must be set with MQTT_CERT_FILE");
+        let plain = MqttSettings::from_env(&Env::default()).unwrap();
+        assert_eq!((plain.port, plain.tls), (1883, None));
     }
 
     #[test]

@@ -9,7 +9,9 @@
 pub mod codec;
 mod outbox;
 mod session;
+mod tls;
 
 pub use codec::{Packet, QoS};
 pub use outbox::{Message, Outbox, OutboxStats};
 pub use session::{ClientEvent, ClientOptions, Session, Will};
+pub use tls::{TlsError, TlsOptions};

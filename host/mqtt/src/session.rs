@@ -9,15 +9,15 @@ use std::future::Future;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 
 use crate::QoS;
 use crate::codec::{CodecError, Connect, Packet, Publish};
 use crate::outbox::{Message, Outbox};
+use crate::tls::{self, TlsOptions};
 
 /// Messages sent but not acknowledged, at most.
 const MAX_INFLIGHT: usize = 64;
@@ -62,6 +62,8 @@ pub struct ClientOptions {
     pub max_packet: usize,
     /// How long connecting may take.
     pub connect_timeout: Duration,
+    /// TLS, when the broker is reached over it.
+    pub tls: Option<TlsOptions>,
 }
 
 impl std::fmt::Debug for ClientOptions {
@@ -72,6 +74,7 @@ impl std::fmt::Debug for ClientOptions {
             .field("client_id", &self.client_id)
             .field("username", &self.username)
             .field("keepalive", &self.keepalive)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
@@ -181,47 +184,62 @@ impl Session {
         }
     }
 
-    async fn connect(&self) -> Result<TcpStream, String> {
+    async fn connect(&self) -> Result<Link, String> {
         let o = &self.options;
         let attempt = async {
-            let mut stream = TcpStream::connect((o.host.as_str(), o.port)).await.map_err(|e| e.to_string())?;
+            let stream = TcpStream::connect((o.host.as_str(), o.port)).await.map_err(|e| e.to_string())?;
             stream.set_nodelay(true).map_err(|e| e.to_string())?;
-            let connect = Packet::Connect(Connect {
-                client_id: o.client_id.clone(),
-                keepalive: u16::try_from(o.keepalive.as_secs()).unwrap_or(u16::MAX),
-                clean_session: true,
-                will: o.will.as_ref().map(|w| Publish {
-                    topic: w.topic.clone(),
-                    payload: w.payload.clone(),
-                    qos: w.qos,
-                    retain: w.retain,
-                    dup: false,
-                    pkid: 0,
-                }),
-                username: o.username.clone(),
-                password: o.username.as_ref().and(o.password.as_ref()).map(|p| Bytes::from(p.clone())),
-            });
-            let mut out = BytesMut::new();
-            connect.encode(&mut out);
-            stream.write_all(&out).await.map_err(|e| e.to_string())?;
-            let mut buf = BytesMut::with_capacity(64);
-            loop {
-                if stream.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
-                    return Err("the broker closed the connection".to_string());
-                }
-                match Packet::decode(&mut buf, 64).map_err(|e| e.to_string())? {
-                    Some(Packet::ConnAck { code: 0, .. }) => return Ok(stream),
-                    Some(Packet::ConnAck { code, .. }) => return Err(refusal(code)),
-                    Some(other) => return Err(format!("expected CONNACK, got {other:?}")),
-                    None => {}
-                }
+            let mut link = match &o.tls {
+                None => Link::Tcp(stream),
+                Some(options) => Link::Tls(Box::new(tls::handshake(options, &o.host, stream).await?)),
+            };
+            match &mut link {
+                Link::Tcp(stream) => self.login(stream).await?,
+                Link::Tls(stream) => self.login(stream).await?,
             }
+            Ok(link)
         };
         timeout(o.connect_timeout, attempt).await.unwrap_or_else(|_| Err("timed out".to_string()))
     }
 
-    async fn serve(&self, stream: TcpStream, shutdown: &mut (impl Future<Output = ()> + Unpin)) -> End {
-        let (reader, writer) = stream.into_split();
+    /// Send CONNECT and wait for the broker's CONNACK.
+    async fn login(&self, stream: &mut (impl AsyncRead + AsyncWrite + Unpin)) -> Result<(), String> {
+        let o = &self.options;
+        let connect = Packet::Connect(Connect {
+            client_id: o.client_id.clone(),
+            keepalive: u16::try_from(o.keepalive.as_secs()).unwrap_or(u16::MAX),
+            clean_session: true,
+            will: o.will.as_ref().map(|w| Publish {
+                topic: w.topic.clone(),
+                payload: w.payload.clone(),
+                qos: w.qos,
+                retain: w.retain,
+                dup: false,
+                pkid: 0,
+            }),
+            username: o.username.clone(),
+            password: o.username.as_ref().and(o.password.as_ref()).map(|p| Bytes::from(p.clone())),
+        });
+        let mut out = BytesMut::new();
+        connect.encode(&mut out);
+        stream.write_all(&out).await.map_err(|e| tls::explain(&e))?;
+        stream.flush().await.map_err(|e| tls::explain(&e))?;
+        let mut buf = BytesMut::with_capacity(64);
+        loop {
+            if stream.read_buf(&mut buf).await.map_err(|e| tls::explain(&e))? == 0 {
+                return Err("the broker closed the connection".to_string());
+            }
+            match Packet::decode(&mut buf, 64).map_err(|e| e.to_string())? {
+                Some(Packet::ConnAck { code: 0, .. }) => return Ok(()),
+                Some(Packet::ConnAck { code, .. }) => return Err(refusal(code)),
+                Some(other) => return Err(format!("expected CONNACK, got {other:?}")),
+                None => {}
+            }
+        }
+    }
+
+    async fn serve(&self, link: Link, shutdown: &mut (impl Future<Output = ()> + Unpin)) -> End {
+        let (reader, writer) = link.split();
         let mut conn = Connection {
             reader,
             writer,
@@ -414,9 +432,31 @@ impl Session {
     }
 }
 
+/// A connection to the broker, plain or over TLS.
+enum Link {
+    Tcp(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl Link {
+    /// A reader and a writer that can be used at the same time.
+    fn split(self) -> (Box<dyn AsyncRead + Send + Unpin>, Box<dyn AsyncWrite + Send + Unpin>) {
+        match self {
+            Link::Tcp(stream) => {
+                let (reader, writer) = stream.into_split();
+                (Box::new(reader), Box::new(writer))
+            }
+            Link::Tls(stream) => {
+                let (reader, writer) = tokio::io::split(*stream);
+                (Box::new(reader), Box::new(writer))
+            }
+        }
+    }
+}
+
 struct Connection {
-    reader: OwnedReadHalf,
-    writer: OwnedWriteHalf,
+    reader: Box<dyn AsyncRead + Send + Unpin>,
+    writer: Box<dyn AsyncWrite + Send + Unpin>,
     rbuf: BytesMut,
     wbuf: BytesMut,
     inflight: VecDeque<Inflight>,
@@ -473,7 +513,11 @@ impl Connection {
         if self.wbuf.is_empty() {
             return Ok(());
         }
-        let result = self.writer.write_all(&self.wbuf).await.map_err(|e| e.to_string());
+        // TLS holds written records until flushed; for plain TCP the flush is free.
+        let result = match self.writer.write_all(&self.wbuf).await {
+            Ok(()) => self.writer.flush().await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
         self.wbuf.clear();
         if self.wbuf.capacity() > 64 << 10 {
             self.wbuf = BytesMut::new();
@@ -532,6 +576,7 @@ mod tests {
             will: None,
             max_packet: 1 << 16,
             connect_timeout: Duration::from_secs(5),
+            tls: None,
         };
         let (events_tx, mut events) = mpsc::channel(8);
         let session = Session::new(options, vec![("a/#".into(), QoS::AtLeastOnce)], Outbox::new(8), events_tx);

@@ -22,5 +22,5 @@ pub use iot2mqtt_engine::{
     CacheOutcome, EngineConfig, Failure, Fault, FaultKind, LoadError, NetGrants, Plugin, PluginAbout,
 };
 pub use options::InstanceOptions;
-pub use runtime::{InstanceHandle, InstanceSpec, Runtime, RuntimeError};
+pub use runtime::{InstanceHandle, InstanceSpec, Runtime, RuntimeError, client_tls};
 pub use status::{CRASH_LOOP_FAULTS, CRASH_LOOP_GAP, FaultTimes, InstanceStatus, SwapError, SwapReport};

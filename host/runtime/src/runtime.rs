@@ -97,6 +97,7 @@ impl Runtime {
             }),
             max_packet: options.max_packet,
             connect_timeout: Duration::from_secs(10),
+            tls: client_tls(&mqtt),
         };
         let subscriptions = topics.subscriptions().into_iter().map(|t| (t, QoS::AtLeastOnce)).collect();
         let session = Session::new(client, subscriptions, outbox, client_tx).with_birth(birth_rx);
@@ -295,4 +296,13 @@ impl HostSink for ToolSink {
     fn push_event(&self, _: &str, _: &str, _: Map<String, Value>) -> Result<(), String> {
         Err("setup tools cannot publish events".into())
     }
+}
+
+/// The client's TLS options from `MQTT_TLS` and its files.
+pub fn client_tls(settings: &MqttSettings) -> Option<iot2mqtt_mqtt::TlsOptions> {
+    settings.tls.as_ref().map(|files| iot2mqtt_mqtt::TlsOptions {
+        ca_file: files.ca_file.clone(),
+        cert_file: files.cert_file.clone(),
+        key_file: files.key_file.clone(),
+    })
 }

@@ -9,3 +9,4 @@ mod explorer;
 mod lifecycle;
 mod plugins;
 mod setup;
+mod tls;

@@ -8,6 +8,7 @@ pub mod oauth;
 pub mod observer;
 pub mod proxy;
 pub mod serve;
+pub mod tls;
 pub mod yeelight;
 
 use std::path::PathBuf;

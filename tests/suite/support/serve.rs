@@ -78,7 +78,7 @@ impl Serve {
         serve.spawn().await;
         if serve.env.iter().any(|(k, _)| k == "IOT2MQTT_ACCESS_KEY") {
             serve.login().await;
-            if broker.is_none() {
+            if broker.is_none() && !env.iter().any(|(k, _)| *k == "MQTT_HOST") {
                 serve.mqtt_login = Some(serve.mqtt_account("suite", "full").await);
             }
         }

@@ -161,6 +161,7 @@ impl MqttService {
             will: None,
             max_packet: 1 << 20,
             connect_timeout: Duration::from_secs(10),
+            tls: iot2mqtt_runtime::client_tls(&settings),
         };
         let filter = format!("{}/v1/instances/#", settings.base_topic);
         let (tx, mut rx) = mpsc::channel(1024);

@@ -84,7 +84,13 @@ pub async fn run(options: ServeOptions, shutdown: impl Future<Output = ()> + Sen
     }
 
     let (mqtt_settings, broker, broker_accounts) = match env.get("MQTT_HOST") {
-        Some(_) => (MqttSettings::from_env(&env).context("invalid MQTT settings")?, None, None),
+        Some(_) => {
+            let settings = MqttSettings::from_env(&env).context("invalid MQTT settings")?;
+            if let Some(tls) = iot2mqtt_runtime::client_tls(&settings) {
+                tls.client_config().context("invalid MQTT TLS settings")?;
+            }
+            (settings, None, None)
+        }
         None => {
             // Every client of the embedded broker logs in: serve, each instance, and the
             // accounts people create; nobody gets in anonymously.
@@ -106,6 +112,8 @@ pub async fn run(options: ServeOptions, shutdown: impl Future<Output = ()> + Sen
             let addr = broker.local_addr();
             settings.host = if addr.ip().is_unspecified() { "127.0.0.1".into() } else { addr.ip().to_string() };
             settings.port = addr.port();
+            // Our own clients reach the embedded broker on its plain listener.
+            settings.tls = None;
             let (user, password) = broker_accounts.serve_login(&crate::mqtt::client_id(&settings));
             settings.username = Some(user);
             settings.password = Some(password);

@@ -40,10 +40,31 @@ fn config_view(state: &AppState) -> Result<Value, AppError> {
         "qos": settings.qos,
         "retain": settings.retain,
         "keepalive": settings.keepalive.as_secs(),
+        "tls": settings.tls.is_some(),
+        "ca_file": settings.tls.as_ref().and_then(|t| t.ca_file.as_ref()),
+        "cert_file": settings.tls.as_ref().and_then(|t| t.cert_file.as_ref()),
+        "key_file": settings.tls.as_ref().and_then(|t| t.key_file.as_ref()),
         "broker": if state.embedded_broker { "embedded" } else { "external" },
         "overridden_by_env": overridden,
     }))
 }
+
+/// The fields of `POST /api/mqtt/config` and the variables they set.
+const FIELDS: [(&str, &str); 13] = [
+    ("host", "MQTT_HOST"),
+    ("port", "MQTT_PORT"),
+    ("username", "MQTT_USERNAME"),
+    ("password", "MQTT_PASSWORD"),
+    ("base_topic", "MQTT_BASE_TOPIC"),
+    ("client_prefix", "MQTT_CLIENT_PREFIX"),
+    ("qos", "MQTT_QOS"),
+    ("retain", "MQTT_RETAIN"),
+    ("keepalive", "MQTT_KEEPALIVE"),
+    ("tls", "MQTT_TLS"),
+    ("ca_file", "MQTT_CA_FILE"),
+    ("cert_file", "MQTT_CERT_FILE"),
+    ("key_file", "MQTT_KEY_FILE"),
+];
 
 /// `POST /api/mqtt/config`: change settings (posting the mask keeps the password); the
 /// service reconnects and running instances restart with the new settings.
@@ -52,24 +73,16 @@ pub async fn set_config(State(state): State<AppState>, body: Bytes) -> Result<Js
         return Err(AppError::invalid("", "the body must be a JSON object"));
     };
     let mut changes: BTreeMap<&str, Option<String>> = BTreeMap::new();
-    for (field, key) in [
-        ("host", "MQTT_HOST"),
-        ("port", "MQTT_PORT"),
-        ("username", "MQTT_USERNAME"),
-        ("password", "MQTT_PASSWORD"),
-        ("base_topic", "MQTT_BASE_TOPIC"),
-        ("client_prefix", "MQTT_CLIENT_PREFIX"),
-        ("qos", "MQTT_QOS"),
-        ("retain", "MQTT_RETAIN"),
-        ("keepalive", "MQTT_KEEPALIVE"),
-    ] {
+    for (field, key) in FIELDS {
         match body.get(field) {
             None => {}
             Some(Value::String(s)) if field == "password" && s == MASK => {}
             Some(Value::Null) => {
                 changes.insert(key, None);
             }
-            Some(Value::String(s)) if s.is_empty() && matches!(field, "username" | "password") => {
+            Some(Value::String(s))
+                if s.is_empty() && matches!(field, "username" | "password" | "ca_file" | "cert_file" | "key_file") =>
+            {
                 changes.insert(key, None);
             }
             Some(Value::String(s)) => {
@@ -78,16 +91,13 @@ pub async fn set_config(State(state): State<AppState>, body: Bytes) -> Result<Js
             Some(Value::Number(n)) if matches!(field, "port" | "qos" | "keepalive") => {
                 changes.insert(key, Some(n.to_string()));
             }
-            Some(Value::Bool(b)) if field == "retain" => {
+            Some(Value::Bool(b)) if matches!(field, "retain" | "tls") => {
                 changes.insert(key, Some(b.to_string()));
             }
             Some(other) => return Err(AppError::invalid(field, format!("has the wrong type: {other}"))),
         }
     }
-    if let Some(unknown) = body.keys().find(|k| {
-        !["host", "port", "username", "password", "base_topic", "client_prefix", "qos", "retain", "keepalive"]
-            .contains(&k.as_str())
-    }) {
+    if let Some(unknown) = body.keys().find(|k| !FIELDS.iter().any(|(field, _)| field == k)) {
         return Err(AppError::invalid(unknown, "is not an MQTT setting"));
     }
     // Check the result before writing anything.
@@ -102,14 +112,17 @@ pub async fn set_config(State(state): State<AppState>, body: Bytes) -> Result<Js
         };
     }
     if !state.embedded_broker || env.contains_key("MQTT_HOST") {
-        iot2mqtt_contract::MqttSettings::from_env(&iot2mqtt_contract::settings::Env::from_pairs(env)).map_err(|e| {
-            match e {
+        let checked = iot2mqtt_contract::MqttSettings::from_env(&iot2mqtt_contract::settings::Env::from_pairs(env))
+            .map_err(|e| match e {
                 iot2mqtt_contract::SettingsError::Invalid { name, reason } => {
                     AppError::invalid(&field_of(name), reason)
                 }
                 other => AppError::invalid("", other.to_string()),
-            }
-        })?;
+            })?;
+        // Certificates that cannot be read are refused now, not at the next connect.
+        if let Some(tls) = iot2mqtt_runtime::client_tls(&checked) {
+            tls.client_config().map_err(|e| AppError::invalid(tls_field(&e), e.to_string()))?;
+        }
     }
     let file = state.settings.clone();
     tokio::task::spawn_blocking(move || file.update(&changes))
@@ -122,6 +135,8 @@ pub async fn set_config(State(state): State<AppState>, body: Bytes) -> Result<Js
         let current = state.mqtt.settings();
         settings.host = current.host;
         settings.port = current.port;
+        // Our own clients reach the embedded broker on its plain listener.
+        settings.tls = None;
     }
     if let Some(accounts) = &state.broker_accounts {
         // The embedded broker knows serve by its own login, whatever the file says.
@@ -177,6 +192,15 @@ fn account_error(e: AccountError) -> AppError {
         AccountError::Exists(_) => AppError::Conflict { field: Some("name".into()), message: e.to_string() },
         AccountError::NotFound(_) => AppError::NotFound(e.to_string()),
         AccountError::Io(e) => AppError::internal(e),
+    }
+}
+
+fn tls_field(error: &iot2mqtt_mqtt::TlsError) -> &'static str {
+    match error {
+        iot2mqtt_mqtt::TlsError::File { what: "MQTT_CERT_FILE", .. } => "cert_file",
+        iot2mqtt_mqtt::TlsError::File { what: "MQTT_KEY_FILE", .. } => "key_file",
+        iot2mqtt_mqtt::TlsError::File { .. } | iot2mqtt_mqtt::TlsError::NoRoots => "ca_file",
+        iot2mqtt_mqtt::TlsError::Config(_) => "tls",
     }
 }
 

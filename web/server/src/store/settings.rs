@@ -10,7 +10,7 @@ use iot2mqtt_contract::{MqttSettings, SettingsError};
 use super::atomic::write;
 
 /// The variables a settings update may change.
-pub const MQTT_KEYS: [&str; 10] = [
+pub const MQTT_KEYS: [&str; 14] = [
     "MQTT_HOST",
     "MQTT_PORT",
     "MQTT_USERNAME",
@@ -20,6 +20,10 @@ pub const MQTT_KEYS: [&str; 10] = [
     "MQTT_QOS",
     "MQTT_RETAIN",
     "MQTT_KEEPALIVE",
+    "MQTT_TLS",
+    "MQTT_CA_FILE",
+    "MQTT_CERT_FILE",
+    "MQTT_KEY_FILE",
     "LOG_LEVEL",
 ];
 

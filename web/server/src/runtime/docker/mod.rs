@@ -36,6 +36,47 @@ pub const TYPE_CONNECTOR: &str = "connector";
 /// The label naming the installation (data directory) a container belongs to, so two
 /// orchestrators on one Docker engine never touch each other's containers.
 pub const INSTALL_LABEL: &str = "iot2mqtt.install";
+/// The container's copies of the MQTT TLS files, in its secrets folder.
+const TLS_CA: &str = "mqtt_ca.pem";
+const TLS_CERT: &str = "mqtt_cert.pem";
+const TLS_KEY: &str = "mqtt_key.pem";
+
+/// Copy the TLS files a container's host needs into its secrets folder: the CA file, or this
+/// machine's root certificates when none is set (the runner image has none of its own), and the
+/// client certificate and key when there are.
+fn write_tls_files(dir: &Path, tls: &iot2mqtt_contract::TlsFiles) -> std::io::Result<()> {
+    let ca = match &tls.ca_file {
+        Some(path) => std::fs::read(path).map_err(|e| named(path, e))?,
+        None => system_roots_pem().into_bytes(),
+    };
+    write(&dir.join(TLS_CA), &ca, 0o600)?;
+    if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
+        write(&dir.join(TLS_CERT), &std::fs::read(cert).map_err(|e| named(cert, e))?, 0o600)?;
+        write(&dir.join(TLS_KEY), &std::fs::read(key).map_err(|e| named(key, e))?, 0o600)?;
+    }
+    Ok(())
+}
+
+fn named(path: &Path, error: std::io::Error) -> std::io::Error {
+    std::io::Error::new(error.kind(), format!("{}: {error}", path.display()))
+}
+
+/// This machine's root certificates as one PEM bundle.
+fn system_roots_pem() -> String {
+    use base64::Engine as _;
+    let mut pem = String::new();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(cert.as_ref());
+        pem.push_str("-----BEGIN CERTIFICATE-----\n");
+        for line in encoded.as_bytes().chunks(64) {
+            pem.push_str(&String::from_utf8_lossy(line));
+            pem.push('\n');
+        }
+        pem.push_str("-----END CERTIFICATE-----\n");
+    }
+    pem
+}
+
 /// Seconds a container gets to stop after SIGTERM.
 const STOP_SECONDS: i32 = 10;
 /// Memory a container gets beyond its plugin's cap (the host itself).
@@ -140,6 +181,15 @@ impl DockerRuntime {
         if let Some(mb) = spec.memory_mb {
             env.push(format!("IOT2MQTT_MEMORY_LIMIT_MB={mb}"));
         }
+        // TLS: the variables name files beside the secrets (written by `write_secrets`).
+        if let Some(tls) = &spec.mqtt.tls {
+            env.push("MQTT_TLS=true".to_string());
+            env.push(format!("MQTT_CA_FILE=/run/secrets/{TLS_CA}"));
+            if tls.cert_file.is_some() {
+                env.push(format!("MQTT_CERT_FILE=/run/secrets/{TLS_CERT}"));
+                env.push(format!("MQTT_KEY_FILE=/run/secrets/{TLS_KEY}"));
+            }
+        }
         let mut labels = HashMap::new();
         labels.insert(TYPE_LABEL.to_string(), TYPE_CONNECTOR.to_string());
         labels.insert("iot2mqtt.connector".to_string(), spec.connector.to_string());
@@ -227,11 +277,16 @@ impl DockerRuntime {
         let login = iot2mqtt_contract::creds::format(&login).map_err(RuntimeError::Io)?;
         let login_file = dir.join(iot2mqtt_contract::creds::mqtt_file(id.as_str()));
         let dir_for_task = dir.clone();
+        let tls = spec.mqtt.tls.clone();
         tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&dir_for_task)?;
             crate::store::restrict(&dir_for_task)?;
             write(&file, text.as_bytes(), 0o600)?;
-            write(&login_file, login.as_bytes(), 0o600)
+            write(&login_file, login.as_bytes(), 0o600)?;
+            if let Some(tls) = tls {
+                write_tls_files(&dir_for_task, &tls)?;
+            }
+            Ok::<_, std::io::Error>(())
         })
         .await
         .map_err(|e| RuntimeError::Io(e.to_string()))?
