@@ -7,8 +7,10 @@
 //!   Python baseline.
 //! - `bench`: the benchmarks against a Mosquitto they start, beside the Python baseline;
 //!   `--quick`, `--only a,b`, `--runs N`, `--check` (see the README's Performance section).
+//! - `fuzz`: run the fuzz targets of `tests/fuzz` for a fixed time (see `fuzz.rs`).
 //! - `schema`: regenerate `connectors/setup.schema.json` from the `setup.json` types.
 
+mod fuzz;
 mod once;
 mod run;
 
@@ -24,13 +26,14 @@ fn main() -> ExitCode {
         Some("run") => run::run(&args[1..]),
         Some("test") => test(&args[1..]),
         Some("bench") => bench(&args[1..]),
+        Some("fuzz") => fuzz::command(&args[1..]),
         Some("schema") => cargo_with_env(
             &["test", "--release", "-p", "iot2mqtt-flows", "--test", "flows", "json_schema"],
             &root(),
             ("IOT2MQTT_UPDATE_SCHEMA", "1"),
         ),
         _ => {
-            eprintln!("usage: cargo xtask <plugins|run|test|bench|schema> [args]");
+            eprintln!("usage: cargo xtask <plugins|run|test|bench|fuzz|schema> [args]");
             return ExitCode::from(2);
         }
     };
@@ -197,5 +200,22 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
         &["test", "--release", "--workspace", "--target", &host, "--target-dir", &plugin_target],
         &root.join("plugins"),
     )?;
+    // A short fuzzing run of every target; `cargo xtask fuzz` runs them longer.
+    if extra.is_empty() {
+        if fuzz::installed() {
+            for target in fuzz::TARGETS {
+                fuzz::run(target, FUZZ_SECONDS_IN_TESTS)?;
+            }
+        } else if std::env::var("CI").as_deref() == Ok("true") {
+            bail!("cargo-fuzz is required but not installed: cargo install cargo-fuzz --locked");
+        } else {
+            eprintln!(
+                "\n*** SKIPPED: the fuzz targets; cargo-fuzz is not installed: cargo install cargo-fuzz --locked ***\n"
+            );
+        }
+    }
     Ok(())
 }
+
+/// How long `cargo xtask test` fuzzes each target.
+const FUZZ_SECONDS_IN_TESTS: u32 = 30;
