@@ -537,3 +537,56 @@ async fn a_light_is_switched_with_the_keyboard_alone() {
     browser.assert_clean_console().await;
     browser.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mqtt_account_is_made_used_and_deleted_from_the_settings_page() {
+    let serve = Serve::start(Runtime::Embedded).await;
+    let Some(browser) = Browser::start("settings", 1280, 900).await else { return };
+    browser.open(&serve.url("/login?next=/settings")).await;
+    browser.type_into("#key", KEY).await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_text("h1", "Settings").await;
+    browser.wait_for_text("#broker", "The embedded broker").await;
+    browser.wait_for_text("#broker", "connected").await;
+
+    // A name the broker refuses: the error beside the field, what was typed kept.
+    browser.type_into("#account-name", "no spaces allowed").await;
+    browser.click("#accounts button.primary").await;
+    browser.wait_for_text("#account-name-error", "may hold only letters").await;
+    assert_eq!(browser.attr("#account-name", "value").await.as_deref(), Some("no spaces allowed"));
+    browser.screenshot("account-name-refused").await;
+
+    browser.type_into("#account-name", "home-assistant").await;
+    browser.click("#account-access option[value=full]").await;
+    browser.click("#accounts button.primary").await;
+    browser.wait_for_text("#created", "shown this once").await;
+    let password = browser.text("#created-password").await;
+    assert!(password.len() >= 20, "a generated password: {password:?}");
+    browser.wait_for_text("#account-home-assistant", "Full").await;
+    browser.screenshot("account-created").await;
+
+    // The account works: it may publish, and a subscriber with it hears that.
+    let login = crate::support::observer::MqttAt {
+        port: serve.mqtt().port,
+        login: Some(("home-assistant".into(), password.clone())),
+    };
+    let mut watcher = crate::support::Observer::connect(login.clone(), "house/#").await;
+    watcher.publish("house/hello", "from the new account").await;
+    watcher.wait_for("its own message", Duration::from_secs(10), |m| m.text() == "from the new account").await;
+
+    // Reloading the page does not show the password again.
+    browser.open(&serve.url("/settings")).await;
+    browser.wait_for_text("#account-home-assistant", "home-assistant").await;
+    assert!(!browser.text("main").await.contains(&password), "the password is shown once only");
+
+    browser.click("#account-home-assistant details.confirm summary").await;
+    browser.wait_for_text("#account-home-assistant .popover", "Delete this account?").await;
+    browser.screenshot("account-confirm-delete").await;
+    browser.click("#account-home-assistant .popover button").await;
+    browser.wait_for_text(".notice", "The account was deleted.").await;
+    let (_, listed) = serve.call(Method::GET, "/api/mqtt/accounts", None).await;
+    assert!(!listed.to_string().contains("home-assistant"), "{listed}");
+    browser.screenshot("account-deleted").await;
+    browser.assert_clean_console().await;
+    browser.close().await;
+}

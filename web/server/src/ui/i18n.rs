@@ -37,6 +37,8 @@ pub struct Text {
     pub wizard: Wizard,
     /// Editing an instance.
     pub edit: Edit,
+    /// The settings page.
+    pub settings: Settings,
     /// Error pages.
     pub errors: Errors,
 }
@@ -51,7 +53,38 @@ pub struct Nav {
     pub integrations: String,
     pub instances: String,
     pub devices: String,
+    pub settings: String,
     pub logout: String,
+}
+
+/// The settings page: the broker and people's MQTT accounts.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct Settings {
+    pub title: String,
+    pub broker_heading: String,
+    pub broker_embedded: String,
+    pub broker_external: String,
+    pub tls: String,
+    pub connected: String,
+    pub disconnected: String,
+    pub accounts_heading: String,
+    pub accounts_intro: String,
+    pub accounts_external: String,
+    pub no_accounts: String,
+    pub name: String,
+    pub name_hint: String,
+    pub access: String,
+    pub observer: String,
+    pub full: String,
+    pub create: String,
+    pub created: String,
+    pub password: String,
+    pub try_it: String,
+    pub delete: String,
+    pub confirm_delete: String,
+    pub deleted: String,
 }
 
 /// The first start: choosing the access key.

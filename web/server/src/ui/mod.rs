@@ -52,6 +52,9 @@ pub fn router() -> Router<AppState> {
         .route("/instances/{connector}/{id}", get(pages::instance))
         .route("/instances/{connector}/{id}/edit", get(pages::edit_instance).post(pages::save_instance))
         .route("/instances/{connector}/{id}/{action}", post(pages::instance_action))
+        .route("/settings", get(pages::settings))
+        .route("/settings/mqtt/accounts", post(pages::add_account))
+        .route("/settings/mqtt/accounts/{name}/delete", post(pages::remove_account))
         .route("/assets/{file}", get(assets::serve))
         .layer(middleware::from_fn(security_headers))
 }

@@ -15,10 +15,12 @@ use serde::Deserialize;
 
 mod devices;
 mod edit;
+mod settings;
 mod wizard;
 
 pub use devices::{device_command, device_refresh, devices};
 pub use edit::{edit_instance, save_instance};
+pub use settings::{add_account, remove_account, settings};
 pub use wizard::{add_integration, wizard, wizard_action, wizard_cancel, wizard_step};
 
 use super::i18n::{self, Text};

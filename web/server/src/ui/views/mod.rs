@@ -483,3 +483,51 @@ mod tests {
         assert_eq!(latest_errors("B", &list, 1).len(), 1);
     }
 }
+
+/// The settings page: the broker, and people's accounts on the embedded one.
+#[derive(Debug, Template)]
+#[template(path = "settings.html")]
+pub struct SettingsPage {
+    /// The frame.
+    pub chrome: Chrome,
+    /// `host:port` of the broker in use.
+    pub broker: String,
+    /// The embedded broker (accounts are managed here).
+    pub embedded: bool,
+    /// Reached over TLS.
+    pub tls: bool,
+    /// `serve`'s client is connected.
+    pub connected: bool,
+    /// People's accounts; `None` with an external broker.
+    pub accounts: Option<Vec<AccountRow>>,
+    /// The account just created, with its password (shown this once).
+    pub created: Option<CreatedAccount>,
+    /// What just happened.
+    pub notice: Option<String>,
+    /// Why the account was not created.
+    pub error: Option<String>,
+    /// The name as typed (kept when refused).
+    pub name: String,
+    /// The access as chosen.
+    pub access: String,
+}
+
+/// One person's account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountRow {
+    /// Its user name.
+    pub name: String,
+    /// Its access, in words.
+    pub access: String,
+}
+
+/// An account just created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreatedAccount {
+    /// Its user name.
+    pub name: String,
+    /// Its password, shown this once.
+    pub password: String,
+    /// A command that uses it.
+    pub command: String,
+}
