@@ -261,7 +261,7 @@ async fn wait_for_line(path: &Path, text: &str, within: Duration) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_tls_a_wrong_ca_is_named_and_the_renewed_file_is_picked_up_at_the_next_attempt() {
     let Some(pki) = Pki::make() else { return };
-    let Some(broker) = TlsMosquitto::start(&pki, false) else { return };
+    let Some(broker) = TlsMosquitto::start(&pki, false).await else { return };
     let id = unique_id("tls");
     let t = topics(&id);
     let mut obs = Observer::connect(broker.port, &format!("{}/#", t.root())).await;
@@ -291,7 +291,7 @@ async fn over_tls_a_wrong_ca_is_named_and_the_renewed_file_is_picked_up_at_the_n
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_that_asks_for_a_client_certificate_gets_one() {
     let Some(pki) = Pki::make() else { return };
-    let Some(broker) = TlsMosquitto::start(&pki, true) else { return };
+    let Some(broker) = TlsMosquitto::start(&pki, true).await else { return };
     let id = unique_id("mtls");
     let t = topics(&id);
     let mut obs = Observer::connect(broker.port, &format!("{}/#", t.root())).await;

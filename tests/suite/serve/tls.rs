@@ -15,7 +15,7 @@ const WAIT: Duration = Duration::from_secs(30);
 
 async fn over_tls(runtime: Runtime) {
     let Some(pki) = Pki::make() else { return };
-    let Some(broker) = TlsMosquitto::start(&pki, false) else { return };
+    let Some(broker) = TlsMosquitto::start(&pki, false).await else { return };
     let (port, ca) = (broker.tls_port.to_string(), pki.ca.display().to_string());
     let env =
         [("MQTT_HOST", "localhost"), ("MQTT_PORT", port.as_str()), ("MQTT_TLS", "true"), ("MQTT_CA_FILE", ca.as_str())];

@@ -105,20 +105,25 @@ impl TestBroker {
             if self.everywhere { "0.0.0.0" } else { "127.0.0.1" },
         );
         std::fs::write(&config, text).expect("write mosquitto.conf");
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start mosquitto");
-        self.running = Some(Running::Mosquitto(child));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "mosquitto did not listen on {} in time", self.port);
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.running = Some(Running::Mosquitto(mosquitto(&config, &[self.port]).await));
     }
+}
+
+/// Start Mosquitto with `config` and wait until it listens on every one of `ports`.
+pub async fn mosquitto(config: &std::path::Path, ports: &[u16]) -> Child {
+    let child = Command::new("mosquitto")
+        .arg("-c")
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start mosquitto");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ports.iter().any(|port| TcpStream::connect(("127.0.0.1", *port)).is_err()) {
+        assert!(Instant::now() < deadline, "mosquitto did not listen on {ports:?} in time");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child
 }
 
 impl Drop for TestBroker {

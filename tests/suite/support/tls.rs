@@ -2,10 +2,8 @@
 //! `localhost`, a client certificate, and a second CA that signed nothing of the broker's), and
 //! a Mosquitto with a plain listener beside a TLS one.
 
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command};
 
 /// The files of one test's small PKI.
 #[derive(Debug)]
@@ -112,7 +110,7 @@ pub struct TlsMosquitto {
 impl TlsMosquitto {
     /// Start one serving `pki`'s server certificate; with `client_certificates`, the TLS
     /// listener refuses clients without a certificate signed by `pki`'s CA.
-    pub fn start(pki: &Pki, client_certificates: bool) -> Option<Self> {
+    pub async fn start(pki: &Pki, client_certificates: bool) -> Option<Self> {
         if !super::require("mosquitto", "apt-get install -y mosquitto") {
             return None;
         }
@@ -128,18 +126,7 @@ impl TlsMosquitto {
             pki.server_key.display(),
         );
         std::fs::write(&config, text).unwrap();
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start mosquitto");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", tls_port)).is_err() || TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "mosquitto did not listen on {port} and {tls_port} in time");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let child = super::broker::mosquitto(&config, &[port, tls_port]).await;
         Some(Self { _dir: dir, child, port, tls_port })
     }
 }
