@@ -12,7 +12,7 @@ use crate::support::{Observer, TestBroker, TestInstance, unique_id};
 
 const WAIT: Duration = Duration::from_secs(10);
 
-async fn fixture(
+pub(crate) async fn fixture(
     plugin: &str,
     devices: Value,
     options: InstanceOptions,
@@ -27,7 +27,7 @@ async fn fixture(
 }
 
 /// Send `values` to device `x` and return the response.
-async fn command(obs: &mut Observer, instance: &TestInstance, id: &str, values: Value) -> Value {
+pub(crate) async fn command(obs: &mut Observer, instance: &TestInstance, id: &str, values: Value) -> Value {
     let t = &instance.topics;
     obs.publish(&t.command("x"), json!({"id": id, "values": values}).to_string()).await;
     obs.next_json(&t.command_response("x"), WAIT, |r| r["cmd_id"] == id).await
@@ -81,6 +81,17 @@ async fn a_memory_hog_hits_its_cap() {
     };
     let response = command(&mut obs, &instance, "hog", json!({"hog": true})).await;
     survives(&mut obs, &instance, &response, "memory").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_holding_host_resources_without_end_hits_its_cap() {
+    let Some((_b, instance, mut obs)) =
+        fixture("memory-hog", json!([{"device_id": "x"}]), InstanceOptions::default()).await
+    else {
+        return;
+    };
+    let response = command(&mut obs, &instance, "hold", json!({"resources": true})).await;
+    survives(&mut obs, &instance, &response, "host resources").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

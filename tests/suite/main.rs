@@ -15,6 +15,7 @@ mod contract;
 mod faults;
 mod many;
 mod process;
+mod security;
 mod serve;
 mod swap;
 mod ui;

@@ -200,3 +200,33 @@ mod tests {
         }
     }
 }
+
+/// Domains of the local network: names under them (and single-label names) are answered on the
+/// LAN, never by a public name server, so no outside party can point one at an address or
+/// learn of a query for one.
+pub const LOCAL_DOMAINS: &[&str] = &[".local", ".lan", ".home.arpa", ".internal", ".localhost"];
+
+/// Whether `name` (a host name, any case, maybe with a final dot) is a local-network name:
+/// `localhost`, a single label, or under one of [`LOCAL_DOMAINS`].
+pub fn is_local_name(name: &str) -> bool {
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    !name.is_empty() && (!name.contains('.') || LOCAL_DOMAINS.iter().any(|domain| name.ends_with(domain)))
+}
+
+#[cfg(test)]
+mod local_names {
+    #[test]
+    fn local_names() {
+        for (name, local) in [
+            ("localhost", true),
+            ("homeserver", true),
+            ("Pi.Local.", true),
+            ("box.home.arpa", true),
+            ("evil.example", false),
+            ("local.evil.example", false),
+            ("", false),
+        ] {
+            assert_eq!(super::is_local_name(name), local, "{name}");
+        }
+    }
+}

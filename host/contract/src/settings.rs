@@ -89,6 +89,12 @@ impl Env {
         Self { vars: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect() }
     }
 
+    /// Set `name` unless the file or the process environment already does (a value kept
+    /// elsewhere, such as a password in an encrypted store).
+    pub fn or_insert(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        self.vars.entry(name.into()).or_insert_with(|| value.into());
+    }
+
     /// A variable's value; empty values count as unset.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.vars.get(name).map(String::as_str).filter(|v| !v.is_empty())

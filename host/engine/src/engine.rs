@@ -10,6 +10,7 @@ use wasmtime::component::{HasSelf, Linker};
 use crate::bindings::iot2mqtt::connector::host;
 use crate::cache::CompileCache;
 use crate::ctx::LaneCtx;
+use crate::sandbox::Lookups;
 
 /// How often the epoch advances. A call's CPU budget is counted in these ticks, and a plugin
 /// that computes without pause yields to other tasks once per tick.
@@ -35,6 +36,8 @@ pub struct Engine {
 }
 
 pub(crate) struct Inner {
+    /// Declared first: dropped first, before the engine its tasks use.
+    threads: PluginThreads,
     pub(crate) wasm: wasmtime::Engine,
     pub(crate) linker: Linker<LaneCtx>,
     pub(crate) cache: Option<CompileCache>,
@@ -66,9 +69,18 @@ impl Engine {
         let mut linker = Linker::new(&wasm);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(EngineError)?;
         host::add_to_linker::<LaneCtx, HasSelf<LaneCtx>>(&mut linker, |ctx| ctx).map_err(EngineError)?;
+        // Name lookups only for the names a lane was granted: ours replaces wasmtime-wasi's.
+        linker.allow_shadowing(true);
+        wasmtime_wasi::p2::bindings::sockets::ip_name_lookup::add_to_linker::<LaneCtx, Lookups>(&mut linker, |ctx| {
+            ctx.lookups()
+        })
+        .map_err(EngineError)?;
+        linker.allow_shadowing(false);
         let ticker = Ticker::start(&wasm).map_err(|e| EngineError(e.into()))?;
+        let threads = PluginThreads::start().map_err(|e| EngineError(e.into()))?;
         Ok(Self {
             inner: Arc::new(Inner {
+                threads,
                 wasm,
                 linker,
                 cache: config.cache_dir.map(CompileCache::new),
@@ -76,6 +88,55 @@ impl Engine {
                 _ticker: ticker,
             }),
         })
+    }
+}
+
+impl Engine {
+    /// Run `future` on the plugin threads (see [`PluginThreads`]).
+    pub fn spawn<F>(&self, future: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.handle().spawn(future)
+    }
+
+    /// The plugin threads' runtime, to spawn on.
+    pub fn handle(&self) -> &tokio::runtime::Handle {
+        self.inner.threads.handle()
+    }
+}
+
+/// The threads plugin code runs on: a tokio runtime of its own, so that plugins computing up
+/// to their CPU budget, and the host work done on their behalf (parsing what they hand over),
+/// never hold the threads that serve HTTP and MQTT.
+struct PluginThreads(Option<tokio::runtime::Runtime>);
+
+impl PluginThreads {
+    fn start() -> std::io::Result<Self> {
+        let threads = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("iot2mqtt-plugin")
+            .enable_all()
+            .build()?;
+        Ok(Self(Some(runtime)))
+    }
+
+    fn handle(&self) -> &tokio::runtime::Handle {
+        match &self.0 {
+            Some(runtime) => runtime.handle(),
+            None => unreachable!("the runtime is taken only when dropped"),
+        }
+    }
+}
+
+impl Drop for PluginThreads {
+    fn drop(&mut self) {
+        // Dropped from async code too (the last engine handle going away in a task).
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 

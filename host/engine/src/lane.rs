@@ -10,13 +10,13 @@ use std::time::Duration;
 use iot2mqtt_contract::codes::ErrorCode;
 use serde_json::{Map, Value};
 use tokio::sync::Notify;
-use wasmtime::component::{Resource, ResourceTable};
+use wasmtime::component::{Resource, ResourceTable, ResourceTableError};
 use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::p2::{DynPollable, Pollable, subscribe};
 
 use crate::bindings::exports::iot2mqtt::connector::{device, events, handover, tools};
 use crate::bindings::iot2mqtt::connector::types;
-use crate::ctx::{CpuMeter, HostSink, LaneCtx, parse_object};
+use crate::ctx::{CpuMeter, HostSink, LaneCtx, parse_object, parse_value};
 use crate::engine::{EPOCH_TICK, Engine};
 use crate::outcome::{Failure, Fault, FaultKind};
 use crate::plugin::Plugin;
@@ -24,6 +24,11 @@ use crate::sandbox::{MemoryCap, NetGrants, StderrTap};
 
 /// How long `events.listen` may block before the plugin is considered hung.
 const LISTEN_LIMIT: Duration = Duration::from_secs(90);
+/// Host resources (sockets, streams, pollables) one plugin instance may hold at once: each
+/// costs host memory, and a socket a file descriptor of the process.
+pub const MAX_RESOURCES: usize = 1024;
+/// The most state a plugin may hand over to its successor in a swap.
+const MAX_SAVED_STATE: usize = 1 << 20;
 
 /// What a lane is built with.
 #[derive(Clone)]
@@ -114,11 +119,12 @@ impl Lane {
         let ctx = LaneCtx {
             label: config.label.clone(),
             wasi: config.grants.wasi_ctx(&stderr),
-            table: ResourceTable::new(),
+            table: resource_table(),
             memory: MemoryCap::new(config.memory_limit),
             cpu: CpuMeter { budget: ticks(config.cpu_budget), ..CpuMeter::default() },
             stderr,
             sink: Arc::clone(&config.sink),
+            names: config.grants.names().clone(),
         };
         let mut store = Store::new(&engine.inner.wasm, ctx);
         store.limiter(|ctx| &mut ctx.memory);
@@ -241,12 +247,7 @@ impl Lane {
         let call = tools.call_run_tool(&mut self.store, name, &input);
         let result = tokio::time::timeout(self.call_limit, call).await;
         let outcome = self.finish("run-tool", result)?;
-        Ok(outcome.map_err(Failure::from).and_then(|json| {
-            serde_json::from_str(&json).map_err(|e| Failure {
-                code: ErrorCode::InvalidOutput.into(),
-                message: format!("run-tool returned invalid JSON: {e}"),
-            })
-        }))
+        Ok(outcome.map_err(Failure::from).and_then(|json| parse_value(&json, "run-tool")))
     }
 
     /// `handover.save-state`; `None` when the plugin saves nothing or cannot.
@@ -254,7 +255,12 @@ impl Lane {
         self.begin()?;
         let Some(handover) = &self.exports.handover else { return Ok(None) };
         let result = tokio::time::timeout(self.call_limit, handover.call_save_state(&mut self.store)).await;
-        self.finish("save-state", result)
+        let saved = self.finish("save-state", result)?;
+        if saved.as_ref().is_some_and(|bytes| bytes.len() > MAX_SAVED_STATE) {
+            tracing::warn!(lane = %self.store.data().label, "save-state handed over more than 1 MiB; nothing is handed over");
+            return Ok(None);
+        }
+        Ok(saved)
     }
 
     /// `handover.restore-state`; an `Err` carries the plugin's reason.
@@ -273,6 +279,7 @@ impl Lane {
         }
         let cpu = &mut self.store.data_mut().cpu;
         cpu.ticks = 0;
+        cpu.host = Duration::ZERO;
         cpu.exceeded = false;
         self.store.set_epoch_deadline(1);
         Ok(())
@@ -303,6 +310,13 @@ fn classify(store: &mut Store<LaneCtx>, what: &str, error: &wasmtime::Error) -> 
         (FaultKind::CpuBudget, format!("{what} used its whole CPU budget (an endless loop?)"))
     } else if ctx.memory.hit {
         (FaultKind::MemoryLimit, format!("{what} needed more memory than the plugin's cap"))
+    } else if error.chain().any(|e| matches!(e.downcast_ref::<ResourceTableError>(), Some(ResourceTableError::Full))) {
+        (
+            FaultKind::MemoryLimit,
+            format!("{what} held more than {MAX_RESOURCES} host resources (sockets, streams, timers)"),
+        )
+    } else if let Some(limit) = error.chain().map(ToString::to_string).find(|e| e.contains("resource limit exceeded")) {
+        (FaultKind::MemoryLimit, format!("{what} went over the plugin's limits: {limit}"))
     } else {
         (FaultKind::Trap, format!("{what} trapped: {}", root_cause(error)))
     };
@@ -318,6 +332,12 @@ fn root_cause(error: &wasmtime::Error) -> String {
         Some(trap) => trap.to_string(),
         None => error.root_cause().to_string(),
     }
+}
+
+fn resource_table() -> ResourceTable {
+    let mut table = ResourceTable::new();
+    table.set_max_capacity(MAX_RESOURCES);
+    table
 }
 
 fn ticks(budget: Duration) -> u64 {

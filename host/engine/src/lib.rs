@@ -23,5 +23,5 @@ pub use engine::{Engine, EngineConfig, EngineError};
 pub use lane::{DeviceInfo, Lane, LaneConfig, WakeSignal};
 pub use outcome::{Failure, Fault, FaultKind};
 pub use plugin::{LoadError, Plugin, PluginAbout};
-pub use sandbox::NetGrants;
+pub use sandbox::{Names, NetGrants};
 pub use wasmtime_wasi::sockets::SocketAddrUse;

@@ -74,8 +74,12 @@ impl Engine {
             call_limit: Duration::from_secs(5),
             sink: Arc::new(Discard),
         };
-        let mut lane = Lane::new(self, &plugin, config).await.map_err(LoadError::Check)?;
-        let about = lane.about().await.map_err(LoadError::Check)?;
+        let (engine, checked) = (self.clone(), plugin.clone());
+        let about = self
+            .spawn(async move { Lane::new(&engine, &checked, config).await?.about().await })
+            .await
+            .map_err(|e| LoadError::Interrupted(e.to_string()))?
+            .map_err(LoadError::Check)?;
         if let Some(inner) = Arc::get_mut(&mut plugin.inner) {
             inner.about.name = about.name;
             inner.about.version = about.version;

@@ -1,14 +1,21 @@
 //! What a plugin instance may touch: a WASI context with no files, no environment and no
-//! arguments; network access only as its [`NetGrants`] allow; stdout and stderr captured
-//! into the host's log; a cap on linear memory.
+//! arguments; network access only as its [`NetGrants`] allow, name lookups included (a lookup
+//! is a message to the outside: a plugin free to look up any name could send data out as DNS
+//! queries); stdout and stderr captured into the host's log; one memory budget for all its
+//! memories and tables.
 
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
+use iot2mqtt_contract::ids::is_local_name;
+use wasmtime::component::{HasData, Resource};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
-use wasmtime_wasi::sockets::SocketAddrUse;
+use wasmtime_wasi::p2::bindings::sockets::ip_name_lookup::{self, ResolveAddressStream};
+use wasmtime_wasi::p2::bindings::sockets::network::{self, ErrorCode, IpAddress, Network};
+use wasmtime_wasi::p2::{DynPollable, SocketError};
+use wasmtime_wasi::sockets::{SocketAddrUse, WasiSocketsCtxView};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder};
 
 /// How much of a plugin's stderr is kept to explain a fault (its panic message).
@@ -19,7 +26,34 @@ const STDERR_TAIL: usize = 4096;
 pub struct NetGrants {
     rules: Vec<Rule>,
     udp: bool,
-    name_lookup: bool,
+    names: Names,
+}
+
+/// The names a plugin may look up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Names {
+    /// None.
+    #[default]
+    None,
+    /// These (its configuration's host names), in lowercase.
+    Listed(Vec<String>),
+    /// Names of the local network only (see `iot2mqtt_contract::ids::is_local_name`).
+    Local,
+    /// Any (a tool granted the internet, which could send data anywhere anyway).
+    Any,
+}
+
+impl Names {
+    /// Whether `name` may be looked up. Addresses written as names need no lookup.
+    pub fn permits(&self, name: &str) -> bool {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        match self {
+            Self::None => false,
+            Self::Listed(names) => names.contains(&name),
+            Self::Local => is_local_name(&name),
+            Self::Any => true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,10 +99,26 @@ impl NetGrants {
         self
     }
 
-    /// Allow name lookups (they reveal nothing a connection could not).
-    pub fn with_name_lookup(mut self, enabled: bool) -> Self {
-        self.name_lookup = enabled;
+    /// Allow looking up `name` (a host name of the configuration).
+    pub fn lookup(mut self, name: &str) -> Self {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        match &mut self.names {
+            Names::Listed(names) if !names.contains(&name) => names.push(name),
+            Names::Listed(_) | Names::Local | Names::Any => {}
+            Names::None => self.names = Names::Listed(vec![name]),
+        }
         self
+    }
+
+    /// Allow looking up names as `names` says, replacing what was allowed.
+    pub fn with_names(mut self, names: Names) -> Self {
+        self.names = names;
+        self
+    }
+
+    /// The names it may look up.
+    pub fn names(&self) -> &Names {
+        &self.names
     }
 
     /// Whether anything at all is granted.
@@ -107,7 +157,7 @@ impl NetGrants {
             .stderr(stderr.clone())
             .allow_tcp(!self.is_empty())
             .allow_udp(self.udp && !self.is_empty())
-            .allow_ip_name_lookup(self.name_lookup)
+            .allow_ip_name_lookup(self.names != Names::None)
             .socket_addr_check(move |addr, use_| {
                 let allowed = grants.permits(addr, use_);
                 if !allowed {
@@ -116,6 +166,71 @@ impl NetGrants {
                 Box::pin(async move { allowed })
             });
         builder.build()
+    }
+}
+
+/// `wasi:sockets/ip-name-lookup` as wasmtime-wasi implements it, for the names a lane was
+/// granted only; it replaces wasmtime-wasi's own in the engine's linker.
+pub(crate) struct GuardedLookup<'a> {
+    pub(crate) sockets: WasiSocketsCtxView<'a>,
+    pub(crate) names: &'a Names,
+    pub(crate) label: &'a str,
+}
+
+/// The [`HasData`] of [`GuardedLookup`].
+pub(crate) struct Lookups;
+
+impl HasData for Lookups {
+    type Data<'a> = GuardedLookup<'a>;
+}
+
+impl ip_name_lookup::Host for GuardedLookup<'_> {
+    fn resolve_addresses(
+        &mut self,
+        network: Resource<Network>,
+        name: String,
+    ) -> Result<Resource<ResolveAddressStream>, SocketError> {
+        if name.parse::<IpAddr>().is_err() && !self.names.permits(&name) {
+            tracing::warn!(plugin = %self.label, %name, "a name lookup the plugin was not granted was refused");
+            return Err(ErrorCode::PermanentResolverFailure.into());
+        }
+        ip_name_lookup::Host::resolve_addresses(&mut self.sockets, network, name)
+    }
+}
+
+impl network::Host for GuardedLookup<'_> {
+    fn convert_error_code(&mut self, error: SocketError) -> wasmtime::Result<ErrorCode> {
+        network::Host::convert_error_code(&mut self.sockets, error)
+    }
+
+    fn network_error_code(
+        &mut self,
+        error: Resource<wasmtime_wasi::p2::bindings::io::error::Error>,
+    ) -> wasmtime::Result<Option<ErrorCode>> {
+        network::Host::network_error_code(&mut self.sockets, error)
+    }
+}
+
+impl network::HostNetwork for GuardedLookup<'_> {
+    fn drop(&mut self, network: Resource<Network>) -> wasmtime::Result<()> {
+        network::HostNetwork::drop(&mut self.sockets, network)
+    }
+}
+
+impl ip_name_lookup::HostResolveAddressStream for GuardedLookup<'_> {
+    fn resolve_next_address(
+        &mut self,
+        stream: Resource<ResolveAddressStream>,
+    ) -> Result<Option<IpAddress>, SocketError> {
+        ip_name_lookup::HostResolveAddressStream::resolve_next_address(&mut self.sockets, stream)
+    }
+
+    fn subscribe(&mut self, stream: Resource<ResolveAddressStream>) -> wasmtime::Result<Resource<DynPollable>> {
+        ip_name_lookup::HostResolveAddressStream::subscribe(&mut self.sockets, stream)
+    }
+
+    fn drop(&mut self, stream: Resource<ResolveAddressStream>) -> wasmtime::Result<()> {
+        ip_name_lookup::HostResolveAddressStream::drop(&mut self.sockets, stream)
     }
 }
 
@@ -161,12 +276,80 @@ fn parse_route(line: &str) -> Option<(u32, u32)> {
     (gateway == 0 && mask != 0).then_some((destination & mask, mask))
 }
 
-/// A plugin's stdout and stderr: complete lines go to the host's log, the tail is kept to
-/// explain a fault (a panic prints its message there before the trap).
+/// Lines of output a plugin may write at once, then per second (its log calls, stdout and
+/// stderr together); beyond, lines are dropped and the number dropped is logged.
+const LINE_BURST: f64 = 200.0;
+const LINES_PER_SECOND: f64 = 50.0;
+
+/// The output rate limit of one plugin instance (a token bucket).
+#[derive(Debug, Clone)]
+pub(crate) struct LineBudget(Arc<Mutex<Bucket>>);
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    at: std::time::Instant,
+    dropped: u64,
+}
+
+impl LineBudget {
+    fn new() -> Self {
+        Self(Arc::new(Mutex::new(Bucket { tokens: LINE_BURST, at: std::time::Instant::now(), dropped: 0 })))
+    }
+
+    /// Whether one more line may be written.
+    pub(crate) fn admit(&self) -> Admit {
+        let mut bucket = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        let refill = now.duration_since(bucket.at).as_secs_f64() * LINES_PER_SECOND;
+        bucket.tokens = (bucket.tokens + refill).min(LINE_BURST);
+        bucket.at = now;
+        if bucket.tokens < 1.0 {
+            bucket.dropped += 1;
+            return if bucket.dropped == 1 { Admit::FirstDropped } else { Admit::Dropped };
+        }
+        bucket.tokens -= 1.0;
+        Admit::Write { dropped: std::mem::take(&mut bucket.dropped) }
+    }
+}
+
+/// What [`LineBudget::admit`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admit {
+    /// Write it; `dropped` lines were dropped since the last one written.
+    Write { dropped: u64 },
+    /// Drop it, the first of a run: say that lines are being dropped.
+    FirstDropped,
+    /// Drop it.
+    Dropped,
+}
+
+impl Admit {
+    /// The line to log about dropping, if any.
+    pub(crate) fn notice(self) -> Option<String> {
+        match self {
+            Self::Write { dropped: 0 } | Self::Dropped => None,
+            Self::Write { dropped } => Some(format!("{dropped} lines of this plugin's output were dropped")),
+            Self::FirstDropped => Some(format!(
+                "this plugin writes more than {LINE_BURST} lines at once or {LINES_PER_SECOND} a second: lines are dropped"
+            )),
+        }
+    }
+
+    /// Whether the line is written.
+    pub(crate) fn writes(self) -> bool {
+        matches!(self, Self::Write { .. })
+    }
+}
+
+/// A plugin's stdout and stderr: complete lines go to the host's log (within the plugin's
+/// [`LineBudget`]), the tail is kept to explain a fault (a panic prints its message there
+/// before the trap).
 #[derive(Debug, Clone)]
 pub(crate) struct StderrTap {
     label: Arc<str>,
     buffer: Arc<Mutex<Captured>>,
+    pub(crate) lines: LineBudget,
 }
 
 #[derive(Debug, Default)]
@@ -177,7 +360,7 @@ struct Captured {
 
 impl StderrTap {
     pub(crate) fn new(label: &str) -> Self {
-        Self { label: label.into(), buffer: Arc::default() }
+        Self { label: label.into(), buffer: Arc::default(), lines: LineBudget::new() }
     }
 
     /// The last bytes written, as text, and forget them.
@@ -197,6 +380,13 @@ impl StderrTap {
         for &b in bytes {
             if b == b'\n' {
                 let line = std::mem::take(&mut captured.line);
+                let admit = self.lines.admit();
+                if let Some(notice) = admit.notice() {
+                    tracing::warn!(target: "iot2mqtt.plugin", plugin = %self.label, "{notice}");
+                }
+                if !admit.writes() {
+                    continue;
+                }
                 tracing::warn!(target: "iot2mqtt.plugin", plugin = %self.label, "{}", String::from_utf8_lossy(&line));
             } else if captured.line.len() < STDERR_TAIL {
                 captured.line.push(b);
@@ -232,29 +422,80 @@ impl tokio::io::AsyncWrite for StderrTap {
     }
 }
 
-/// Caps a plugin instance's linear memory and remembers when the cap was hit, so a fault that
-/// follows can be explained as what it is.
+/// Core instances one plugin instance may create (a component is several core modules).
+const MAX_INSTANCES: usize = 64;
+/// Linear memories one plugin instance may create.
+const MAX_MEMORIES: usize = 8;
+/// Tables one plugin instance may create.
+const MAX_TABLES: usize = 64;
+/// What one table element is charged (a function reference on the host).
+const TABLE_ELEMENT_BYTES: usize = 8;
+
+/// One memory budget for everything a plugin instance allocates inside wasmtime: all its linear
+/// memories and all its tables count against the same limit, and the number of core instances,
+/// memories and tables is capped. Remembers when the budget was hit, so a fault that follows can
+/// be explained as what it is.
 #[derive(Debug)]
 pub(crate) struct MemoryCap {
     limit: usize,
+    used: usize,
+    /// The growth last allowed, taken back when wasmtime reports that it failed after all.
+    pending: usize,
     pub(crate) hit: bool,
 }
 
 impl MemoryCap {
     pub(crate) fn new(limit: usize) -> Self {
-        Self { limit, hit: false }
+        Self { limit, used: 0, pending: 0, hit: false }
+    }
+
+    /// Charge growing from `current` to `desired` bytes, if the budget allows it.
+    fn grow(&mut self, current: usize, desired: usize) -> bool {
+        let growth = desired.saturating_sub(current);
+        let allowed = self.used.checked_add(growth).is_some_and(|total| total <= self.limit);
+        if allowed {
+            self.used += growth;
+            self.pending = growth;
+        } else {
+            self.hit = true;
+        }
+        allowed
+    }
+
+    fn grow_failed(&mut self) {
+        self.used -= std::mem::take(&mut self.pending);
     }
 }
 
 impl wasmtime::ResourceLimiter for MemoryCap {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        let allowed = desired <= self.limit;
-        self.hit |= !allowed;
-        Ok(allowed)
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(self.grow(current, desired))
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.grow_failed();
+        Ok(())
+    }
+
+    fn table_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(self.grow(current.saturating_mul(TABLE_ELEMENT_BYTES), desired.saturating_mul(TABLE_ELEMENT_BYTES)))
+    }
+
+    fn table_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.grow_failed();
+        Ok(())
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
     }
 }
 
@@ -314,6 +555,17 @@ mod tests {
     }
 
     #[test]
+    fn name_lookups_are_granted_per_name() {
+        let grants = NetGrants::none().lookup("Bulb.lan.").lookup("bridge.example.com");
+        assert!(grants.names().permits("bulb.lan") && grants.names().permits("BRIDGE.example.com."));
+        assert!(!grants.names().permits("c2VjcmV0.evil.example"), "anything else is refused");
+        assert!(!NetGrants::none().names().permits("bulb.lan"));
+        let local = NetGrants::none().with_names(Names::Local);
+        assert!(local.names().permits("printer.local") && !local.names().permits("printer.example.com"));
+        assert!(NetGrants::none().with_names(Names::Any).names().permits("anything.example"));
+    }
+
+    #[test]
     fn direct_routes_are_local_networks() {
         let cases = [
             ("eth0\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0", Some((0xC000_0200, 0xFFFF_FF00))),
@@ -323,6 +575,32 @@ mod tests {
         for (line, expected) in cases {
             assert_eq!(parse_route(line), expected, "{line}");
         }
+    }
+
+    #[test]
+    fn memories_and_tables_share_one_budget() {
+        use wasmtime::ResourceLimiter;
+        let mut cap = MemoryCap::new(10 << 20);
+        assert!(cap.memory_growing(0, 6 << 20, None).unwrap(), "a first memory");
+        assert!(!cap.memory_growing(0, 6 << 20, None).unwrap(), "a second one does not fit beside it");
+        assert!(cap.hit);
+        assert!(cap.table_growing(0, 1000, None).unwrap());
+        assert!(!cap.table_growing(1000, 1 << 20, None).unwrap(), "8 MiB of table elements do not fit");
+        assert!(cap.memory_growing(6 << 20, 8 << 20, None).unwrap());
+        cap.memory_grow_failed(wasmtime::Error::msg("failed")).unwrap();
+        assert!(cap.memory_growing(6 << 20, 8 << 20, None).unwrap(), "a failed growth is given back");
+        assert!(!cap.memory_growing(8 << 20, 10 << 20, None).unwrap());
+    }
+
+    #[test]
+    fn output_is_rate_limited_and_drops_are_counted() {
+        let budget = LineBudget::new();
+        let decisions: Vec<Admit> = (0..1000).map(|_| budget.admit()).collect();
+        let admitted = decisions.iter().filter(|a| a.writes()).count();
+        assert!((200..=210).contains(&admitted), "a burst of 200: {admitted}");
+        assert_eq!(decisions.iter().filter(|a| **a == Admit::FirstDropped).count(), 1, "one notice per run");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(matches!(budget.admit(), Admit::Write { dropped } if dropped >= 790), "the next says how many");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Network grants from an instance's configuration: each device may reach the addresses its
 //! own entry names (`host`, `ip` or `address`, with `port` when given), plus the instance's
-//! `connection` host. Host names are resolved here, once, when the lane is built.
+//! `connection` host. Host names are resolved here, once, when the lane is built, and the
+//! plugin may look up those names and no other.
 
 use std::net::IpAddr;
 
@@ -35,7 +36,7 @@ async fn add(mut grants: NetGrants, host: &str, port: Option<u16>) -> NetGrants 
             for addr in addrs {
                 grants = grants.allow(addr.ip(), port);
             }
-            grants.with_name_lookup(true)
+            grants.lookup(host)
         }
         Err(e) => {
             tracing::warn!(%host, "cannot resolve a device address; the plugin may not reach it: {e}");
@@ -66,7 +67,7 @@ mod tests {
             (json!({"device_id": "a", "host": "10.0.0.2"}), NetGrants::none().allow("10.0.0.2".parse().unwrap(), None)),
             (
                 json!({"device_id": "a", "host": "localhost", "port": 80}),
-                NetGrants::none().allow("127.0.0.1".parse().unwrap(), Some(80)).with_name_lookup(true),
+                NetGrants::none().allow("127.0.0.1".parse().unwrap(), Some(80)).lookup("localhost"),
             ),
         ];
         for (entry, expected) in cases {

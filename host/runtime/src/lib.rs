@@ -19,7 +19,7 @@ mod status;
 mod worker;
 
 pub use iot2mqtt_engine::{
-    CacheOutcome, EngineConfig, Failure, Fault, FaultKind, LoadError, NetGrants, Plugin, PluginAbout,
+    CacheOutcome, EngineConfig, Failure, Fault, FaultKind, LoadError, Names, NetGrants, Plugin, PluginAbout,
 };
 pub use options::InstanceOptions;
 pub use runtime::{InstanceHandle, InstanceSpec, Runtime, RuntimeError, client_tls};

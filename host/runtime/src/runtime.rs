@@ -9,7 +9,8 @@ use iot2mqtt_contract::codes::ErrorCode;
 use iot2mqtt_contract::config::InstanceConfig;
 use iot2mqtt_contract::{MqttSettings, Topics};
 use iot2mqtt_engine::{
-    Engine, EngineConfig, EngineError, Failure, Fault, HostSink, Lane, LaneConfig, Level, LoadError, NetGrants, Plugin,
+    Engine, EngineConfig, EngineError, Failure, Fault, FaultKind, HostSink, Lane, LaneConfig, Level, LoadError,
+    NetGrants, Plugin,
 };
 use iot2mqtt_mqtt::{ClientOptions, Outbox, QoS, Session, Will};
 use serde_json::{Map, Value};
@@ -187,8 +188,11 @@ impl Runtime {
             call_limit: timeout,
             sink: Arc::new(ToolSink { tool: tool.to_string() }),
         };
-        let mut lane = Lane::new(&self.engine, plugin, config).await?;
-        lane.run_tool(tool, input).await
+        let (engine, plugin, tool, input) = (self.engine.clone(), plugin.clone(), tool.to_string(), input.clone());
+        self.engine
+            .spawn(async move { Lane::new(&engine, &plugin, config).await?.run_tool(&tool, &input).await })
+            .await
+            .map_err(|e| Fault { kind: FaultKind::Broken, message: format!("the tool's task ended: {e}") })?
     }
 }
 
@@ -236,10 +240,14 @@ impl InstanceHandle {
         let mut builds = JoinSet::new();
         for device in &self.devices {
             let (factory, plugin, device) = (self.factory.clone(), plugin.clone(), device.clone());
-            builds.spawn(async move {
-                let outcome = factory.build(&plugin, &device).await;
-                (device.device_id.to_string(), outcome)
-            });
+            let threads = factory.engine.handle().clone();
+            builds.spawn_on(
+                async move {
+                    let outcome = factory.build(&plugin, &device).await;
+                    (device.device_id.to_string(), outcome)
+                },
+                &threads,
+            );
         }
         let mut lanes = Vec::with_capacity(self.devices.len());
         let mut rejection = None;

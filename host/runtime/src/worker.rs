@@ -4,7 +4,7 @@
 //! updates. A fault kills the lane; the worker rebuilds it (at once the first time, then with
 //! growing delays while it keeps faulting).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use iot2mqtt_contract::codes::ErrorCode;
@@ -24,8 +24,6 @@ use crate::report::Reporter;
 pub(crate) const JOB_QUEUE: usize = 256;
 /// A lane that faults within this time of starting counts as faulting again.
 pub(crate) const HEALTHY_AFTER: Duration = Duration::from_secs(60);
-/// Log lines per second a plugin lane may write before lines are dropped.
-const LOG_LINES_PER_SECOND: f64 = 50.0;
 
 /// What a worker is asked to do.
 pub(crate) enum Job {
@@ -163,7 +161,8 @@ pub(crate) fn spawn(
         restart_at: Instant::now(),
         last_fault: None,
     };
-    tokio::spawn(worker.run());
+    let engine = worker.factory.engine.clone();
+    engine.spawn(worker.run());
     WorkerHandle { jobs: tx, wake }
 }
 
@@ -357,54 +356,21 @@ struct DeviceSink {
     instance: Arc<str>,
     device: String,
     reporter: Arc<Reporter>,
-    budget: Mutex<LogBudget>,
-}
-
-struct LogBudget {
-    tokens: f64,
-    at: Instant,
-    dropped: u64,
 }
 
 impl DeviceSink {
     fn new(instance: &Arc<str>, device: &str, reporter: Arc<Reporter>) -> Self {
-        Self {
-            instance: Arc::clone(instance),
-            device: device.to_string(),
-            reporter,
-            budget: Mutex::new(LogBudget { tokens: LOG_LINES_PER_SECOND, at: Instant::now(), dropped: 0 }),
-        }
+        Self { instance: Arc::clone(instance), device: device.to_string(), reporter }
     }
 
     fn check(&self, device: &str) -> Result<(), String> {
         if device == self.device { Ok(()) } else { Err(format!("unknown device \"{device}\"")) }
     }
-
-    fn admit(&self) -> bool {
-        let mut budget = self.budget.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        let refill = now.duration_since(budget.at).as_secs_f64() * LOG_LINES_PER_SECOND;
-        budget.tokens = (budget.tokens + refill).min(LOG_LINES_PER_SECOND);
-        budget.at = now;
-        if budget.tokens >= 1.0 {
-            budget.tokens -= 1.0;
-            if budget.dropped > 0 {
-                tracing::warn!(instance = %self.instance, device = %self.device, dropped = budget.dropped, "plugin log lines dropped (too many)");
-                budget.dropped = 0;
-            }
-            true
-        } else {
-            budget.dropped += 1;
-            false
-        }
-    }
 }
 
 impl HostSink for DeviceSink {
     fn log(&self, level: Level, message: &str) {
-        if !self.admit() {
-            return;
-        }
+        // The engine rate-limits a plugin's output before it gets here.
         let (instance, device) = (&*self.instance, self.device.as_str());
         match level {
             Level::Trace => tracing::trace!(target: "iot2mqtt.plugin", instance, device, "{message}"),

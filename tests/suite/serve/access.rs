@@ -21,7 +21,8 @@ async fn every_protected_route_refuses_requests_without_credentials() {
             .replace("{device}", "d");
         let method = Method::from_bytes(route.method.as_str().as_bytes()).unwrap();
         for token in [None, Some("v1.9999999999.forged.signature")] {
-            let (status, body) = serve.call_as(token, method.clone(), &path, Some(json!({}))).await;
+            let body = (!path.ends_with("/plugin")).then(|| json!({}));
+            let (status, body) = serve.call_as(token, method.clone(), &path, body).await;
             match route.access {
                 iot2mqtt_server::api::Access::Public => {
                     assert_ne!(status, StatusCode::UNAUTHORIZED, "{} {path} is public", route.method);

@@ -216,9 +216,11 @@ async fn invalid_requests_are_refused_naming_the_field_and_nothing_is_created() 
         assert_eq!(response["field"].as_str(), field, "{body}: {response}");
         assert!(response["error"].as_str().is_some_and(|e| !e.is_empty()));
     }
-    let not_json =
-        serve.client().post(serve.url("/api/instances")).bearer_auth(serve.token()).body("{oops").send().await.unwrap();
+    let post = || serve.client().post(serve.url("/api/instances")).bearer_auth(serve.token());
+    let not_json = post().header("content-type", "application/json").body("{oops").send().await.unwrap();
     assert_eq!(not_json.status(), StatusCode::BAD_REQUEST);
+    let form = post().form(&[("connector_type", "demo")]).send().await.unwrap();
+    assert_eq!(form.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "a JSON route takes JSON only");
     for path in
         ["/api/instances/demo/..%2F..%2Fsecrets", "/api/instances/..%2Fsecrets/x", "/api/instances/demo/.master.key"]
     {

@@ -24,14 +24,14 @@ async fn upload_and_rollback(runtime: Runtime) {
     let path = format!("/api/instances/demo/{id}/plugin");
 
     // Invalid uploads change nothing.
-    let (status, body) = serve.call_bytes(Method::POST, &path, b"not a plugin".to_vec()).await;
+    let (status, body) = serve.call_bytes(Method::POST, &path, "application/wasm", b"not a plugin".to_vec()).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(body["error"].as_str().unwrap().contains("not a usable WebAssembly component"), "{body}");
-    let (status, body) = serve.call_bytes(Method::POST, &path, plugin("init-fails")).await;
+    let (status, body) = serve.call_bytes(Method::POST, &path, "application/wasm", plugin("init-fails")).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "a plugin that cannot initialise is refused: {body}");
 
     // A real one swaps live, without reconnecting.
-    let (status, body) = serve.call_bytes(Method::POST, &path, plugin("template")).await;
+    let (status, body) = serve.call_bytes(Method::POST, &path, "application/wasm", plugin("template")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!((body["name"].as_str(), body["previous"].as_str()), (Some("template"), Some(demo_sha.as_str())));
     let new_sha = body["sha256"].as_str().unwrap().to_string();

@@ -161,7 +161,8 @@ async fn the_demo_flow_through_the_api_to_a_running_instance() {
         assert_eq!(status, expected, "{path}: {body}");
         assert!(body["error"].is_string(), "{path}: {body}");
     }
-    let (status, _) = serve.call_bytes(Method::POST, &format!("{path}/step"), b"{not json".to_vec()).await;
+    let (status, _) =
+        serve.call_bytes(Method::POST, &format!("{path}/step"), "application/json", b"{not json".to_vec()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let (status, _) = serve.call(Method::DELETE, &path, None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);

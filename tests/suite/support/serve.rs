@@ -109,6 +109,11 @@ impl Serve {
         serve
     }
 
+    /// The process id of the running server.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).expect("serve is running")
+    }
+
     pub fn data(&self) -> PathBuf {
         self.dir.path().join("data")
     }
@@ -124,6 +129,14 @@ impl Serve {
 
     /// Start the process (again) and wait for its health endpoint.
     pub async fn spawn(&mut self) {
+        if let Err(log) = self.try_spawn().await {
+            panic!("{log}");
+        }
+    }
+
+    /// Start the process (again) and wait for its health endpoint; when it exits instead, what
+    /// it logged.
+    pub async fn try_spawn(&mut self) -> Result<(), String> {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).unwrap();
         let mut command = Command::new(binary("iot2mqtt"));
         command
@@ -148,10 +161,11 @@ impl Serve {
             if let Ok(r) = self.client.get(self.url("/api/health")).send().await
                 && r.status() == StatusCode::OK
             {
-                return;
+                return Ok(());
             }
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
-                panic!("iot2mqtt serve exited with {status}:\n{}", self.log());
+                self.child = None;
+                return Err(format!("iot2mqtt serve exited with {status}:\n{}", self.log()));
             }
             assert!(Instant::now() < deadline, "iot2mqtt serve did not answer in time:\n{}", self.log());
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -215,9 +229,16 @@ impl Serve {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
-    /// A request with a raw body.
-    pub async fn call_bytes(&self, method: Method, path: &str, body: Vec<u8>) -> (StatusCode, Value) {
-        let mut request = self.client.request(method, self.url(path)).body(body);
+    /// A request with a raw body of `content_type`.
+    pub async fn call_bytes(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> (StatusCode, Value) {
+        let mut request =
+            self.client.request(method, self.url(path)).header(reqwest::header::CONTENT_TYPE, content_type).body(body);
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }

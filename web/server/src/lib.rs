@@ -12,6 +12,7 @@ pub mod auth;
 pub mod catalog;
 pub mod devices;
 pub mod flows;
+pub mod guard;
 pub mod instances;
 pub mod mqtt;
 pub mod mqtt_accounts;

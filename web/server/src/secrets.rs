@@ -16,6 +16,8 @@ use crate::store::atomic::write;
 
 /// The prefix of a reference to a secret in an instance file.
 pub const REFERENCE: &str = "secret://";
+/// What the orchestrator's own secrets are bound to (instance ids cannot start with `_`).
+const SETTINGS_SCOPE: &str = "_settings";
 /// What the API shows in place of a secret's value.
 pub const MASK: &str = "********";
 
@@ -29,7 +31,7 @@ pub enum SecretsError {
     #[error("the master key {0} is damaged")]
     BadKey(PathBuf),
     /// A secrets file does not decrypt with this master key.
-    #[error("the secrets of instance \"{0}\" cannot be decrypted with this master key")]
+    #[error("the secrets of \"{0}\" cannot be decrypted with this master key")]
     Undecryptable(String),
 }
 
@@ -74,26 +76,47 @@ impl SecretsManager {
         if secrets.is_empty() {
             return self.remove(instance);
         }
-        let plain = serde_json::to_vec(secrets).map_err(std::io::Error::other)?;
-        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
-        let sealed = self
-            .cipher
-            .encrypt(&nonce, Payload { msg: &plain, aad: instance.as_str().as_bytes() })
-            .map_err(|_| SecretsError::Undecryptable(instance.to_string()))?;
-        let mut blob = nonce.to_vec();
-        blob.extend_from_slice(&sealed);
-        write(&self.path(instance), format!("v1:{}\n", STANDARD.encode(blob)).as_bytes(), 0o600)?;
-        Ok(())
+        self.seal(&self.path(instance), instance.as_str(), secrets)
     }
 
     /// An instance's secrets (empty when it has none). Blocking.
     pub fn load(&self, instance: &InstanceId) -> Result<BTreeMap<String, String>, SecretsError> {
-        let text = match std::fs::read_to_string(self.path(instance)) {
+        self.unseal(&self.path(instance), instance.as_str())
+    }
+
+    /// Store the orchestrator's own secrets (the broker password of `.env`'s settings), in
+    /// `secrets/settings.secret`. Blocking.
+    pub fn store_settings(&self, secrets: &BTreeMap<String, String>) -> Result<(), SecretsError> {
+        self.seal(&self.settings_path(), SETTINGS_SCOPE, secrets)
+    }
+
+    /// The orchestrator's own secrets (empty when there are none). Blocking.
+    pub fn load_settings(&self) -> Result<BTreeMap<String, String>, SecretsError> {
+        self.unseal(&self.settings_path(), SETTINGS_SCOPE)
+    }
+
+    /// Encrypt `secrets` into `path`, bound to `scope`.
+    fn seal(&self, path: &Path, scope: &str, secrets: &BTreeMap<String, String>) -> Result<(), SecretsError> {
+        let plain = serde_json::to_vec(secrets).map_err(std::io::Error::other)?;
+        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let sealed = self
+            .cipher
+            .encrypt(&nonce, Payload { msg: &plain, aad: scope.as_bytes() })
+            .map_err(|_| SecretsError::Undecryptable(scope.to_string()))?;
+        let mut blob = nonce.to_vec();
+        blob.extend_from_slice(&sealed);
+        write(path, format!("v1:{}\n", STANDARD.encode(blob)).as_bytes(), 0o600)?;
+        Ok(())
+    }
+
+    /// Decrypt what `path` holds for `scope`; a missing file is no secrets.
+    fn unseal(&self, path: &Path, scope: &str) -> Result<BTreeMap<String, String>, SecretsError> {
+        let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
             Err(e) => return Err(e.into()),
         };
-        let undecryptable = || SecretsError::Undecryptable(instance.to_string());
+        let undecryptable = || SecretsError::Undecryptable(scope.to_string());
         let blob = text.trim().strip_prefix("v1:").and_then(|b| STANDARD.decode(b).ok()).ok_or_else(undecryptable)?;
         if blob.len() < 24 {
             return Err(undecryptable());
@@ -101,7 +124,7 @@ impl SecretsManager {
         let (nonce, sealed) = blob.split_at(24);
         let plain = self
             .cipher
-            .decrypt(XNonce::from_slice(nonce), Payload { msg: sealed, aad: instance.as_str().as_bytes() })
+            .decrypt(XNonce::from_slice(nonce), Payload { msg: sealed, aad: scope.as_bytes() })
             .map_err(|_| undecryptable())?;
         serde_json::from_slice(&plain).map_err(|_| undecryptable())
     }
@@ -116,6 +139,10 @@ impl SecretsManager {
 
     fn path(&self, instance: &InstanceId) -> PathBuf {
         self.dir.join(format!("{instance}.secret"))
+    }
+
+    fn settings_path(&self) -> PathBuf {
+        self.dir.with_file_name("settings.secret")
     }
 }
 

@@ -67,7 +67,11 @@ pub struct ServeOptions {
 pub async fn run(options: ServeOptions, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     let data = DataDir::open(&options.data_dir)
         .with_context(|| format!("cannot open the data directory {}", options.data_dir.display()))?;
-    let settings_file = SettingsFile::new(data.dotenv());
+    let settings_secrets = Arc::new(SecretsManager::open(&data.secrets()).context("cannot open the secrets store")?);
+    let settings_file = SettingsFile::new(data.dotenv()).with_secrets(settings_secrets);
+    for key in settings_file.move_secrets_out().context("cannot move secrets out of .env")? {
+        tracing::info!("{key} was moved from .env into the encrypted secrets store");
+    }
     let env = settings_file.env().context("cannot read the settings")?;
 
     let (auth, setup_token) =
@@ -126,14 +130,21 @@ pub async fn run(options: ServeOptions, shutdown: impl Future<Output = ()> + Sen
         RuntimeChoice::Embedded => None,
         _ => docker::connect().await,
     };
-    let docker = docker_client.map(|client| {
-        let exe_dir = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)).unwrap_or_default();
-        let host_binary = options.host_binary.clone().unwrap_or_else(|| exe_dir.join("iot2mqtt-host"));
-        Arc::new(DockerRuntime::new(client, install_tag(&data), host_binary, secrets_run_dir(&data), mqtt.clone()))
-    });
+    let docker = match docker_client {
+        Some(client) => {
+            let exe_dir =
+                std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)).unwrap_or_default();
+            let host_binary = options.host_binary.clone().unwrap_or_else(|| exe_dir.join("iot2mqtt-host"));
+            let run_dir = secrets_run_dir(&data);
+            crate::store::private_dir(&run_dir)
+                .with_context(|| format!("cannot use {} for containers' secrets", run_dir.display()))?;
+            Some(Arc::new(DockerRuntime::new(client, install_tag(&data), host_binary, run_dir, mqtt.clone())))
+        }
+        None => None,
+    };
     // One engine for the process: it checks uploads, runs setup tools and, embedded, instances.
     let engine =
-        iot2mqtt_runtime::Runtime::new(iot2mqtt_runtime::EngineConfig { cache_dir: Some(data.cache("engine")) })
+        iot2mqtt_runtime::Runtime::new(iot2mqtt_runtime::EngineConfig { cache_dir: Some(data.engine_cache()) })
             .context("cannot start the WebAssembly engine")?;
     // Instances run in containers or in this process; script tools run the same way.
     let (runtime, containers): (Arc<dyn InstanceRuntime>, _) = match (options.runtime, &docker) {
@@ -169,6 +180,7 @@ pub async fn run(options: ServeOptions, shutdown: impl Future<Output = ()> + Sen
         docker,
         embedded_broker: broker.is_some(),
         broker_accounts,
+        hosts: crate::guard::HostNames::new(env.get("IOT2MQTT_HOSTNAMES")),
     });
     let reconciling = state.clone();
     tokio::spawn(async move { reconciling.instances.reconcile().await });

@@ -76,6 +76,7 @@ impl TestApp {
             docker: None,
             embedded_broker: false,
             broker_accounts: None,
+            hosts: iot2mqtt_server::guard::HostNames::default(),
         });
         Self { router: app(state), runtime, token: None, _dir: dir }
     }
@@ -109,6 +110,9 @@ impl TestApp {
         }
         if let Some(id) = request_id {
             request = request.header("x-request-id", id);
+        }
+        if body.is_some() {
+            request = request.header(header::CONTENT_TYPE, "application/json");
         }
         let body = body.map_or_else(Body::empty, |b| Body::from(b.to_string()));
         tower::ServiceExt::oneshot(self.router.clone(), request.body(body).unwrap()).await.unwrap()

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::error::AppError;
 use super::{AppState, json_body, session_token};
-use crate::auth::{AuthError, COOKIE, SESSION_LIFETIME};
+use crate::auth::{AuthError, COOKIE, SESSION_LIFETIME, Session};
 
 /// `GET /api/setup/status` (public): whether an access key is set.
 pub async fn setup_status(State(state): State<AppState>) -> Json<Value> {
@@ -44,13 +44,51 @@ pub async fn login(
         return Err(AppError::invalid("key", "is required"));
     };
     let client = connect.map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |c| c.0.0.ip());
-    let app = state.clone();
-    let session =
-        tokio::task::spawn_blocking(move || app.auth.login(client, &key)).await.map_err(AppError::internal)?;
-    let session = session.map_err(|e| {
+    let session = state.auth.login(client, &key).await.map_err(|e| {
         tracing::warn!(%client, "failed login: {e}");
         auth_error(e)
     })?;
+    Ok(with_session(&session))
+}
+
+/// `POST /api/auth/logout`: end the session and clear the cookie.
+pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, AppError> {
+    if let Some(token) = session_token(&headers) {
+        state.auth.logout(&token).map_err(auth_error)?;
+    }
+    Ok(cleared(Json(json!({"logged_out": true})).into_response()))
+}
+
+/// `POST /api/auth/logout-everywhere`: end every session, this one included.
+pub async fn logout_everywhere(State(state): State<AppState>) -> Result<Response, AppError> {
+    state.auth.log_out_everywhere().map_err(auth_error)?;
+    tracing::info!("every session was ended");
+    Ok(cleared(Json(json!({"logged_out": "everywhere"})).into_response()))
+}
+
+/// `POST /api/auth/key {"old_key","new_key"}`: change the access key. Every other session ends;
+/// the answer carries the caller's new session (and cookie).
+pub async fn change_key(
+    State(state): State<AppState>,
+    connect: Option<axum::extract::Extension<ConnectInfo<SocketAddr>>>,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    let body = json_body(&body)?;
+    let field = |name: &str| body.get(name).and_then(Value::as_str).map(str::to_string);
+    let old = field("old_key").ok_or_else(|| AppError::invalid("old_key", "is required"))?;
+    let new = field("new_key").ok_or_else(|| AppError::invalid("new_key", "is required"))?;
+    let client = connect.map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |c| c.0.0.ip());
+    let session = state.auth.change_key(client, &old, &new).await.map_err(|e| match e {
+        AuthError::WeakKey => AppError::invalid("new_key", e.to_string()),
+        AuthError::Invalid => AppError::invalid("old_key", "is not the current access key"),
+        other => auth_error(other),
+    })?;
+    tracing::info!("the access key was changed; every other session ended");
+    Ok(with_session(&session))
+}
+
+/// The answer to a login: the session as JSON and as the cookie.
+fn with_session(session: &Session) -> Response {
     let cookie = format!(
         "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
         session.token,
@@ -60,15 +98,11 @@ pub async fn login(
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
-    Ok(response)
+    response
 }
 
-/// `POST /api/auth/logout`: end the session and clear the cookie.
-pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Some(token) = session_token(&headers) {
-        state.auth.logout(&token);
-    }
-    let mut response = Json(json!({"logged_out": true})).into_response();
+/// `response` with the session cookie cleared.
+fn cleared(mut response: Response) -> Response {
     let clear = format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
     if let Ok(value) = HeaderValue::from_str(&clear) {
         response.headers_mut().insert(header::SET_COOKIE, value);
@@ -80,6 +114,7 @@ fn auth_error(error: AuthError) -> AppError {
     match error {
         AuthError::Invalid | AuthError::BadSetupToken => AppError::Unauthorized(error.to_string()),
         AuthError::RateLimited(retry_after) => AppError::TooManyRequests { retry_after, message: error.to_string() },
+        AuthError::Busy => AppError::TooManyRequests { retry_after: 5, message: error.to_string() },
         AuthError::NotConfigured => AppError::Unavailable(error.to_string()),
         AuthError::WeakKey => AppError::invalid("key", error.to_string()),
         AuthError::Store(_) => AppError::internal(error),

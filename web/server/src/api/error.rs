@@ -37,6 +37,12 @@ pub enum AppError {
     /// 413
     #[error("{0}")]
     TooLarge(String),
+    /// 415: a body of another type than the route takes.
+    #[error("{0}")]
+    UnsupportedType(String),
+    /// 421: a `Host` this server is not known as.
+    #[error("{0}")]
+    MisdirectedHost(String),
     /// 422: understood but invalid.
     #[error("{message}")]
     Invalid {
@@ -62,6 +68,17 @@ pub enum AppError {
     /// 500: a bug or an I/O failure; logged, not shown.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+impl From<crate::guard::Refusal> for AppError {
+    fn from(refusal: crate::guard::Refusal) -> Self {
+        use crate::guard::Refusal;
+        match refusal {
+            Refusal::UnknownHost(_) => Self::MisdirectedHost(refusal.to_string()),
+            Refusal::CrossSite(_) => Self::Forbidden(refusal.to_string()),
+            Refusal::WrongType { .. } => Self::UnsupportedType(refusal.to_string()),
+        }
+    }
 }
 
 impl From<FieldError> for AppError {
@@ -120,6 +137,8 @@ impl AppError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::MisdirectedHost(_) => StatusCode::MISDIRECTED_REQUEST,
             Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -131,22 +150,15 @@ impl AppError {
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        let (status, field) = match &self {
-            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, None),
-            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, None),
-            Self::Forbidden(_) => (StatusCode::FORBIDDEN, None),
-            Self::NotFound(_) => (StatusCode::NOT_FOUND, None),
-            Self::Conflict { field, .. } => (StatusCode::CONFLICT, field.clone()),
-            Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, None),
-            Self::Invalid { field, .. } => (StatusCode::UNPROCESSABLE_ENTITY, field.clone()),
-            Self::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, None),
-            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, None),
-            Self::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, None),
+        let status = self.status();
+        let field = match &self {
             Self::Internal(e) => {
                 tracing::error!("internal error: {e:#}");
                 let body = Json(json!({"error": "internal error; see the server log"}));
-                return (StatusCode::INTERNAL_SERVER_ERROR, body).into_response();
+                return (status, body).into_response();
             }
+            Self::Conflict { field, .. } | Self::Invalid { field, .. } => field.clone(),
+            _ => None,
         };
         let mut body = json!({"error": self.to_string()});
         if let Some(field) = field {

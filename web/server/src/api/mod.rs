@@ -19,7 +19,7 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, Method, header};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, post, put};
 use serde_json::Value;
 
@@ -59,6 +59,8 @@ pub struct Shared {
     pub embedded_broker: bool,
     /// The embedded broker's accounts (none with an external broker).
     pub broker_accounts: Option<Arc<crate::mqtt_accounts::BrokerAccounts>>,
+    /// The names this server answers to (see [`crate::guard`]).
+    pub hosts: crate::guard::HostNames,
 }
 
 impl std::fmt::Debug for AppState {
@@ -127,6 +129,8 @@ pub fn routes() -> Vec<Route> {
         route(Method::POST, "/api/setup", SetupToken, post(auth::setup)),
         route(Method::POST, "/api/auth/login", Public, post(auth::login)),
         route(Method::POST, "/api/auth/logout", Session, post(auth::logout)),
+        route(Method::POST, "/api/auth/logout-everywhere", Session, post(auth::logout_everywhere)),
+        route(Method::POST, "/api/auth/key", Session, post(auth::change_key)),
         route(Method::GET, "/api/mqtt/config", Session, get(mqtt::get_config)),
         route(Method::POST, "/api/mqtt/config", Session, post(mqtt::set_config)),
         route(Method::GET, "/api/mqtt/accounts", Session, get(mqtt::accounts)),
@@ -193,7 +197,23 @@ pub fn app(state: AppState) -> Router {
         };
         router = router.route(route.path, handler);
     }
-    trace::layer(router.merge(crate::ui::router()).fallback(not_found).with_state(state))
+    let router = router.merge(crate::ui::router()).fallback(not_found);
+    trace::layer(router.layer(middleware::from_fn_with_state(state.clone(), guard)).with_state(state))
+}
+
+/// Hold every request to [`crate::guard::check`]: a JSON error for the API, a page otherwise.
+async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    match crate::guard::check(&state.hosts, request.method(), request.uri(), request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(refusal) => {
+            tracing::warn!(method = %request.method(), path = request.uri().path(), "refused: {refusal}");
+            if request.uri().path().starts_with("/api/") {
+                AppError::from(refusal).into_response()
+            } else {
+                crate::ui::refused(&refusal)
+            }
+        }
+    }
 }
 
 async fn not_found() -> AppError {

@@ -9,8 +9,13 @@
 //! secrets/auth.json                     the access key's argon2 hash, the session secret
 //! plugins/<connector>/<sha256>.wasm     content-addressed plugin store
 //! plugins/<connector>/active/<id>/      the plugin an instance runs (mounted into its container)
-//! cache/<id>/                           compiled-plugin cache of an instance's host
+//! cache/serve/                          compiled-plugin cache of serve's own engine (never mounted)
+//! cache/instances/<id>/                 compiled-plugin cache of a container's host (its own, rw)
 //! ```
+//!
+//! A compiled plugin is native code that wasmtime maps and runs after checking only its header,
+//! so `serve` loads compiled code only from `cache/serve/`, which no container can write; a
+//! container's cache is its own and never read by anyone else.
 
 pub mod atomic;
 pub mod instances;
@@ -29,10 +34,12 @@ impl DataDir {
     /// The data directory at `root`, created with its subdirectories when missing.
     pub fn open(root: &Path) -> std::io::Result<Self> {
         let root = if root.is_absolute() { root.to_path_buf() } else { std::env::current_dir()?.join(root) };
-        for dir in ["instances", "secrets/instances", "plugins", "cache"] {
+        for dir in ["instances", "secrets/instances", "plugins", "cache/serve", "cache/instances"] {
             std::fs::create_dir_all(root.join(dir))?;
         }
         restrict(&root.join("secrets"))?;
+        restrict(&root.join("cache/serve"))?;
+        sweep_old_caches(&root.join("cache"));
         sweep_temporaries(&root.join("instances"));
         Ok(Self { root })
     }
@@ -62,9 +69,14 @@ impl DataDir {
         self.root.join("plugins")
     }
 
-    /// `cache/<id>/`
+    /// `cache/instances/<id>/`: a container's own cache.
     pub fn cache(&self, instance: &str) -> PathBuf {
-        self.root.join("cache").join(instance)
+        self.root.join("cache/instances").join(instance)
+    }
+
+    /// `cache/serve/`: the cache of serve's own engine.
+    pub fn engine_cache(&self) -> PathBuf {
+        self.root.join("cache/serve")
     }
 }
 
@@ -72,6 +84,45 @@ impl DataDir {
 pub fn restrict(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Make `dir` a folder only this user can enter: created 0700, or, when it exists, a real
+/// folder (not a link) owned by this user, set back to 0700. A folder someone else made under
+/// the same name (in `/dev/shm`, where anyone may create one) is refused: its owner could read
+/// or swap what is written there.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let meta = std::fs::symlink_metadata(dir)?;
+    let me = nix::unistd::geteuid().as_raw();
+    if !meta.is_dir() || meta.uid() != me {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "it exists and is not a folder of this user (uid {me}) but {} of uid {}: remove it",
+                if meta.is_dir() { "a folder" } else { "something else" },
+                meta.uid()
+            ),
+        ));
+    }
+    restrict(dir)
+}
+
+/// Remove caches of the layout before `cache/serve` and `cache/instances` (one folder per
+/// instance beside serve's own, which an instance could share by its name). Caches can always
+/// be rebuilt.
+fn sweep_old_caches(cache: &Path) {
+    let Ok(entries) = std::fs::read_dir(cache) else { return };
+    for entry in entries.flatten() {
+        if entry.file_name() != "serve" && entry.file_name() != "instances" {
+            tracing::info!(dir = %entry.path().display(), "removing a cache of an older layout");
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// Remove temporary files a crash left behind in the instance folders.

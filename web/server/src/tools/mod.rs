@@ -19,7 +19,7 @@ use std::time::Duration;
 use iot2mqtt_contract::ErrorCode;
 use iot2mqtt_flows::ToolFailure;
 use iot2mqtt_flows::schema::{Tool, ToolNetwork};
-use iot2mqtt_runtime::{NetGrants, Plugin, Runtime};
+use iot2mqtt_runtime::{Names, NetGrants, Plugin, Runtime};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -160,8 +160,8 @@ impl ToolRunner {
         let plugin = self.plugin(wasm).await?;
         let grants = match spec.network {
             ToolNetwork::None => NetGrants::none(),
-            ToolNetwork::Local => NetGrants::none().local_networks().with_udp(true).with_name_lookup(true),
-            ToolNetwork::Internet => NetGrants::none().anywhere().with_udp(true).with_name_lookup(true),
+            ToolNetwork::Local => NetGrants::none().local_networks().with_udp(true).with_names(Names::Local),
+            ToolNetwork::Internet => NetGrants::none().anywhere().with_udp(true).with_names(Names::Any),
         };
         let timeout = Duration::from_secs(spec.timeout);
         match self.runtime.run_tool(&plugin, name, input, grants, timeout).await {

@@ -22,6 +22,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 
+pub use pages::refused;
 pub use session::{PageSession, encode};
 
 /// A posted form: every value sent under each name, in order.

@@ -32,6 +32,7 @@ use super::views::{
 };
 use crate::api::AppState;
 use crate::auth::{AuthError, COOKIE, MIN_KEY_LENGTH, SESSION_LIFETIME};
+use crate::guard::Refusal;
 
 fn t() -> &'static Text {
     i18n::english()
@@ -109,24 +110,18 @@ pub struct SetupForm {
     confirm: String,
 }
 
-/// A form posted from another site: its `Origin` is not this server. The login and first-start
-/// forms have no session to carry an anti-forgery token, so they are held to this instead (a
-/// browser sends `Origin` with every form post).
-fn cross_site(headers: &HeaderMap) -> Option<Response> {
-    let origin = headers.get(header::ORIGIN)?.to_str().unwrap_or("null");
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
-    let same = origin.split_once("://").is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host));
-    (!same).then(|| {
-        tracing::warn!(%origin, "a login or first-start form from another site was refused");
-        error_page(StatusCode::FORBIDDEN, Chrome::public(t()), t().errors.cross_site.clone())
-    })
+/// The page for a request the guard refused (see `crate::guard`).
+pub fn refused(refusal: &Refusal) -> Response {
+    let (status, message) = match refusal {
+        Refusal::CrossSite(_) => (StatusCode::FORBIDDEN, t().errors.cross_site.clone()),
+        Refusal::UnknownHost(_) => (StatusCode::MISDIRECTED_REQUEST, refusal.to_string()),
+        Refusal::WrongType { .. } => (StatusCode::UNSUPPORTED_MEDIA_TYPE, refusal.to_string()),
+    };
+    error_page(status, Chrome::public(t()), message)
 }
 
 /// `POST /setup`: set the access key with the one-time token.
-pub async fn setup(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<SetupForm>) -> Response {
-    if let Some(refused) = cross_site(&headers) {
-        return refused;
-    }
+pub async fn setup(State(state): State<AppState>, Form(form): Form<SetupForm>) -> Response {
     let mut page = SetupPage::blank(form.token.clone());
     if form.key.chars().count() < MIN_KEY_LENGTH {
         page.key_error = Some(AuthError::WeakKey.to_string());
@@ -191,21 +186,15 @@ pub async fn login(
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
-    if let Some(refused) = cross_site(&headers) {
-        return refused;
-    }
     let client = connect.map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |c| c.0.0.ip());
     let next = local_path(&form.next).to_string();
-    let auth = state.clone();
-    let key = form.key;
-    let session = match tokio::task::spawn_blocking(move || auth.auth.login(client, &key)).await {
-        Ok(Ok(session)) => session,
-        Ok(Err(e)) => {
+    let session = match state.auth.login(client, &form.key).await {
+        Ok(session) => session,
+        Err(e) => {
             tracing::warn!(%client, "failed login: {e}");
             let page = LoginPage { chrome: Chrome::public(t()), next, notice: None, error: Some(e.to_string()) };
             return render(&page);
         }
-        Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, Chrome::public(t()), e.to_string()),
     };
     let secure = if served_over_tls(&headers) { "; Secure" } else { "" };
     let cookie = format!(
@@ -260,7 +249,9 @@ pub async fn logout(State(state): State<AppState>, session: PageSession, Form(fo
     if let Some(refused) = forged(&state, &session, &form.csrf) {
         return refused;
     }
-    state.auth.logout(&session.token);
+    if let Err(e) = state.auth.logout(&session.token) {
+        tracing::error!("the logout could not be stored: {e}");
+    }
     let mut response = Redirect::to("/login").into_response();
     let cookie = format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
     if let Ok(value) = HeaderValue::from_str(&cookie) {
