@@ -299,8 +299,11 @@ impl LineBudget {
 
     /// Whether one more line may be written.
     pub(crate) fn admit(&self) -> Admit {
+        self.admit_at(std::time::Instant::now())
+    }
+
+    fn admit_at(&self, now: std::time::Instant) -> Admit {
         let mut bucket = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let now = std::time::Instant::now();
         let refill = now.duration_since(bucket.at).as_secs_f64() * LINES_PER_SECOND;
         bucket.tokens = (bucket.tokens + refill).min(LINE_BURST);
         bucket.at = now;
@@ -595,12 +598,13 @@ mod tests {
     #[test]
     fn output_is_rate_limited_and_drops_are_counted() {
         let budget = LineBudget::new();
-        let decisions: Vec<Admit> = (0..1000).map(|_| budget.admit()).collect();
+        let start = std::time::Instant::now();
+        let decisions: Vec<Admit> = (0..1000).map(|_| budget.admit_at(start)).collect();
         let admitted = decisions.iter().filter(|a| a.writes()).count();
         assert!((200..=210).contains(&admitted), "a burst of 200: {admitted}");
         assert_eq!(decisions.iter().filter(|a| **a == Admit::FirstDropped).count(), 1, "one notice per run");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        assert!(matches!(budget.admit(), Admit::Write { dropped } if dropped >= 790), "the next says how many");
+        let later = start + std::time::Duration::from_millis(100);
+        assert!(matches!(budget.admit_at(later), Admit::Write { dropped } if dropped >= 790), "the next says how many");
     }
 
     #[test]

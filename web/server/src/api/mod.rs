@@ -3,6 +3,7 @@
 //! refuse requests without credentials.
 
 mod auth;
+pub(crate) use auth::client_address;
 mod docker;
 pub mod error;
 mod flows;

@@ -4,7 +4,7 @@
 //! back with errors beside its fields is a page like any other (200): the JSON API is where
 //! statuses carry the outcome.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 
 use askama::Template;
 use axum::Form;
@@ -186,7 +186,7 @@ pub async fn login(
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
-    let client = connect.map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |c| c.0.0.ip());
+    let client = crate::api::client_address(connect);
     let next = local_path(&form.next).to_string();
     let session = match state.auth.login(client, &form.key).await {
         Ok(session) => session,
