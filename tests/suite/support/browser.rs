@@ -115,9 +115,17 @@ impl Browser {
         panic!("{}: attribute {name} of {css}: {last:?}", self.name);
     }
 
-    /// The text of `css`.
+    /// The text of `css`, found again if a live refresh replaced it meanwhile.
     pub async fn text(&self, css: &str) -> String {
-        self.find(css).await.text().await.unwrap()
+        let mut last = None;
+        for _ in 0..5 {
+            match self.find(css).await.text().await {
+                Ok(text) => return text,
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{}: text of {css}: {last:?}", self.name);
     }
 
     /// Wait until the text of `css` contains `expected` (the page may update itself).
