@@ -32,8 +32,8 @@ const NOT_CODES: &[&str] = &[
     "WARN",
     "WARNING",
 ];
-/// Prefixes of environment variable names.
-const ENV_PREFIXES: &[&str] = &["MQTT", "IOT2MQTT_", "CARGO_", "XDG_", "LOG_"];
+/// Prefixes of environment variable names, and of Linux capabilities.
+const ENV_PREFIXES: &[&str] = &["MQTT", "IOT2MQTT_", "CARGO_", "XDG_", "LOG_", "CAP_"];
 
 #[test]
 fn every_code_in_the_source_is_listed() {

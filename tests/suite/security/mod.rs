@@ -6,3 +6,4 @@ mod login;
 mod requests;
 mod sandbox;
 mod secrets;
+mod tools;

@@ -4,12 +4,13 @@
 //! connector's folder with `{"tool","input"}` on stdin and one JSON object on stdout
 //! (`{"ok": true, "result": …}` or `{"ok": false, "error": {…}}`, or a bare result). Programs
 //! run in a short-lived container of the connector's image under the Docker runtime
-//! ([`container`]) and as subprocesses otherwise ([`process`]). The tool's timeout is enforced
-//! (SIGTERM, then SIGKILL after a grace), and the values of its `secrets` input keys are masked
-//! in every message it yields.
+//! ([`container`]) and as sandboxed subprocesses otherwise ([`process`], [`sandbox`]). The
+//! tool's timeout is enforced (SIGTERM, then SIGKILL after a grace), and the values of its
+//! `secrets` input keys are masked in every message it yields.
 
 mod container;
 mod process;
+mod sandbox;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -1,44 +1,33 @@
-//! Script tools as subprocesses of `serve` (the embedded runtime): a process group of their
-//! own, a cleared environment, and no network at all when they ask for none (`unshare --net`).
+//! Script tools as subprocesses of `serve` (the embedded runtime), each in a [`Sandbox`] with a
+//! cleared environment and only the network it asks for. Without a working sandbox no script
+//! tool runs, and the error says why.
 
 use std::path::Path;
 use std::process::Stdio;
 
-use iot2mqtt_flows::schema::ToolNetwork;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::OnceCell;
 
+use super::sandbox::Sandbox;
 use super::{Call, KILL_GRACE, Limited, Ran, Sink, Tail};
 
-/// Starts script tools as subprocesses.
+/// Starts script tools as sandboxed subprocesses.
 #[derive(Debug, Default)]
 pub(super) struct Processes {
-    isolation: OnceCell<Option<Vec<&'static str>>>,
+    sandbox: OnceCell<Result<Sandbox, String>>,
 }
 
 impl Processes {
     /// Make `call` in `dir`. An error is why it could not be run at all.
     pub(super) async fn run(&self, dir: &Path, call: &Call<'_>) -> Result<Ran, String> {
         let Call { program, name, network, timeout, request } = *call;
-        let mut command = match network {
-            ToolNetwork::None => {
-                let prefix = self.isolation().await.ok_or_else(|| {
-                    "this tool must run without network, and this machine cannot isolate it \
-                     (`unshare --net` is missing or not permitted)"
-                        .to_string()
-                })?;
-                let mut command = tokio::process::Command::new(prefix[0]);
-                command.args(&prefix[1..]).arg(program);
-                command
-            }
-            ToolNetwork::Local | ToolNetwork::Internet => tokio::process::Command::new(program),
-        };
+        let sandbox = self.sandbox().await.map_err(|why| format!("script tools run in a sandbox, and {why}"))?;
+        let mut command = sandbox.command(dir, program, network)?;
         command
-            .current_dir(dir)
             .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()))
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
             .env("LANG", "C.UTF-8")
-            .env("HOME", std::env::temp_dir())
+            .env("HOME", "/tmp")
             .env("IOT2MQTT_TOOL", name)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -74,29 +63,19 @@ impl Processes {
         Ok(Ran::Exited { code: status.code().map(i64::from), stdout: out.into_inner(), stderr: err.into_inner() })
     }
 
-    /// The command prefix that runs a program without network, found once.
-    async fn isolation(&self) -> Option<Vec<&'static str>> {
-        self.isolation
+    /// The sandbox, found once (and the reason there is none, logged once).
+    async fn sandbox(&self) -> Result<&Sandbox, &str> {
+        self.sandbox
             .get_or_init(|| async {
-                let candidates: [&[&'static str]; 2] =
-                    [&["unshare", "--net", "--"], &["unshare", "--user", "--map-root-user", "--net", "--"]];
-                for prefix in candidates {
-                    let probe = tokio::process::Command::new(prefix[0])
-                        .args(&prefix[1..])
-                        .arg("true")
-                        .stdout(Stdio::null())
-                        .stderr(Stdio::null())
-                        .status()
-                        .await;
-                    if probe.is_ok_and(|s| s.success()) {
-                        return Some(prefix.to_vec());
-                    }
+                let found = Sandbox::find().await;
+                if let Err(why) = &found {
+                    tracing::warn!("script setup tools cannot run: {why}");
                 }
-                tracing::warn!("`unshare --net` does not work here: tools that ask for no network will not run");
-                None
+                found
             })
             .await
-            .clone()
+            .as_ref()
+            .map_err(String::as_str)
     }
 }
 
