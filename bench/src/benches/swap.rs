@@ -71,8 +71,8 @@ pub async fn swap(ctx: &mut Ctx) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let mut pauses = Vec::new();
         for _ in 0..swaps {
-            handle.swap_wasm(wasm.clone()).await?;
-            pauses.push(ms(handle.status().last_swap_pause));
+            let report = handle.swap_wasm(wasm.clone()).await?;
+            pauses.push(ms(report.pause));
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         running.store(false, Ordering::Relaxed);

@@ -168,7 +168,7 @@ pub struct PluginInfo {
 }
 
 /// `B/meta/info`
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InfoMessage {
     /// The instance.
     pub instance_id: String,
@@ -186,6 +186,18 @@ pub struct InfoMessage {
     /// Hot swaps since start (WASM host only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub swaps: Option<u64>,
+    /// The swap to the running plugin, once every device has switched (WASM host only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_swap: Option<LastSwap>,
+}
+
+/// How the latest hot swap went, in `B/meta/info`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LastSwap {
+    /// Devices that switched.
+    pub devices: usize,
+    /// The longest a device's jobs waited for the switch, in milliseconds.
+    pub pause_ms: f64,
 }
 
 #[cfg(test)]

@@ -135,6 +135,22 @@ impl Session {
         Self { options, subscriptions, outbox, events, birth: None }
     }
 
+    /// Connect once with `options` (TCP, TLS when asked, CONNECT and the broker's CONNACK) and
+    /// disconnect cleanly: whether a broker takes these settings, and if not why, in the same
+    /// words the log would use.
+    pub async fn probe(options: ClientOptions) -> Result<(), String> {
+        let (events, _) = mpsc::channel(1);
+        let session = Self::new(ClientOptions { will: None, ..options }, Vec::new(), Outbox::new(1), events);
+        let mut link = session.connect().await?;
+        let mut out = BytesMut::new();
+        Packet::Disconnect.encode(&mut out);
+        let sent = match &mut link {
+            Link::Tcp(stream) => stream.write_all(&out).await,
+            Link::Tls(stream) => stream.write_all(&out).await,
+        };
+        sent.map_err(|e| tls::explain(&e))
+    }
+
     /// A message to send first after every connect, once it is set (an instance's `online`).
     pub fn with_birth(mut self, birth: watch::Receiver<Option<Message>>) -> Self {
         self.birth = Some(birth);

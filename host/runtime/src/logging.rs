@@ -2,10 +2,10 @@
 //! `LOG_LEVEL` and the format from `LOG_FORMAT`. The caller reads the environment and passes the
 //! values in, so this crate still reads none itself.
 //!
-//! A process that runs instances itself (`serve` with the embedded runtime) also keeps the last
-//! lines of each instance's log in memory ([`InstanceLogs`]), so a person can read them where a
-//! container's log would be: an event belongs to an instance when it carries an `instance` field
-//! or happens inside an instance's span.
+//! `serve` also keeps the last lines of each instance's log in memory ([`InstanceLogs`]), so a
+//! person can read and follow them where a container's log would be: an event belongs to an
+//! instance when it carries an `instance` field or happens inside an instance's span. Every
+//! other event is the orchestrator's own, kept under [`ORCHESTRATOR`].
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
@@ -46,6 +46,15 @@ pub const LINES_PER_INSTANCE: usize = 500;
 /// Longest line kept, bytes; longer ones are cut.
 pub const LINE_BYTES: usize = 2048;
 
+/// The key of the orchestrator's own log: events of no instance (`@` is in no instance id).
+pub const ORCHESTRATOR: &str = "@serve";
+
+/// How many lines the orchestrator's own log keeps.
+pub const ORCHESTRATOR_LINES: usize = 2000;
+
+/// How many lines a follower may fall behind before it skips some.
+const FOLLOW_BUFFER: usize = 1024;
+
 /// One line of an instance's log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogRecord {
@@ -59,9 +68,40 @@ pub struct LogRecord {
 
 /// The last [`LINES_PER_INSTANCE`] lines of each instance's log, as a `tracing` layer; clones
 /// share the lines.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct InstanceLogs {
     lines: Arc<Mutex<HashMap<String, VecDeque<LogRecord>>>>,
+    /// Every line as it is kept, with its log's key, for those who follow.
+    live: tokio::sync::broadcast::Sender<(String, LogRecord)>,
+}
+
+impl Default for InstanceLogs {
+    fn default() -> Self {
+        Self { lines: Arc::default(), live: tokio::sync::broadcast::channel(FOLLOW_BUFFER).0 }
+    }
+}
+
+/// A log being followed: the lines kept when it began, then each new one.
+#[derive(Debug)]
+pub struct Following {
+    /// The lines kept when following began, oldest first.
+    pub kept: Vec<LogRecord>,
+    key: String,
+    live: tokio::sync::broadcast::Receiver<(String, LogRecord)>,
+}
+
+impl Following {
+    /// The next new line; `None` when the logs are gone. A follower that fell behind skips
+    /// what it missed.
+    pub async fn next(&mut self) -> Option<LogRecord> {
+        loop {
+            match self.live.recv().await {
+                Ok((key, record)) if key == self.key => return Some(record),
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
 }
 
 impl InstanceLogs {
@@ -72,17 +112,31 @@ impl InstanceLogs {
     }
 
     /// Drop what is kept of `instance` (it was deleted).
+    /// The last `most` lines of `instance`'s log (or [`ORCHESTRATOR`]'s), then every new one.
+    pub fn follow(&self, instance: &str, most: usize) -> Following {
+        // Under the lock that `push` holds while it sends: no line is both kept and sent.
+        let lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        let kept = lines
+            .get(instance)
+            .map_or_else(Vec::new, |l| l.iter().skip(l.len().saturating_sub(most)).cloned().collect());
+        Following { kept, key: instance.to_string(), live: self.live.subscribe() }
+    }
+
     pub fn forget(&self, instance: &str) {
         self.lines.lock().unwrap_or_else(|e| e.into_inner()).remove(instance);
     }
 
     fn push(&self, instance: String, record: LogRecord) {
         let mut lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
-        let kept = lines.entry(instance).or_default();
-        if kept.len() == LINES_PER_INSTANCE {
+        let bound = if instance == ORCHESTRATOR { ORCHESTRATOR_LINES } else { LINES_PER_INSTANCE };
+        let kept = lines.entry(instance.clone()).or_default();
+        if kept.len() >= bound {
             kept.pop_front();
         }
-        kept.push_back(record);
+        kept.push_back(record.clone());
+        if self.live.receiver_count() > 0 {
+            let _ = self.live.send((instance, record));
+        }
     }
 }
 
@@ -139,7 +193,7 @@ where
         let instance = fields.instance.take().or_else(|| {
             ctx.event_scope(event)?.find_map(|span| span.extensions().get::<SpanInstance>().map(|i| i.0.clone()))
         });
-        let Some(instance) = instance else { return };
+        let instance = instance.unwrap_or_else(|| ORCHESTRATOR.to_string());
         let level = match *event.metadata().level() {
             tracing::Level::ERROR => "error",
             tracing::Level::WARN => "warning",
@@ -170,8 +224,13 @@ fn filter(level: Option<&str>) -> String {
     };
     // The embedded broker's library reports every client's disconnection at info and its
     // packets at debug; its warnings are what an operator needs, unless asked for more.
-    if level.contains("rmqtt") { level } else { format!("{level},{QUIET_BROKER}") }
+    let level = if level.contains("rmqtt") { level } else { format!("{level},{QUIET_BROKER}") };
+    // The plugin compiler's debug lines describe its passes, a few hundred per plugin.
+    if level.contains("cranelift") || level.contains("wasmtime") { level } else { format!("{level},{QUIET_COMPILER}") }
 }
+
+/// Directives that keep the plugin compiler's pass-by-pass lines out of a debug log.
+const QUIET_COMPILER: &str = "cranelift_codegen=info,wasmtime=info,wasmtime_internal_cranelift=info";
 
 /// Directives that keep the broker library's routine lines out of the log.
 const QUIET_BROKER: &str = "rmqtt=warn,rmqtt_net=warn,rmqtt_codec=warn";
@@ -209,6 +268,23 @@ mod tests {
         assert_eq!(logs.tail("c", 2).len(), 2);
         logs.forget("c");
         assert!(logs.tail("c", 10).is_empty());
+        assert_eq!(logs.tail(ORCHESTRATOR, 10).iter().map(|r| r.text.as_str()).collect::<Vec<_>>(), ["no instance"]);
+    }
+
+    #[tokio::test]
+    async fn a_followed_log_gives_what_was_kept_then_each_new_line_of_its_own() {
+        use tracing_subscriber::layer::SubscriberExt as _;
+
+        let logs = InstanceLogs::default();
+        let subscriber = tracing_subscriber::registry().with(logs.clone());
+        let _default = tracing::subscriber::set_default(subscriber);
+        tracing::info!(instance = "a", "before");
+        let mut following = logs.follow("a", 10);
+        tracing::info!(instance = "b", "another instance");
+        tracing::warn!(instance = "a", "after");
+        assert_eq!(following.kept.iter().map(|r| r.text.as_str()).collect::<Vec<_>>(), ["before"]);
+        let next = following.next().await.unwrap();
+        assert_eq!((next.level, next.text.as_str()), ("warning", "after"));
     }
 
     #[test]
@@ -224,8 +300,9 @@ mod tests {
             (Some("info,iot2mqtt_runtime=debug"), "info,iot2mqtt_runtime=debug"),
         ];
         for (input, expected) in cases {
-            assert_eq!(filter(input), format!("{expected},{QUIET_BROKER}"), "{input:?}");
+            assert_eq!(filter(input), format!("{expected},{QUIET_BROKER},{QUIET_COMPILER}"), "{input:?}");
         }
-        assert_eq!(filter(Some("debug,rmqtt=debug")), "debug,rmqtt=debug", "asked for");
+        assert_eq!(filter(Some("debug,rmqtt=debug")), format!("debug,rmqtt=debug,{QUIET_COMPILER}"), "asked for");
+        assert_eq!(filter(Some("debug,wasmtime=debug")), format!("debug,wasmtime=debug,{QUIET_BROKER}"));
     }
 }

@@ -23,6 +23,8 @@ use crate::report::{self, Reporter};
 use crate::status::{FaultTimes, InstanceStatus, SwapError, SwapReport};
 use crate::worker::{LaneFactory, WorkerEvent};
 
+/// How long a swap waits for its devices to switch before it reports the pause seen so far.
+const SWITCH_WAIT: Duration = Duration::from_secs(10);
 /// Events from the MQTT session waiting for the dispatcher, at most.
 const CLIENT_EVENTS: usize = 256;
 /// Events from device workers waiting for the dispatcher, at most.
@@ -130,6 +132,7 @@ impl Runtime {
             recent_faults: FaultTimes::default(),
             last_error: None,
             last_swap_pause: Duration::ZERO,
+            switched: 0,
         };
         let (status_tx, status_rx) = watch::channel(initial);
         let (worker_tx, worker_rx) = mpsc::channel::<WorkerEvent>(WORKER_EVENTS);
@@ -269,7 +272,14 @@ impl InstanceHandle {
         }
         let (reply, answer) = oneshot::channel();
         self.control.send(Control::Commit { plugin, lanes, reply }).await.map_err(|_| SwapError::Stopped)?;
-        answer.await.map_err(|_| SwapError::Stopped)?
+        let mut report = answer.await.map_err(|_| SwapError::Stopped)??;
+        // Each device switches on its own worker, between two of its jobs: wait until all have
+        // (a device busy with a long command may take a while) to say what the pause was.
+        let mut status = self.status.clone();
+        let all = report.devices;
+        let _ = tokio::time::timeout(SWITCH_WAIT, status.wait_for(|s| s.switched >= all)).await;
+        report.pause = status.borrow().last_swap_pause;
+        Ok(report)
     }
 
     /// Stop: publish `offline`, stop the devices, disconnect cleanly, and wait for it.

@@ -32,6 +32,8 @@ pub struct SwapReport {
     pub plugin: PluginAbout,
     /// How many devices switched.
     pub devices: usize,
+    /// The longest a device's jobs waited for the switch.
+    pub pause: Duration,
 }
 
 /// What an instance reports about itself.
@@ -55,8 +57,10 @@ pub struct InstanceStatus {
     pub recent_faults: FaultTimes,
     /// The last fault or rejection.
     pub last_error: Option<String>,
-    /// The longest a device waited for a swap to complete.
+    /// The longest a device waited for the latest swap to complete.
     pub last_swap_pause: Duration,
+    /// Devices switched to the plugin of the latest swap so far.
+    pub switched: usize,
 }
 
 /// Faults in a row that make a crash loop (see [`InstanceStatus::crash_looping`]).
@@ -131,6 +135,7 @@ mod tests {
             recent_faults: FaultTimes::default(),
             last_error: None,
             last_swap_pause: Duration::ZERO,
+            switched: 0,
         }
     }
 

@@ -229,6 +229,15 @@ impl Serve {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// A GET with the suite's session, the response as it came (headers, any body).
+    pub async fn get_raw(&self, path: &str) -> reqwest::Response {
+        let mut request = self.client.get(self.url(path));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
     /// A request with a raw body of `content_type`.
     pub async fn call_bytes(
         &self,
@@ -340,6 +349,7 @@ fn write_connectors(dir: &Path) {
                 "echo": tool(10, "local"), "hang": tool(1, "local"), "crash": tool(10, "local"),
                 "garbage": tool(10, "local"), "refuse": tool(10, "local"),
                 "reach_none": tool(10, "none"), "reach_local": tool(10, "local"),
+                "inspect": tool(10, "none"), "daemon": tool(10, "none"), "daemon_hang": tool(2, "none"),
                 "lost": {"entry": "missing.py"}, "escape": {"entry": "outside.py"}
             },
             "flows": [{"id": "default", "name": "Echo", "steps": [
@@ -461,13 +471,49 @@ esac
 
 /// The script behind every tool of the "scripted" connector; the tool's name picks what it does.
 const SCRIPT_TOOL: &str = r#"#!/usr/bin/env python3
-import json, socket, sys, time
+import json, os, socket, subprocess, sys, time
 request = json.load(sys.stdin)
 tool, data = request["tool"], request["input"]
 if tool == "echo":
     print(json.dumps({"ok": True, "result": {"echo": data, "note": "password was " + data.get("password", "")}}))
 elif tool == "hang":
-    time.sleep(60)
+    # Sleep under a name the test looks for, to see that it was stopped.
+    os.execvp("python3", ["python3", "-c", "import time; time.sleep(60)", data.get("marker", "hang")])
+elif tool.startswith("daemon"):
+    # A child that leaves the tool's session, then the tool ends (or hangs past its timeout).
+    child = subprocess.Popen(["python3", "-c", "import time; time.sleep(600)", data["marker"]], start_new_session=True,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while not os.path.exists("/proc/%d/cmdline" % child.pid):
+        time.sleep(0.05)
+    if tool == "daemon_hang":
+        time.sleep(60)
+    print(json.dumps({"child": child.pid}))
+elif tool == "inspect":
+    # What the sandbox lets a tool see and do.
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    def errno_of(result):
+        return 0 if result == 0 else ctypes.get_errno()
+    def can(path, mode):
+        try:
+            with open(path, mode) as f:
+                f.read(1) if mode == "rb" else f.write("x")
+            return True
+        except OSError:
+            return False
+    status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines() if ":" in line)
+    print(json.dumps({
+        "uid": os.getuid(), "gid": os.getgid(), "groups": os.getgroups(), "cwd": os.getcwd(),
+        "root": sorted(os.listdir("/")), "etc": sorted(os.listdir("/etc")),
+        "seccomp": status["Seccomp"].strip(), "no_new_privs": status["NoNewPrivs"].strip(),
+        "capabilities": int(status["CapEff"].strip(), 16), "bounding": int(status["CapBnd"].strip(), 16),
+        "readable": {path: can(path, "rb") for path in data["paths"]},
+        "scratch": can("/tmp/probe", "w"), "folder": can("probe", "w"),
+        "unshare": errno_of(libc.unshare(0x10000000)),
+        "mount": errno_of(libc.mount(b"none", b"/tmp", b"tmpfs", 0, None)),
+        "processes": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
+        "interfaces": sorted(line.split(":")[0].strip() for line in open("/proc/net/dev").read().splitlines()[2:]),
+    }))
 elif tool == "crash":
     print("cannot log in with " + data.get("password", ""), file=sys.stderr)
     sys.exit(3)

@@ -13,6 +13,12 @@ use crate::support::oauth::{ACCESS_TOKEN, FakeProvider};
 use crate::support::serve::{KEY, Runtime, Serve};
 use crate::support::yeelight::{BulbSim, Model};
 
+mod containers;
+mod explorer;
+mod logs;
+mod plugins;
+mod settings;
+
 /// The one-time setup link `serve` printed.
 async fn setup_link(serve: &Serve) -> String {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -394,7 +400,7 @@ async fn an_instance_is_edited_and_its_log_read_from_its_page() {
     // The embedded runtime keeps the instance's log; its start is there.
     browser.open(&serve.url("/instances/demo/porch")).await;
     browser.wait_for_text(".log", "info").await;
-    assert!(browser.text(".summary").await.contains("set (hidden)"), "a secret shows as set");
+    assert!(browser.text("section[aria-labelledby=config-title] .summary").await.contains("set (hidden)"), "a secret shows as set");
     browser.screenshot("instance").await;
 
     browser.click("#instance-porch a[href$='/edit']").await;
@@ -449,7 +455,7 @@ async fn an_oauth_step_sends_the_person_to_the_provider_and_back() {
     browser.click(".wizard a.button.primary").await;
     browser.wait_for_text(".notice", "The instance was created.").await;
     browser.wait_for_text("h1", "Cloudy devices.read").await;
-    let summary = browser.text(".summary").await;
+    let summary = browser.text("section[aria-labelledby=config-title] .summary").await;
     assert!(summary.contains("fakeprov_access_token") && summary.contains("set (hidden)"), "{summary}");
     assert!(!browser.text("main").await.contains(ACCESS_TOKEN), "a token is never shown");
     browser.screenshot("connected").await;
@@ -587,6 +593,60 @@ async fn an_mqtt_account_is_made_used_and_deleted_from_the_settings_page() {
     let (_, listed) = serve.call(Method::GET, "/api/mqtt/accounts", None).await;
     assert!(!listed.to_string().contains("home-assistant"), "{listed}");
     browser.screenshot("account-deleted").await;
+    browser.assert_clean_console().await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_key_is_changed_and_every_session_ended_from_the_settings_page() {
+    let serve = Serve::start(Runtime::Embedded).await;
+    let Some(browser) = Browser::start("access-key", 1280, 1000).await else { return };
+    browser.open(&serve.url("/login?next=/settings")).await;
+    browser.type_into("#key", KEY).await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_text("h1", "Settings").await;
+    let new_key = "a-new-key-for-the-house";
+
+    // A wrong current key, then two new keys that differ: each refused beside its field.
+    browser.type_into("#old-key", "not-the-key").await;
+    browser.type_into("#new-key", new_key).await;
+    browser.type_into("#confirm-key", new_key).await;
+    browser.click("#access-key button.primary").await;
+    browser.wait_for_text("#old-key-error", "not the current access key").await;
+    assert_eq!(browser.attr("#old-key", "aria-invalid").await.as_deref(), Some("true"));
+    browser.screenshot("wrong-old-key").await;
+    browser.type_into("#old-key", KEY).await;
+    browser.type_into("#new-key", new_key).await;
+    browser.type_into("#confirm-key", "something-else").await;
+    browser.click("#access-key button.primary").await;
+    browser.wait_for_text("#confirm-key-error", "The two keys differ.").await;
+    let (status, _) = serve.call(Method::GET, "/api/instances", None).await;
+    assert_eq!(status, StatusCode::OK, "nothing changed yet");
+
+    // Changed: this browser stays logged in, the other session (the suite's token) ends.
+    browser.type_into("#old-key", KEY).await;
+    browser.type_into("#new-key", new_key).await;
+    browser.type_into("#confirm-key", new_key).await;
+    browser.click("#access-key button.primary").await;
+    browser.wait_for_text(".notice", "The access key was changed.").await;
+    browser.screenshot("key-changed").await;
+    let (status, _) = serve.call(Method::GET, "/api/instances", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the other session ended");
+    let (status, _) = serve.call_as(None, Method::POST, "/api/auth/login", Some(json!({"key": KEY}))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the old key no longer opens");
+
+    // Log out everywhere, after a confirmation: this browser too.
+    browser.click("#sessions details.confirm summary").await;
+    browser.wait_for_text("#sessions .popover", "End every session").await;
+    browser.screenshot("confirm-logout-everywhere").await;
+    browser.click("#sessions .popover button").await;
+    browser.wait_for_text("h1", "Log in").await;
+    browser.wait_for_text(".notice", "Every session was ended.").await;
+    browser.open(&serve.url("/settings")).await;
+    browser.wait_for_text("h1", "Log in").await;
+    browser.type_into("#key", new_key).await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_text("h1", "Settings").await;
     browser.assert_clean_console().await;
     browser.close().await;
 }

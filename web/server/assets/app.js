@@ -52,14 +52,15 @@
   // (at most about once a second) and swap it in.
   let timer = null;
   let stream = null;
-  // Someone typing in a field, or with a confirmation open, keeps their page until they are
-  // done: the refresh waits.
+  // Someone typing in a field, with a confirmation open, or with a file chosen for upload
+  // keeps their page until they are done: the refresh waits.
   function busy() {
     const active = document.activeElement;
     const typing = active && main.contains(active) &&
       (active.tagName === "TEXTAREA" || active.tagName === "SELECT" ||
        (active.tagName === "INPUT" && !["button", "submit", "checkbox", "radio"].includes(active.type)));
-    return typing || main.querySelector("details[open]") !== null;
+    const chosen = Array.prototype.some.call(main.querySelectorAll('input[type="file"]'), (i) => i.files && i.files.length > 0);
+    return typing || chosen || main.querySelector("details[open]") !== null;
   }
   function refresh() {
     if (busy()) {
@@ -97,8 +98,10 @@
   // Forms post in place: the server answers with the page to show (after its redirect).
   function post(form, event) {
     event.preventDefault();
-    const body = new URLSearchParams(new FormData(form));
-    const headers = { "content-type": "application/x-www-form-urlencoded" };
+    // A form with a file goes as it is (the browser writes the multipart boundary).
+    const multipart = form.enctype === "multipart/form-data";
+    const body = multipart ? new FormData(form) : new URLSearchParams(new FormData(form));
+    const headers = multipart ? {} : { "content-type": "application/x-www-form-urlencoded" };
     const token = csrfToken();
     if (token) headers["x-csrf-token"] = token;
     for (const button of form.querySelectorAll("button")) button.disabled = true;
@@ -131,7 +134,131 @@
     if (empty) empty.hidden = shown > 0;
   }
 
+  // A file dropped on a drop zone is the file of its input.
+  function dropzone(zone) {
+    const input = zone.querySelector('input[type="file"]');
+    if (!input) return;
+    zone.addEventListener("dragover", (event) => {
+      event.preventDefault();
+      zone.classList.add("over");
+    });
+    zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+    zone.addEventListener("drop", (event) => {
+      event.preventDefault();
+      zone.classList.remove("over");
+      if (event.dataTransfer && event.dataTransfer.files.length) {
+        input.files = event.dataTransfer.files;
+        input.dispatchEvent(new Event("change", { bubbles: true }));
+      }
+    });
+  }
+
+  // Times in the page's language and the person's time zone (the server writes UTC).
+  function localTime(time) {
+    const language = document.documentElement.lang || undefined;
+    const when = new Date(time.getAttribute("datetime"));
+    if (Number.isNaN(when.getTime())) return;
+    time.textContent = when.toLocaleString(language, { dateStyle: "medium", timeStyle: "medium" });
+  }
+  function localTimes(root) {
+    for (const time of root.querySelectorAll("time[datetime]")) localTime(time);
+  }
+
+  // A log page follows its log over server-sent events: the stream starts with the kept lines
+  // (they replace what the server rendered, so nothing logged in between is lost), then each
+  // new line. Lines are filtered by level and text in place; "Pause" holds new lines back.
+  const LOG_LINES = 2000;
+  const RANKS = { debug: 0, info: 1, warning: 2, error: 3 };
+  let logSource = null;
+  function logView(list) {
+    const level = document.getElementById("log-level");
+    const text = document.getElementById("log-text");
+    const pause = document.getElementById("log-pause");
+    const status = document.getElementById("log-status");
+    const empty = document.getElementById("log-empty");
+    let paused = false;
+    let waiting = [];
+    const shows = (item) => {
+      const least = level.value ? RANKS[level.value] : -1;
+      const rank = RANKS[item.getAttribute("data-level")] ?? 1;
+      return rank >= least && item.textContent.toLowerCase().includes(text.value.toLowerCase());
+    };
+    const apply = () => {
+      for (const item of list.children) item.hidden = !shows(item);
+    };
+    const item = (line) => {
+      const li = document.createElement("li");
+      li.className = line.level;
+      li.setAttribute("data-level", line.level);
+      const time = document.createElement("time");
+      time.setAttribute("datetime", line.timestamp);
+      time.textContent = line.timestamp;
+      localTime(time);
+      const badge = document.createElement("span");
+      badge.className = "level";
+      badge.textContent = line.level;
+      const words = document.createElement("span");
+      words.className = "text";
+      words.textContent = line.content;
+      li.append(time, " ", badge, " ", words);
+      return li;
+    };
+    const add = (li) => {
+      li.hidden = !shows(li);
+      list.append(li);
+      while (list.children.length > LOG_LINES) list.firstElementChild.remove();
+      empty.hidden = list.children.length > 0;
+      if (!paused) list.scrollTop = list.scrollHeight;
+    };
+    if (logSource) logSource.close();
+    logSource = new EventSource(list.getAttribute("data-log-stream"));
+    logSource.addEventListener("open", () => {
+      list.replaceChildren();
+      waiting = [];
+    });
+    logSource.addEventListener("log", (event) => {
+      const li = item(JSON.parse(event.data));
+      if (paused) {
+        waiting.push(li);
+        status.textContent = status.getAttribute("data-paused").replace("{count}", waiting.length);
+      } else {
+        add(li);
+      }
+    });
+    level.addEventListener("change", apply);
+    text.addEventListener("input", apply);
+    pause.addEventListener("click", () => {
+      paused = !paused;
+      pause.setAttribute("aria-pressed", String(paused));
+      pause.textContent = pause.getAttribute(paused ? "data-follow" : "data-pause");
+      if (!paused) {
+        for (const li of waiting) add(li);
+        waiting = [];
+        status.textContent = "";
+      }
+    });
+    list.scrollTop = list.scrollHeight;
+  }
+
   function enhance(root) {
+    for (const zone of root.querySelectorAll("[data-dropzone]")) dropzone(zone);
+    // The explorer's publish form: the contract's command payload on request.
+    const template = root.querySelector("#use-template");
+    if (template) {
+      template.addEventListener("click", () => {
+        const payload = document.getElementById("publish-payload");
+        payload.value = document.getElementById("publish").getAttribute("data-template");
+        payload.focus();
+      });
+    }
+    localTimes(root);
+    const log = root.querySelector("[data-log-stream]");
+    if (log) {
+      logView(log);
+    } else if (logSource) {
+      logSource.close();
+      logSource = null;
+    }
     for (const form of root.querySelectorAll('form[method="post"]')) {
       form.addEventListener("submit", (event) => post(form, event));
     }

@@ -34,6 +34,8 @@ pub struct Cached {
     pub retained: bool,
     /// When it arrived.
     pub received: String,
+    /// Messages seen on this topic since the service started (or since the topic was cleared).
+    pub count: u64,
     #[serde(skip)]
     seq: u64,
 }
@@ -41,7 +43,14 @@ pub struct Cached {
 impl Cached {
     /// A cached message as the service would hold it (for view-model tests).
     pub fn for_tests(topic: &str, payload: &str, received: &str) -> Self {
-        Self { topic: topic.into(), payload: payload.into(), retained: false, received: received.into(), seq: 0 }
+        Self {
+            topic: topic.into(),
+            payload: payload.into(),
+            retained: false,
+            received: received.into(),
+            count: 1,
+            seq: 0,
+        }
     }
 }
 
@@ -54,6 +63,8 @@ pub struct Live {
     pub payload: String,
     /// When it arrived.
     pub received: String,
+    /// It was retained.
+    pub retained: bool,
 }
 
 /// The plugin faults an instance reported on its `error` topic.
@@ -151,18 +162,7 @@ impl MqttService {
         let settings = self.settings();
         let outbox = Outbox::new(1000);
         *lock(&self.inner.outbox) = outbox.clone();
-        let options = ClientOptions {
-            host: settings.host.clone(),
-            port: settings.port,
-            client_id: client_id(&settings),
-            username: settings.username.clone(),
-            password: settings.password.as_ref().map(|p| p.expose().to_string()),
-            keepalive: settings.keepalive,
-            will: None,
-            max_packet: 1 << 20,
-            connect_timeout: Duration::from_secs(10),
-            tls: iot2mqtt_runtime::client_tls(&settings),
-        };
+        let options = client_options(&settings, client_id(&settings));
         let filter = format!("{}/v1/instances/#", settings.base_topic);
         let (tx, mut rx) = mpsc::channel(1024);
         let session = Session::new(options, vec![(filter, QoS::AtLeastOnce)], outbox, tx);
@@ -201,9 +201,17 @@ impl MqttService {
             } else {
                 cache.seq += 1;
                 let seq = cache.seq;
+                let count = cache.topics.get(topic).map_or(0, |c| c.count) + 1;
                 cache.topics.insert(
                     topic.to_string(),
-                    Cached { topic: topic.to_string(), payload: text.clone(), retained, received: now.clone(), seq },
+                    Cached {
+                        topic: topic.to_string(),
+                        payload: text.clone(),
+                        retained,
+                        received: now.clone(),
+                        count,
+                        seq,
+                    },
                 );
                 if cache.topics.len() > MAX_TOPICS
                     && let Some(oldest) = cache.topics.values().min_by_key(|c| c.seq).map(|c| c.topic.clone())
@@ -231,7 +239,8 @@ impl MqttService {
             reported.times.record(Instant::now());
             reported.last = error.get("message").and_then(Value::as_str).unwrap_or_default().to_string();
         }
-        let _ = self.inner.live.send(Arc::new(Live { topic: topic.to_string(), payload: text, received: now }));
+        let _ =
+            self.inner.live.send(Arc::new(Live { topic: topic.to_string(), payload: text, received: now, retained }));
     }
 
     /// The plugin faults `instance` reported since it was last started (see [`Self::forget_faults`]).
@@ -326,6 +335,30 @@ fn retained_by_contract(rest: &str) -> bool {
             | ["devices", _, "state", _]
             | ["devices", _, "availability"]
     )
+}
+
+/// How `serve`'s client connects with `settings`, as `client_id`.
+fn client_options(settings: &MqttSettings, client_id: String) -> ClientOptions {
+    ClientOptions {
+        host: settings.host.clone(),
+        port: settings.port,
+        client_id,
+        username: settings.username.clone(),
+        password: settings.password.as_ref().map(|p| p.expose().to_string()),
+        keepalive: settings.keepalive,
+        will: None,
+        max_packet: 1 << 20,
+        connect_timeout: Duration::from_secs(5),
+        tls: iot2mqtt_runtime::client_tls(settings),
+    }
+}
+
+/// Try `settings` without saving them: connect once, as a client of its own (so the running
+/// session is not taken over), and disconnect. The error is the broker's answer or why it
+/// could not be reached.
+pub async fn test_connection(settings: &MqttSettings) -> Result<(), String> {
+    let id = format!("{}-test-{}", client_id(settings), rand::random::<u32>());
+    Session::probe(client_options(settings, id)).await
 }
 
 /// The client id `serve` connects with.

@@ -58,8 +58,8 @@ pub struct ServeOptions {
     pub plugins_dir: Option<PathBuf>,
     /// The static `iot2mqtt-host` for the runner image.
     pub host_binary: Option<PathBuf>,
-    /// Where the process's logging keeps each instance's recent lines (read by the embedded
-    /// runtime; a container's log is Docker's).
+    /// Where the process's logging keeps its own recent lines and each embedded instance's
+    /// (a container's log is Docker's), for the log pages and the API.
     pub instance_logs: iot2mqtt_runtime::logging::InstanceLogs,
 }
 
@@ -181,6 +181,7 @@ pub async fn run(options: ServeOptions, shutdown: impl Future<Output = ()> + Sen
         embedded_broker: broker.is_some(),
         broker_accounts,
         hosts: crate::guard::HostNames::new(env.get("IOT2MQTT_HOSTNAMES")),
+        logs: options.instance_logs.clone(),
     });
     let reconciling = state.clone();
     tokio::spawn(async move { reconciling.instances.reconcile().await });

@@ -77,6 +77,7 @@ impl TestApp {
             embedded_broker: false,
             broker_accounts: None,
             hosts: iot2mqtt_server::guard::HostNames::default(),
+            logs: iot2mqtt_runtime::logging::InstanceLogs::default(),
         });
         Self { router: app(state), runtime, token: None, _dir: dir }
     }

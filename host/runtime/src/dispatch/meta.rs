@@ -69,6 +69,7 @@ impl Dispatcher {
                 sha256: about.sha256.clone(),
             }),
             swaps: Some(self.swaps),
+            last_swap: self.last_swap.clone(),
         };
         self.reporter.meta(self.reporter.topics().info(), &info);
     }

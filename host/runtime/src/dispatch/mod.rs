@@ -52,6 +52,10 @@ pub(crate) struct Dispatcher {
     pub(crate) devices: BTreeMap<String, Device>,
     pub(crate) worker_events: mpsc::Sender<WorkerEvent>,
     pub(crate) swaps: u64,
+    /// Devices of the latest swap that have not switched yet.
+    pub(crate) switching: usize,
+    /// The latest swap, once every device switched (for `B/meta/info`).
+    pub(crate) last_swap: Option<iot2mqtt_contract::message::LastSwap>,
     polls: BTreeSet<(Instant, String)>,
     deadlines: BTreeSet<(Instant, u64)>,
     pending: HashMap<u64, Pending>,
@@ -149,6 +153,8 @@ impl Dispatcher {
             devices,
             worker_events,
             swaps: 0,
+            switching: 0,
+            last_swap: None,
             polls: BTreeSet::new(),
             deadlines: BTreeSet::new(),
             pending: HashMap::new(),
@@ -302,13 +308,19 @@ impl Dispatcher {
                 self.swaps += 1;
                 let about = self.plugin.about().clone();
                 tracing::info!(instance = %self.config.instance_id, from = %from.version, to = %about.version, sha256 = %about.sha256, "plugin swapped");
+                self.switching = switched;
+                // With no device to wait for, the swap is whole at once.
+                self.last_swap =
+                    (switched == 0).then_some(iot2mqtt_contract::message::LastSwap { devices: 0, pause_ms: 0.0 });
                 self.status.send_modify(|s| {
                     s.plugin = about.clone();
                     s.swaps = self.swaps;
+                    s.last_swap_pause = Duration::ZERO;
+                    s.switched = 0;
                 });
                 self.publish_info();
                 self.publish_devices_list();
-                let _ = reply.send(Ok(SwapReport { plugin: about, devices: switched }));
+                let _ = reply.send(Ok(SwapReport { plugin: about, devices: switched, pause: Duration::ZERO }));
             }
             Control::Rejected { message } => {
                 tracing::error!(instance = %self.config.instance_id, "new plugin rejected: {message}");

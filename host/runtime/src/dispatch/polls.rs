@@ -121,7 +121,20 @@ impl Dispatcher {
             }
             WorkerEvent::Switched { device, pause } => {
                 tracing::debug!(%device, ?pause, "device switched to the new plugin");
-                self.status.send_modify(|s| s.last_swap_pause = s.last_swap_pause.max(pause));
+                self.status.send_modify(|s| {
+                    s.last_swap_pause = s.last_swap_pause.max(pause);
+                    s.switched += 1;
+                });
+                self.switching = self.switching.saturating_sub(1);
+                if self.switching == 0 {
+                    let (devices, pause) = {
+                        let status = self.status.borrow();
+                        (status.switched, status.last_swap_pause)
+                    };
+                    let pause_ms = pause.as_secs_f64() * 1000.0;
+                    self.last_swap = Some(iot2mqtt_contract::message::LastSwap { devices, pause_ms });
+                    self.publish_info();
+                }
             }
         }
     }

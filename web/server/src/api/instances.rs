@@ -6,13 +6,14 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::AppError;
 use super::{AppState, json_body};
 use crate::devices::{self, CommandError, DeviceView};
-use crate::instances::{InstanceView, PluginSwitch};
+use crate::instances::{InstanceView, PluginHistory, PluginSwitch, UpdateAll};
 use crate::request::InstanceRequest;
 
 type Result<T> = std::result::Result<T, AppError>;
@@ -76,7 +77,10 @@ pub async fn remove(
 #[derive(Debug, Deserialize)]
 pub struct LogsQuery {
     #[serde(default = "default_lines")]
-    lines: usize,
+    pub(crate) lines: usize,
+    /// `text`: a file to download instead of JSON.
+    #[serde(default)]
+    pub(crate) format: Option<String>,
 }
 
 fn default_lines() -> usize {
@@ -85,12 +89,25 @@ fn default_lines() -> usize {
 
 /// `GET /api/instances/{connector}/{id}/logs?lines=N`: the instance's last log lines, embedded
 /// and in a container alike.
+/// With `format=text`, a file to download (`<id>.log`).
 pub async fn logs(
     State(state): State<AppState>,
     Path((connector, id)): Path<(String, String)>,
     Query(query): Query<LogsQuery>,
-) -> Result<Json<Vec<crate::runtime::LogLine>>> {
-    Ok(Json(state.instances.logs(&connector, &id, query.lines).await?))
+) -> Result<Response> {
+    let lines = state.instances.logs(&connector, &id, query.lines).await?;
+    Ok(super::logs::answer(lines, query.format.as_deref(), &id))
+}
+
+/// `GET /api/instances/{connector}/{id}/logs/stream?lines=N`: the last lines, then every new
+/// one, as server-sent `log` events.
+pub async fn log_stream(
+    State(state): State<AppState>,
+    Path((connector, id)): Path<(String, String)>,
+    Query(query): Query<LogsQuery>,
+) -> Result<Response> {
+    let lines = state.instances.follow_logs(&connector, &id, query.lines).await?;
+    Ok(super::logs::events(lines))
 }
 
 /// `POST /api/instances/{connector}/{id}/start`
@@ -127,6 +144,28 @@ pub async fn upload_plugin(
         return Err(AppError::BadRequest("the body must be the plugin's .wasm".into()));
     }
     Ok(Json(state.instances.upload_plugin(&connector, &id, body.to_vec()).await?))
+}
+
+/// `GET /api/instances/{connector}/{id}/plugin`: the pinned plugin, the previous one, and the
+/// history of changes, newest first.
+pub async fn plugin_history(
+    State(state): State<AppState>,
+    Path((connector, id)): Path<(String, String)>,
+) -> Result<Json<PluginHistory>> {
+    Ok(Json(state.instances.plugin_history(&connector, &id).await?))
+}
+
+/// `POST /api/integrations/{name}/plugin` with the `.wasm` as the body: swap every instance of
+/// the connector to it, one by one, stopping at the first rejection.
+pub async fn update_all(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<UpdateAll>> {
+    if body.is_empty() {
+        return Err(AppError::BadRequest("the body must be the plugin's .wasm".into()));
+    }
+    Ok(Json(state.instances.update_all(&name, body.to_vec()).await?))
 }
 
 /// `POST /api/instances/{connector}/{id}/plugin/rollback`

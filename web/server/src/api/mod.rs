@@ -9,7 +9,8 @@ pub mod error;
 mod flows;
 mod instances;
 mod integrations;
-mod mqtt;
+mod logs;
+pub(crate) mod mqtt;
 mod system;
 pub mod trace;
 
@@ -62,6 +63,8 @@ pub struct Shared {
     pub broker_accounts: Option<Arc<crate::mqtt_accounts::BrokerAccounts>>,
     /// The names this server answers to (see [`crate::guard`]).
     pub hosts: crate::guard::HostNames,
+    /// The recent lines of the orchestrator's own log and of embedded instances.
+    pub logs: iot2mqtt_runtime::logging::InstanceLogs,
 }
 
 impl std::fmt::Debug for AppState {
@@ -134,6 +137,7 @@ pub fn routes() -> Vec<Route> {
         route(Method::POST, "/api/auth/key", Session, post(auth::change_key)),
         route(Method::GET, "/api/mqtt/config", Session, get(mqtt::get_config)),
         route(Method::POST, "/api/mqtt/config", Session, post(mqtt::set_config)),
+        route(Method::POST, "/api/mqtt/test", Session, post(mqtt::test_config)),
         route(Method::GET, "/api/mqtt/accounts", Session, get(mqtt::accounts)),
         route(Method::POST, "/api/mqtt/accounts", Session, post(mqtt::add_account)),
         route(Method::DELETE, "/api/mqtt/accounts/{name}", Session, delete(mqtt::remove_account)),
@@ -155,6 +159,9 @@ pub fn routes() -> Vec<Route> {
         route(Method::PUT, "/api/instances/{connector}/{id}", Session, put(instances::update)),
         route(Method::DELETE, "/api/instances/{connector}/{id}", Session, delete(instances::remove)),
         route(Method::GET, "/api/instances/{connector}/{id}/logs", Session, get(instances::logs)),
+        route(Method::GET, "/api/instances/{connector}/{id}/logs/stream", Session, get(instances::log_stream)),
+        route(Method::GET, "/api/logs", Session, get(logs::own)),
+        route(Method::GET, "/api/logs/stream", Session, get(logs::own_stream)),
         route(Method::POST, "/api/instances/{connector}/{id}/start", Session, post(instances::start)),
         route(Method::POST, "/api/instances/{connector}/{id}/stop", Session, post(instances::stop)),
         route(Method::POST, "/api/instances/{connector}/{id}/restart", Session, post(instances::restart)),
@@ -163,6 +170,13 @@ pub fn routes() -> Vec<Route> {
             "/api/instances/{connector}/{id}/plugin",
             Session,
             post(instances::upload_plugin).layer(DefaultBodyLimit::max(MAX_PLUGIN_BYTES + 1)),
+        ),
+        route(Method::GET, "/api/instances/{connector}/{id}/plugin", Session, get(instances::plugin_history)),
+        route(
+            Method::POST,
+            "/api/integrations/{name}/plugin",
+            Session,
+            post(instances::update_all).layer(DefaultBodyLimit::max(MAX_PLUGIN_BYTES + 1)),
         ),
         route(
             Method::POST,

@@ -13,7 +13,7 @@ use futures_util::{Stream, StreamExt};
 use iot2mqtt_contract::InstanceId;
 use iot2mqtt_mqtt::QoS;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use tokio_stream::wrappers::BroadcastStream;
 
 use super::error::AppError;
@@ -72,7 +72,43 @@ pub async fn set_config(State(state): State<AppState>, body: Bytes) -> Result<Js
     let Value::Object(body) = json_body(&body)? else {
         return Err(AppError::invalid("", "the body must be a JSON object"));
     };
-    let mut changes: BTreeMap<&str, Option<String>> = BTreeMap::new();
+    let planned = plan(&state, &body)?;
+    Ok(Json(apply(&state, planned.changes).await?))
+}
+
+/// `POST /api/mqtt/test`: try settings (the same body as `POST /api/mqtt/config`) without
+/// saving them: `{"ok":true}`, or `{"ok":false,"error"}` with the broker's answer or why it
+/// could not be reached. With the embedded broker in use and no host given there is nothing
+/// to try (`{"ok":true,"embedded":true}`).
+pub async fn test_config(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>, AppError> {
+    let Value::Object(body) = json_body(&body)? else {
+        return Err(AppError::invalid("", "the body must be a JSON object"));
+    };
+    Ok(Json(try_settings(&state, &body).await?))
+}
+
+/// Try the settings `body` would make; the answer of `POST /api/mqtt/test`.
+pub(crate) async fn try_settings(state: &AppState, body: &Map<String, Value>) -> Result<Value, AppError> {
+    let Some(settings) = plan(state, body)?.external else {
+        return Ok(json!({"ok": true, "embedded": true}));
+    };
+    Ok(match crate::mqtt::test_connection(&settings).await {
+        Ok(()) => json!({"ok": true, "broker": format!("{}:{}", settings.host, settings.port)}),
+        Err(error) => json!({"ok": false, "error": error}),
+    })
+}
+
+/// What a body of settings would change, checked before anything is written.
+pub(crate) struct Planned {
+    /// The `.env` changes (`None` removes a key).
+    pub(crate) changes: BTreeMap<&'static str, Option<String>>,
+    /// The settings a client would use, when the broker is an external one.
+    external: Option<iot2mqtt_contract::MqttSettings>,
+}
+
+/// Check `body` against the settings in effect: what it changes, and the resulting settings.
+pub(crate) fn plan(state: &AppState, body: &Map<String, Value>) -> Result<Planned, AppError> {
+    let mut changes: BTreeMap<&'static str, Option<String>> = BTreeMap::new();
     for (field, key) in FIELDS {
         match body.get(field) {
             None => {}
@@ -111,6 +147,7 @@ pub async fn set_config(State(state): State<AppState>, body: Bytes) -> Result<Js
             None => env.remove(*key),
         };
     }
+    let mut external = None;
     if !state.embedded_broker || env.contains_key("MQTT_HOST") {
         let checked = iot2mqtt_contract::MqttSettings::from_env(&iot2mqtt_contract::settings::Env::from_pairs(env))
             .map_err(|e| match e {
@@ -123,7 +160,17 @@ pub async fn set_config(State(state): State<AppState>, body: Bytes) -> Result<Js
         if let Some(tls) = iot2mqtt_runtime::client_tls(&checked) {
             tls.client_config().map_err(|e| AppError::invalid(tls_field(&e), e.to_string()))?;
         }
+        external = Some(checked);
     }
+    Ok(Planned { changes, external })
+}
+
+/// Write `changes` to the settings and reconnect everything with the result; the settings in
+/// effect afterwards, with `restarted`: the running instances that restarted with them.
+pub(crate) async fn apply(
+    state: &AppState,
+    changes: BTreeMap<&'static str, Option<String>>,
+) -> Result<Value, AppError> {
     let file = state.settings.clone();
     tokio::task::spawn_blocking(move || file.update(&changes))
         .await
@@ -145,9 +192,12 @@ pub async fn set_config(State(state): State<AppState>, body: Bytes) -> Result<Js
         settings.password = Some(password);
     }
     tracing::info!(host = %settings.host, port = settings.port, "MQTT settings changed; reconnecting");
+    let running = state.instances.running().await;
     state.mqtt.reconfigure(settings.clone());
     state.instances.reconfigure(settings).await;
-    Ok(Json(config_view(&state)?))
+    let mut view = config_view(state)?;
+    view["restarted"] = json!(running);
+    Ok(view)
 }
 
 /// `GET /api/mqtt/accounts`: people's accounts on the embedded broker (never a password).

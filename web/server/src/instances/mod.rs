@@ -12,17 +12,18 @@ use std::sync::Arc;
 
 use iot2mqtt_contract::config::{InstanceConfig, PluginPin};
 use iot2mqtt_contract::{ConnectorName, InstanceId, MqttSettings, Topics};
+use sha2::Digest as _;
 use tokio::sync::Mutex;
 
 use crate::catalog::{Catalog, CatalogError, Connector};
 use crate::mqtt::MqttService;
 use crate::mqtt_accounts::BrokerAccounts;
 use crate::request::InstanceRequest;
-use crate::runtime::{ActivePlugin, InstanceRuntime, LOG_TAIL, LogLine, NewPlugin, RunSpec};
+use crate::runtime::{ActivePlugin, InstanceRuntime, LOG_TAIL, LogLine, LogStream, NewPlugin, RunSpec};
 use crate::secrets::SecretsManager;
 use crate::store::DataDir;
 use crate::store::instances::{InstanceStore, StoredInstance};
-use crate::store::plugins::PluginStore;
+use crate::store::plugins::{ChangeCause, ChangeOutcome, PluginChange, PluginRef, PluginStore};
 use crate::sync::lock;
 
 /// The largest plugin accepted by upload.
@@ -30,7 +31,7 @@ pub const MAX_PLUGIN_BYTES: usize = 32 << 20;
 
 pub use error::InstanceError;
 use file::build_config;
-pub use view::{InstanceView, PluginSwitch, Status};
+pub use view::{InstanceView, PluginHistory, PluginSwitch, Status, UpdateAll, UpdateStep};
 
 /// The instances service.
 pub struct Instances {
@@ -244,6 +245,7 @@ impl Instances {
         let backup = blocking(move || {
             let backup = store.remove(&connector, &id_for_files)?;
             plugins.deactivate(&connector, &id_for_files)?;
+            plugins.forget_history(&connector, &id_for_files)?;
             let _ = std::fs::remove_dir_all(cache);
             Ok::<_, std::io::Error>(backup)
         })
@@ -263,6 +265,12 @@ impl Instances {
     pub async fn logs(&self, connector: &str, id: &str, lines: usize) -> Result<Vec<LogLine>, InstanceError> {
         let instance = self.find(connector, id).await?;
         Ok(self.runtime.logs(&instance.config.instance_id, lines.min(LOG_TAIL * 50)).await)
+    }
+
+    /// The last `lines` lines of an instance's log, then every new one.
+    pub async fn follow_logs(&self, connector: &str, id: &str, lines: usize) -> Result<LogStream, InstanceError> {
+        let instance = self.find(connector, id).await?;
+        Ok(self.runtime.follow_logs(&instance.config.instance_id, lines.min(LOG_TAIL * 50)).await)
     }
 
     /// Start (and mark to run at every start).
@@ -299,14 +307,14 @@ impl Instances {
     }
 
     /// Replace an instance's plugin with `wasm`: validate it, keep it, swap it live. The
-    /// version it replaces is kept for `rollback`.
+    /// version it replaces is kept for `rollback`; the attempt goes in the instance's history.
     pub async fn upload_plugin(&self, connector: &str, id: &str, wasm: Vec<u8>) -> Result<PluginSwitch, InstanceError> {
         if wasm.len() > MAX_PLUGIN_BYTES {
             return Err(InstanceError::PluginTooLarge);
         }
         let _serial = self.serial.lock().await;
         let instance = self.find(connector, id).await?;
-        self.switch_plugin(instance, wasm, None).await
+        self.switch_plugin(instance, wasm, ChangeCause::Upload).await
     }
 
     /// Go back to the plugin version used before the last upload.
@@ -322,7 +330,121 @@ impl Instances {
         })
         .await
         .map_err(|e| InstanceError::internal(format!("the previous plugin version is missing: {e}")))?;
-        self.switch_plugin(instance, wasm, Some(previous)).await
+        self.switch_plugin(instance, wasm, ChangeCause::Rollback).await
+    }
+
+    /// Swap every instance of `connector` to `wasm`, one by one in the order of their ids,
+    /// stopping at the first rejection. The answer says what each instance runs afterwards.
+    pub async fn update_all(&self, connector: &str, wasm: Vec<u8>) -> Result<UpdateAll, InstanceError> {
+        if wasm.len() > MAX_PLUGIN_BYTES {
+            return Err(InstanceError::PluginTooLarge);
+        }
+        let _serial = self.serial.lock().await;
+        let name = ConnectorName::new(connector).map_err(|e| InstanceError::invalid("connector", e.to_string()))?;
+        let store = self.store.clone();
+        let (stored, _) = blocking(move || store.list()).await.map_err(InstanceError::internal)?;
+        let mut instances: Vec<StoredInstance> = stored.into_iter().filter(|i| i.connector == name).collect();
+        instances.sort_by(|a, b| a.config.instance_id.as_str().cmp(b.config.instance_id.as_str()));
+        let mut steps = Vec::with_capacity(instances.len());
+        let mut stopped_at = None;
+        for instance in instances {
+            let id = instance.config.instance_id.to_string();
+            let before = instance.config.plugin.as_ref().map(|pin| pin.sha256.clone());
+            if stopped_at.is_some() {
+                steps.push(UpdateStep { instance: id, runs: before, outcome: "not_tried".into(), detail: None });
+                continue;
+            }
+            match self.switch_plugin(instance, wasm.clone(), ChangeCause::UpdateAll).await {
+                Ok(switch) => {
+                    let outcome = if switch.swapped { "swapped" } else { "kept" };
+                    steps.push(UpdateStep {
+                        instance: id,
+                        runs: Some(switch.sha256),
+                        outcome: outcome.into(),
+                        detail: None,
+                    });
+                }
+                Err(e) => {
+                    stopped_at = Some(id.clone());
+                    steps.push(UpdateStep {
+                        instance: id,
+                        runs: before,
+                        outcome: "rejected".into(),
+                        detail: Some(e.to_string()),
+                    });
+                }
+            }
+        }
+        let sha256 = hex::encode(sha2::Sha256::digest(&wasm));
+        Ok(UpdateAll { sha256, stopped_at, instances: steps })
+    }
+
+    /// An instance's plugins: the one pinned, the previous one, and the history of changes
+    /// (newest first).
+    pub async fn plugin_history(&self, connector: &str, id: &str) -> Result<PluginHistory, InstanceError> {
+        let instance = self.find(connector, id).await?;
+        let plugins = self.plugins.clone();
+        let (connector, id) = (instance.connector.clone(), instance.config.instance_id.clone());
+        let pin = instance.config.plugin.clone();
+        let created = instance.config.created_at.clone();
+        blocking(move || {
+            let mut changes = plugins.history(&connector, &id);
+            let current = pin.as_ref().map(|p| plugins.describe(&connector, &id, &p.sha256));
+            let previous =
+                pin.as_ref().and_then(|p| p.previous.as_deref()).map(|sha| plugins.describe(&connector, &id, sha));
+            let since = current.as_ref().and_then(|c| {
+                changes
+                    .iter()
+                    .rev()
+                    .find(|change| change.to.sha256 == c.sha256 && change.outcome != ChangeOutcome::Rejected)
+                    .map(|change| change.at.clone())
+            });
+            changes.reverse();
+            Ok::<_, std::io::Error>(PluginHistory { current, previous, since: since.or(created), changes })
+        })
+        .await
+        .map_err(InstanceError::internal)
+        .map(|mut history| {
+            let id = &instance.config.instance_id;
+            history.current = history.current.map(|r| self.named(id, r));
+            history.previous = history.previous.map(|r| self.named(id, r));
+            history
+        })
+    }
+
+    /// `plugin` with its name and version when the history did not know them: from this
+    /// process's engine when it has the plugin loaded, else from what the instance said of it
+    /// on MQTT (its retained info).
+    fn named(&self, id: &InstanceId, mut plugin: PluginRef) -> PluginRef {
+        if plugin.name.is_some() {
+            return plugin;
+        }
+        if let Some(loaded) = self.engine.loaded(&plugin.sha256) {
+            plugin.name = Some(loaded.about().name.clone());
+            plugin.version = Some(loaded.about().version.clone());
+            return plugin;
+        }
+        let topic = Topics::new(&lock(&self.settings).base_topic, id).info();
+        let info = self.mqtt.get(&topic).and_then(|c| serde_json::from_str::<serde_json::Value>(&c.payload).ok());
+        if let Some(info) = info.filter(|i| i["plugin"]["sha256"] == plugin.sha256.as_str()) {
+            plugin.name = info["plugin"]["name"].as_str().map(str::to_string);
+            plugin.version = info["plugin"]["version"].as_str().map(str::to_string);
+        }
+        plugin
+    }
+
+    /// The ids of the instances running now, sorted.
+    pub async fn running(&self) -> Vec<String> {
+        let store = self.store.clone();
+        let Ok((found, _)) = blocking(move || store.list()).await else { return Vec::new() };
+        let mut running = Vec::new();
+        for instance in found {
+            if self.runtime.observe(&instance.config.instance_id).await.running {
+                running.push(instance.config.instance_id.to_string());
+            }
+        }
+        running.sort();
+        running
     }
 
     /// Restart every running instance with new MQTT settings.
@@ -336,40 +458,78 @@ impl Instances {
         self.runtime.shutdown().await;
     }
 
+    /// Switch `instance` to `wasm`, recording the attempt (whatever its outcome) in its history.
     async fn switch_plugin(
         &self,
         mut instance: StoredInstance,
         wasm: Vec<u8>,
-        expected: Option<String>,
+        cause: ChangeCause,
+    ) -> Result<PluginSwitch, InstanceError> {
+        let id = instance.config.instance_id.clone();
+        let current = instance.config.plugin.as_ref().map(|pin| pin.sha256.clone());
+        let from = current.as_ref().map(|sha| self.named(&id, self.plugins.describe(&instance.connector, &id, sha)));
+        let mut change = PluginChange {
+            at: iot2mqtt_contract::time::now(),
+            cause,
+            from,
+            to: PluginRef { sha256: hex::encode(sha2::Sha256::digest(&wasm)), name: None, version: None },
+            outcome: ChangeOutcome::Rejected,
+            reason: None,
+            pause_ms: None,
+        };
+        let outcome = self.try_switch(&mut instance, wasm, current, &mut change).await;
+        if let Err(e) = &outcome {
+            change.reason = Some(e.to_string());
+        }
+        let (plugins, connector) = (self.plugins.clone(), instance.connector.clone());
+        if let Err(e) = blocking(move || plugins.record(&connector, &id, change)).await {
+            tracing::warn!(instance = %instance.config.instance_id, "the plugin history could not be written: {e}");
+        }
+        outcome
+    }
+
+    async fn try_switch(
+        &self,
+        instance: &mut StoredInstance,
+        wasm: Vec<u8>,
+        current: Option<String>,
+        change: &mut PluginChange,
     ) -> Result<PluginSwitch, InstanceError> {
         let plugin =
             self.engine.load_plugin(wasm.clone()).await.map_err(|e| InstanceError::PluginRejected(e.to_string()))?;
+        let about = plugin.about().clone();
+        change.to.name = Some(about.name.clone());
+        change.to.version = Some(about.version.clone());
         let sha = self.keep_plugin(&instance.connector, wasm).await?;
-        debug_assert!(expected.is_none_or(|e| e == sha));
-        let current = instance.config.plugin.as_ref().map(|pin| pin.sha256.clone());
         let id = instance.config.instance_id.clone();
         let running = self.runtime.observe(&id).await.running;
         let path = self.activate(&instance.connector, &id, &sha).await?;
+        let mut pause = None;
         if running {
             let new = NewPlugin { active: ActivePlugin { sha256: sha.clone(), path }, loaded: plugin.clone() };
-            if let Err(e) = self.runtime.swap(&id, new).await {
-                if let Some(current) = &current {
-                    let _ = self.activate(&instance.connector, &id, current).await;
+            match self.runtime.swap(&id, new).await {
+                Ok(seen) => pause = seen,
+                Err(e) => {
+                    if let Some(current) = &current {
+                        let _ = self.activate(&instance.connector, &id, current).await;
+                    }
+                    return Err(InstanceError::PluginRejected(e.to_string()));
                 }
-                return Err(InstanceError::PluginRejected(e.to_string()));
             }
         }
         instance.config.plugin = Some(PluginPin { sha256: sha.clone(), previous: current.clone() });
         instance.config.updated_at = Some(iot2mqtt_contract::time::now());
         self.save(&instance.connector, &instance.config, None).await?;
-        let about = plugin.about();
-        tracing::info!(instance = %id, plugin = %about.name, version = %about.version, %sha, "plugin replaced");
+        change.outcome = if running { ChangeOutcome::Swapped } else { ChangeOutcome::Kept };
+        change.pause_ms = pause.map(|p| p.as_secs_f64() * 1000.0);
+        tracing::info!(instance = %id, plugin = %about.name, version = %about.version, %sha, ?pause, "plugin replaced");
         Ok(PluginSwitch {
             sha256: sha,
             previous: current,
-            name: about.name.clone(),
-            version: about.version.clone(),
+            name: about.name,
+            version: about.version,
             swapped: running,
+            pause_ms: change.pause_ms,
         })
     }
 
@@ -377,6 +537,7 @@ impl Instances {
         let id = instance.config.instance_id.clone();
         match self.start_stored(instance).await {
             Ok(()) => {
+                tracing::info!(instance = %id, runtime = self.runtime.name(), "instance started");
                 lock(&self.errors).remove(&id);
             }
             Err(e) => {

@@ -5,6 +5,7 @@ use iot2mqtt_contract::config::InstanceConfig;
 use serde::Serialize;
 
 use crate::runtime::Observed;
+use crate::store::plugins::{PluginChange, PluginRef};
 
 /// An instance as the API shows it: its file (secrets as references) and its state.
 #[derive(Debug, Clone, Serialize)]
@@ -31,6 +32,45 @@ pub struct PluginSwitch {
     pub version: String,
     /// Whether a running instance was swapped live (else it starts with it next time).
     pub swapped: bool,
+    /// The longest a device waited for the swap (milliseconds), when the instance said.
+    pub pause_ms: Option<f64>,
+}
+
+/// An instance's plugins and their history.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginHistory {
+    /// The version pinned (what it runs, or starts with).
+    pub current: Option<PluginRef>,
+    /// The version a rollback returns to.
+    pub previous: Option<PluginRef>,
+    /// Since when it has the current version (RFC 3339).
+    pub since: Option<String>,
+    /// Changes, newest first.
+    pub changes: Vec<PluginChange>,
+}
+
+/// What "update all instances" did.
+#[derive(Debug, Clone, Serialize)]
+pub struct UpdateAll {
+    /// The uploaded plugin's hash.
+    pub sha256: String,
+    /// The instance whose rejection stopped the update.
+    pub stopped_at: Option<String>,
+    /// Each instance of the connector, in the order they were taken.
+    pub instances: Vec<UpdateStep>,
+}
+
+/// One instance in an update of all.
+#[derive(Debug, Clone, Serialize)]
+pub struct UpdateStep {
+    /// The instance.
+    pub instance: String,
+    /// The version it runs (or starts with) afterwards.
+    pub runs: Option<String>,
+    /// `swapped`, `kept` (not running), `rejected` or `not_tried`.
+    pub outcome: String,
+    /// Why it was rejected.
+    pub detail: Option<String>,
 }
 
 /// Desired and observed state of an instance.

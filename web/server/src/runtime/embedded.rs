@@ -4,13 +4,14 @@
 //! runs it (the engine hands out the loaded plugin by content hash).
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use iot2mqtt_contract::InstanceId;
 use iot2mqtt_runtime::logging::InstanceLogs;
 use iot2mqtt_runtime::{InstanceHandle, InstanceOptions, InstanceSpec, Plugin, Runtime};
 use tokio::sync::Mutex;
 
-use super::{ActivePlugin, BoxFuture, InstanceRuntime, LogLine, NewPlugin, Observed, RunSpec, RuntimeError};
+use super::{ActivePlugin, BoxFuture, InstanceRuntime, LogLine, LogStream, NewPlugin, Observed, RunSpec, RuntimeError};
 
 /// The in-process runtime.
 #[derive(Debug)]
@@ -102,20 +103,27 @@ impl InstanceRuntime for EmbeddedRuntime {
         })
     }
 
-    fn swap<'a>(&'a self, instance: &'a InstanceId, plugin: NewPlugin) -> BoxFuture<'a, Result<(), RuntimeError>> {
+    fn swap<'a>(
+        &'a self,
+        instance: &'a InstanceId,
+        plugin: NewPlugin,
+    ) -> BoxFuture<'a, Result<Option<Duration>, RuntimeError>> {
         Box::pin(async move {
             let running = self.running.lock().await;
             let handle = running.get(instance).ok_or(RuntimeError::NotRunning)?;
             // A rejection is published on `B/error` by the instance itself.
-            handle.swap(plugin.loaded).await.map(|_| ()).map_err(|e| RuntimeError::Plugin(e.to_string()))
+            handle.swap(plugin.loaded).await.map(|r| Some(r.pause)).map_err(|e| RuntimeError::Plugin(e.to_string()))
         })
     }
 
     fn logs<'a>(&'a self, instance: &'a InstanceId, lines: usize) -> BoxFuture<'a, Vec<LogLine>> {
         let kept = self.logs.tail(instance.as_str(), lines);
-        Box::pin(async move {
-            kept.into_iter().map(|r| LogLine { timestamp: r.at, level: r.level, content: r.text }).collect()
-        })
+        Box::pin(async move { kept.into_iter().map(LogLine::from).collect() })
+    }
+
+    fn follow_logs<'a>(&'a self, instance: &'a InstanceId, lines: usize) -> BoxFuture<'a, LogStream> {
+        let stream = super::follow_kept(&self.logs, instance.as_str(), lines);
+        Box::pin(async move { stream })
     }
 
     fn shutdown(&self) -> BoxFuture<'_, ()> {

@@ -3,10 +3,11 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use iot2mqtt_contract::InstanceId;
 
-use super::{BoxFuture, InstanceRuntime, LogLine, NewPlugin, Observed, RunSpec, RuntimeError};
+use super::{BoxFuture, InstanceRuntime, LogLine, LogStream, NewPlugin, Observed, RunSpec, RuntimeError};
 use crate::sync::lock;
 
 /// One call the fake runtime took.
@@ -69,16 +70,26 @@ impl InstanceRuntime for FakeRuntime {
         Box::pin(async move { observed })
     }
 
-    fn swap<'a>(&'a self, instance: &'a InstanceId, plugin: NewPlugin) -> BoxFuture<'a, Result<(), RuntimeError>> {
+    fn swap<'a>(
+        &'a self,
+        instance: &'a InstanceId,
+        plugin: NewPlugin,
+    ) -> BoxFuture<'a, Result<Option<Duration>, RuntimeError>> {
         let running = lock(&self.running).contains_key(instance);
         if running {
             self.record(Call::Swap(instance.clone(), plugin.active.sha256));
         }
-        Box::pin(async move { if running { Ok(()) } else { Err(RuntimeError::NotRunning) } })
+        Box::pin(
+            async move { if running { Ok(Some(Duration::from_millis(1))) } else { Err(RuntimeError::NotRunning) } },
+        )
     }
 
     fn logs<'a>(&'a self, _instance: &'a InstanceId, _lines: usize) -> BoxFuture<'a, Vec<LogLine>> {
         Box::pin(async { Vec::new() })
+    }
+
+    fn follow_logs<'a>(&'a self, _instance: &'a InstanceId, _lines: usize) -> BoxFuture<'a, LogStream> {
+        Box::pin(async { Box::pin(futures_util::stream::empty()) as LogStream })
     }
 
     fn shutdown(&self) -> BoxFuture<'_, ()> {

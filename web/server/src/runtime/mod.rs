@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::time::Duration;
 
 use iot2mqtt_contract::config::InstanceConfig;
 use iot2mqtt_contract::{ConnectorName, InstanceId, MqttSettings};
@@ -92,6 +93,26 @@ pub struct Observed {
     pub crash_looping: bool,
 }
 
+/// A log followed: its lines as they come.
+pub type LogStream = Pin<Box<dyn futures_util::Stream<Item = LogLine> + Send>>;
+
+/// The orchestrator's own log, or an instance's in the embedded runtime, followed from
+/// `logs`: the kept lines, then each new one.
+pub fn follow_kept(logs: &iot2mqtt_runtime::logging::InstanceLogs, key: &str, lines: usize) -> LogStream {
+    use futures_util::StreamExt as _;
+    let mut following = logs.follow(key, lines);
+    let kept = futures_util::stream::iter(std::mem::take(&mut following.kept).into_iter().map(LogLine::from));
+    let live =
+        futures_util::stream::unfold(following, |mut f| async move { f.next().await.map(|r| (LogLine::from(r), f)) });
+    Box::pin(kept.chain(live))
+}
+
+impl From<iot2mqtt_runtime::logging::LogRecord> for LogLine {
+    fn from(record: iot2mqtt_runtime::logging::LogRecord) -> Self {
+        Self { timestamp: record.at, level: record.level, content: record.text }
+    }
+}
+
 /// One log line with its level.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct LogLine {
@@ -160,10 +181,17 @@ pub trait InstanceRuntime: Send + Sync + 'static {
     /// What it looks like now, plugin faults and the restarts they caused included.
     fn observe<'a>(&'a self, instance: &'a InstanceId) -> BoxFuture<'a, Observed>;
     /// Swap the running instance's plugin to `plugin` without dropping its MQTT session, and
-    /// return once it runs the new one; an error says why it still runs the old one.
-    fn swap<'a>(&'a self, instance: &'a InstanceId, plugin: NewPlugin) -> BoxFuture<'a, Result<(), RuntimeError>>;
+    /// return once it runs the new one, with the longest a device waited for it when the
+    /// instance said; an error says why it still runs the old one.
+    fn swap<'a>(
+        &'a self,
+        instance: &'a InstanceId,
+        plugin: NewPlugin,
+    ) -> BoxFuture<'a, Result<Option<Duration>, RuntimeError>>;
     /// The last `lines` lines of the instance's log, oldest first (empty when it has none).
     fn logs<'a>(&'a self, instance: &'a InstanceId, lines: usize) -> BoxFuture<'a, Vec<LogLine>>;
+    /// The last `lines` lines of the instance's log, then every new line as it comes.
+    fn follow_logs<'a>(&'a self, instance: &'a InstanceId, lines: usize) -> BoxFuture<'a, LogStream>;
     /// Stop everything: the orchestrator is going down.
     fn shutdown(&self) -> BoxFuture<'_, ()>;
 }

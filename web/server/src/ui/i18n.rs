@@ -39,6 +39,16 @@ pub struct Text {
     pub edit: Edit,
     /// The settings page.
     pub settings: Settings,
+    /// Plugins and hot swap.
+    pub plugin: Plugin,
+    /// A connector's page.
+    pub connector: ConnectorText,
+    /// The log pages.
+    pub logs: Logs,
+    /// The MQTT explorer.
+    pub explorer: Explorer,
+    /// The containers page.
+    pub containers: Containers,
     /// Error pages.
     pub errors: Errors,
 }
@@ -54,7 +64,152 @@ pub struct Nav {
     pub instances: String,
     pub devices: String,
     pub settings: String,
+    pub logs: String,
+    pub explorer: String,
+    pub containers: String,
     pub logout: String,
+}
+
+/// The containers page (Docker runtime).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct Containers {
+    pub title: String,
+    pub embedded: String,
+    pub intro: String,
+    pub none: String,
+    pub name: String,
+    pub instance: String,
+    pub state: String,
+    pub image: String,
+    pub uptime: String,
+    pub restarts: String,
+    pub actions: String,
+    pub start: String,
+    pub stop: String,
+    pub restart: String,
+    pub remove: String,
+    pub confirm_remove: String,
+    pub log: String,
+    pub done: String,
+}
+
+/// The MQTT explorer. `{count}` and `{instance}` are filled in.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct Explorer {
+    pub title: String,
+    pub topics: String,
+    pub filter: String,
+    pub no_topics: String,
+    pub messages: String,
+    pub retained: String,
+    pub last_message: String,
+    pub publish: String,
+    pub topic: String,
+    pub payload: String,
+    pub template_hint: String,
+    pub use_template: String,
+    pub retain: String,
+    pub send: String,
+    pub published: String,
+    pub bad_topic: String,
+    pub clear_heading: String,
+    pub clear_intro: String,
+    pub no_instances: String,
+    pub clear: String,
+    pub confirm_clear: String,
+    pub cleared: String,
+}
+
+/// The log pages: an instance's and the orchestrator's own. `{name}` and `{count}` are filled
+/// in.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct Logs {
+    pub title_instance: String,
+    pub title_own: String,
+    pub intro_container: String,
+    pub intro_embedded: String,
+    pub intro_own: String,
+    pub back: String,
+    pub tools: String,
+    pub level: String,
+    pub all: String,
+    pub debug: String,
+    pub info: String,
+    pub warning: String,
+    pub error: String,
+    pub filter: String,
+    pub pause: String,
+    pub follow: String,
+    pub paused: String,
+    pub download: String,
+    pub empty: String,
+    pub open: String,
+}
+
+/// Plugins and hot swap on an instance's page. `{plugin}`, `{pause}` and `{reason}` are
+/// filled in ([`fill`]).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct Plugin {
+    pub title: String,
+    pub running: String,
+    pub since: String,
+    pub previous: String,
+    pub hash: String,
+    pub none: String,
+    pub no_previous: String,
+    pub rollback: String,
+    pub upload_heading: String,
+    pub choose: String,
+    pub drop_hint: String,
+    pub upload: String,
+    pub no_file: String,
+    pub history: String,
+    pub no_history: String,
+    pub when: String,
+    pub cause: String,
+    pub from: String,
+    pub to: String,
+    pub outcome: String,
+    pub pause: String,
+    pub swapped: String,
+    pub kept: String,
+    pub rejected: String,
+    pub not_tried: String,
+    pub cause_upload: String,
+    pub cause_rollback: String,
+    pub cause_update_all: String,
+    pub pause_unknown: String,
+    pub swapped_notice: String,
+    pub kept_notice: String,
+    pub rejected_notice: String,
+}
+
+/// A connector's page: its instances and an update of them all. `{instance}`, `{reason}`,
+/// `{sha}` and `{count}` are filled in.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct ConnectorText {
+    pub version: String,
+    pub instances: String,
+    pub no_instances: String,
+    pub runs: String,
+    pub not_pinned: String,
+    pub last_update: String,
+    pub update_heading: String,
+    pub update_intro: String,
+    pub update: String,
+    pub stopped: String,
+    pub updated: String,
+    pub details: String,
 }
 
 /// The settings page: the broker and people's MQTT accounts.
@@ -85,6 +240,40 @@ pub struct Settings {
     pub delete: String,
     pub confirm_delete: String,
     pub deleted: String,
+    pub broker_intro: String,
+    pub host: String,
+    pub host_hint: String,
+    pub port: String,
+    pub username: String,
+    pub broker_password: String,
+    pub password_kept: String,
+    pub base_topic: String,
+    pub client_prefix: String,
+    pub qos: String,
+    pub retain: String,
+    pub keepalive: String,
+    pub use_tls: String,
+    pub ca_file: String,
+    pub ca_hint: String,
+    pub test: String,
+    pub save: String,
+    pub test_ok: String,
+    pub test_embedded: String,
+    pub test_failed: String,
+    pub saved: String,
+    pub saved_none: String,
+    pub key_heading: String,
+    pub key_intro: String,
+    pub old_key: String,
+    pub new_key: String,
+    pub confirm_key: String,
+    pub change_key: String,
+    pub wrong_key: String,
+    pub key_changed: String,
+    pub sessions_heading: String,
+    pub sessions_intro: String,
+    pub logout_everywhere: String,
+    pub confirm_logout_everywhere: String,
 }
 
 /// The first start: choosing the access key.
@@ -113,6 +302,7 @@ pub struct Login {
     pub submit: String,
     pub expired: String,
     pub not_configured: String,
+    pub everywhere: String,
 }
 
 /// The dashboard.
@@ -296,6 +486,11 @@ pub fn english() -> &'static Text {
         // The catalog is part of the binary and parsed by a unit test, so it parses here.
         parse(CATALOGS[0].1).unwrap_or_else(|e| unreachable!("the English catalog is broken: {e}"))
     })
+}
+
+/// `template` with each `{name}` replaced by its value.
+pub fn fill(template: &str, values: &[(&str, &str)]) -> String {
+    values.iter().fold(template.to_string(), |text, (name, value)| text.replace(&format!("{{{name}}}"), value))
 }
 
 fn parse(text: &str) -> Result<Text, serde_json::Error> {

@@ -16,7 +16,7 @@ pub mod views;
 pub mod wizard;
 
 use axum::Router;
-use axum::extract::Request;
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
@@ -29,6 +29,10 @@ pub use session::{PageSession, encode};
 pub type Submitted = std::collections::BTreeMap<String, Vec<String>>;
 
 use crate::api::AppState;
+use crate::instances::MAX_PLUGIN_BYTES;
+
+/// Room for a multipart form's boundaries and its anti-forgery token beside a plugin.
+const UPLOAD_OVERHEAD: usize = 64 << 10;
 
 /// The policy every page is served with: nothing from elsewhere, no inline script or style.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; \
@@ -42,7 +46,12 @@ pub fn router() -> Router<AppState> {
         .route("/login", get(pages::login_page).post(pages::login))
         .route("/logout", post(pages::logout))
         .route("/integrations", get(pages::integrations))
+        .route("/integrations/{name}", get(pages::connector))
         .route("/integrations/{name}/add", post(pages::add_integration))
+        .route(
+            "/integrations/{name}/plugin",
+            post(pages::update_all).layer(DefaultBodyLimit::max(MAX_PLUGIN_BYTES + UPLOAD_OVERHEAD)),
+        )
         .route("/flows/{id}", get(pages::wizard).post(pages::wizard_step))
         .route("/flows/{id}/action", post(pages::wizard_action))
         .route("/flows/{id}/cancel", post(pages::wizard_cancel))
@@ -52,10 +61,25 @@ pub fn router() -> Router<AppState> {
         .route("/devices/{instance}/{device}/refresh", post(pages::device_refresh))
         .route("/instances/{connector}/{id}", get(pages::instance))
         .route("/instances/{connector}/{id}/edit", get(pages::edit_instance).post(pages::save_instance))
+        .route(
+            "/instances/{connector}/{id}/plugin",
+            post(pages::upload_plugin).layer(DefaultBodyLimit::max(MAX_PLUGIN_BYTES + UPLOAD_OVERHEAD)),
+        )
+        .route("/instances/{connector}/{id}/plugin/rollback", post(pages::rollback_plugin))
+        .route("/instances/{connector}/{id}/logs", get(pages::instance_log))
+        .route("/logs", get(pages::own_log))
+        .route("/containers", get(pages::containers))
+        .route("/containers/{name}/{action}", post(pages::container_action))
+        .route("/explorer", get(pages::explorer))
+        .route("/explorer/publish", post(pages::publish))
+        .route("/explorer/clear/{instance}", post(pages::clear_retained))
         .route("/instances/{connector}/{id}/{action}", post(pages::instance_action))
         .route("/settings", get(pages::settings))
         .route("/settings/mqtt/accounts", post(pages::add_account))
         .route("/settings/mqtt/accounts/{name}/delete", post(pages::remove_account))
+        .route("/settings/key", post(pages::change_key))
+        .route("/settings/mqtt", post(pages::broker))
+        .route("/settings/logout-everywhere", post(pages::logout_everywhere))
         .route("/assets/{file}", get(assets::serve))
         .layer(middleware::from_fn(security_headers))
 }

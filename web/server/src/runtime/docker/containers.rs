@@ -35,6 +35,8 @@ pub struct ContainerView {
     pub instance_id: Option<String>,
     /// All labels.
     pub labels: HashMap<String, String>,
+    /// How many times Docker restarted it.
+    pub restarts: u64,
 }
 
 impl DockerRuntime {
@@ -48,7 +50,13 @@ impl DockerRuntime {
         let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
         let containers =
             self.docker.list_containers(Some(options)).await.map_err(|e| RuntimeError::Docker(e.to_string()))?;
-        Ok(containers.into_iter().map(view).collect())
+        let mut views: Vec<ContainerView> = containers.into_iter().map(view).collect();
+        for container in &mut views {
+            if let Ok(inspect) = self.docker.inspect_container(&container.id, None::<InspectContainerOptions>).await {
+                container.restarts = u64::try_from(inspect.restart_count.unwrap_or(0)).unwrap_or(0);
+            }
+        }
+        Ok(views)
     }
 
     /// A connector container of this installation by id or name; `None` for unknown ones,
@@ -72,6 +80,7 @@ impl DockerRuntime {
             created: 0,
             connector_type: labels.get("iot2mqtt.connector").cloned(),
             instance_id: labels.get("iot2mqtt.instance").cloned(),
+            restarts: u64::try_from(inspect.restart_count.unwrap_or(0)).unwrap_or(0),
             labels,
         })
     }
@@ -149,6 +158,7 @@ fn view(c: ContainerSummary) -> ContainerView {
         connector_type: labels.get("iot2mqtt.connector").cloned(),
         instance_id: labels.get("iot2mqtt.instance").cloned(),
         labels,
+        restarts: 0,
     }
 }
 

@@ -13,6 +13,7 @@ mod reports;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum};
@@ -24,7 +25,7 @@ use futures_util::StreamExt as _;
 use iot2mqtt_contract::InstanceId;
 use tokio::sync::Mutex;
 
-use super::{BoxFuture, InstanceRuntime, LogLine, NewPlugin, Observed, RunSpec, RuntimeError};
+use super::{BoxFuture, InstanceRuntime, LogLine, LogStream, NewPlugin, Observed, RunSpec, RuntimeError};
 use crate::catalog::Network;
 use crate::mqtt::MqttService;
 use crate::store::atomic::write;
@@ -249,7 +250,7 @@ impl DockerRuntime {
         let configs = bridge.ipam.and_then(|ipam| ipam.config).unwrap_or_default();
         for gateway in configs.iter().filter_map(gateway) {
             let connect = tokio::net::TcpStream::connect((gateway, port));
-            if matches!(tokio::time::timeout(std::time::Duration::from_secs(2), connect).await, Ok(Ok(_))) {
+            if matches!(tokio::time::timeout(Duration::from_secs(2), connect).await, Ok(Ok(_))) {
                 return;
             }
             tracing::warn!(
@@ -355,7 +356,11 @@ impl InstanceRuntime for DockerRuntime {
         })
     }
 
-    fn swap<'a>(&'a self, instance: &'a InstanceId, plugin: NewPlugin) -> BoxFuture<'a, Result<(), RuntimeError>> {
+    fn swap<'a>(
+        &'a self,
+        instance: &'a InstanceId,
+        plugin: NewPlugin,
+    ) -> BoxFuture<'a, Result<Option<Duration>, RuntimeError>> {
         Box::pin(self.await_swap(instance, plugin))
     }
 
@@ -363,6 +368,15 @@ impl InstanceRuntime for DockerRuntime {
         Box::pin(async move {
             let Some(name) = self.name_of(instance).await else { return Vec::new() };
             DockerRuntime::logs(self, &name, lines, false).collect().await
+        })
+    }
+
+    fn follow_logs<'a>(&'a self, instance: &'a InstanceId, lines: usize) -> BoxFuture<'a, LogStream> {
+        Box::pin(async move {
+            match self.name_of(instance).await {
+                Some(name) => Box::pin(DockerRuntime::logs(self, &name, lines, true)) as LogStream,
+                None => Box::pin(futures_util::stream::empty()) as LogStream,
+            }
         })
     }
 

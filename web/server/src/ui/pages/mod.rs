@@ -13,19 +13,28 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
+mod containers;
 mod devices;
 mod edit;
+mod explorer;
+mod logs;
+mod plugins;
 mod settings;
 mod wizard;
 
+pub use containers::{container_action, containers};
 pub use devices::{device_command, device_refresh, devices};
 pub use edit::{edit_instance, save_instance};
-pub use settings::{add_account, remove_account, settings};
+pub use explorer::{clear_retained, explorer, publish};
+pub use logs::{instance_log, own_log};
+pub use plugins::{connector, rollback_plugin, update_all, upload_plugin};
+pub use settings::{add_account, broker, change_key, logout_everywhere, remove_account, settings};
 pub use wizard::{add_integration, wizard, wizard_action, wizard_cancel, wizard_step};
 
 use super::i18n::{self, Text};
 use super::session::{PageSession, encode, local_path, session_of};
 use super::views::devices::Notice;
+use super::views::plugins::PluginPanel;
 use super::views::{
     BusView, Chrome, DashboardPage, ErrorPage, InstanceExtras, InstancePage, InstancesPage, IntegrationsPage,
     LoginPage, SetupPage,
@@ -152,6 +161,8 @@ pub struct LoginQuery {
     expired: Option<String>,
     #[serde(default)]
     done: Option<String>,
+    #[serde(default)]
+    everywhere: Option<String>,
 }
 
 /// `GET /login`
@@ -163,6 +174,8 @@ pub async fn login_page(State(state): State<AppState>, Query(query): Query<Login
         Some(t.setup.done.clone())
     } else if query.expired.is_some() {
         Some(t.login.expired.clone())
+    } else if query.everywhere.is_some() {
+        Some(t.login.everywhere.clone())
     } else {
         None
     };
@@ -196,14 +209,23 @@ pub async fn login(
             return render(&page);
         }
     };
-    let secure = if served_over_tls(&headers) { "; Secure" } else { "" };
-    let cookie = format!(
-        "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}",
-        session.token,
-        SESSION_LIFETIME.as_secs()
-    );
-    let mut response = Redirect::to(&next).into_response();
-    if let Ok(value) = HeaderValue::from_str(&cookie) {
+    with_cookie(Redirect::to(&next).into_response(), &session_cookie(&session.token, &headers))
+}
+
+/// The cookie that carries session `token`.
+fn session_cookie(token: &str, headers: &HeaderMap) -> String {
+    let secure = if served_over_tls(headers) { "; Secure" } else { "" };
+    format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}", SESSION_LIFETIME.as_secs())
+}
+
+/// The cookie that ends the session in this browser.
+fn cleared_cookie() -> String {
+    format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0")
+}
+
+/// `response` setting `cookie`.
+fn with_cookie(mut response: Response, cookie: &str) -> Response {
+    if let Ok(value) = HeaderValue::from_str(cookie) {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
     response
@@ -252,12 +274,7 @@ pub async fn logout(State(state): State<AppState>, session: PageSession, Form(fo
     if let Err(e) = state.auth.logout(&session.token) {
         tracing::error!("the logout could not be stored: {e}");
     }
-    let mut response = Redirect::to("/login").into_response();
-    let cookie = format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
-    if let Ok(value) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().insert(header::SET_COOKIE, value);
-    }
-    response
+    with_cookie(Redirect::to("/login").into_response(), &cleared_cookie())
 }
 
 /// The catalog's search.
@@ -351,7 +368,13 @@ pub async fn instance(
     let notice = Notice::from_outcome(query.ok.or(created).or(saved), query.failed);
     let secret_fields = state.instances.catalog().get(&connector).map(|c| c.secret_fields).ok();
     let log = state.instances.logs(&connector, &id, crate::runtime::LOG_TAIL).await.unwrap_or_default();
-    let extras = InstanceExtras { secret_fields: secret_fields.as_ref(), log };
+    let plugins = state
+        .instances
+        .plugin_history(&connector, &id)
+        .await
+        .ok()
+        .map(|history| PluginPanel::build(t, &connector, &id, &history));
+    let extras = InstanceExtras { secret_fields: secret_fields.as_ref(), log, plugins };
     render(&InstancePage::build(chrome, &view, &devices, &bus, notice, extras))
 }
 

@@ -11,7 +11,10 @@ use crate::catalog::Listed;
 use crate::instances::InstanceView;
 use crate::mqtt::Cached;
 
+pub mod containers;
 pub mod devices;
+pub mod explorer;
+pub mod plugins;
 
 /// What every page has around its content.
 #[derive(Debug)]
@@ -402,6 +405,8 @@ pub struct InstancePage {
     pub errors: Vec<ErrorLine>,
     /// The end of its log, oldest first.
     pub log: Vec<crate::runtime::LogLine>,
+    /// Its plugin, the previous one and their history.
+    pub plugins: Option<plugins::PluginPanel>,
 }
 
 /// What an instance's page shows beside the instance itself.
@@ -411,6 +416,8 @@ pub struct InstanceExtras<'a> {
     pub secret_fields: Option<&'a std::collections::BTreeSet<String>>,
     /// The end of its log.
     pub log: Vec<crate::runtime::LogLine>,
+    /// Its plugin panel.
+    pub plugins: Option<plugins::PluginPanel>,
 }
 
 impl InstancePage {
@@ -459,6 +466,7 @@ impl InstancePage {
             settings,
             errors,
             log: extras.log,
+            plugins: extras.plugins,
         }
     }
 }
@@ -510,6 +518,59 @@ pub struct SettingsPage {
     pub name: String,
     /// The access as chosen.
     pub access: String,
+    /// Why the access key was not changed, beside the field at fault.
+    pub key_errors: KeyErrors,
+    /// The broker settings form.
+    pub broker_form: BrokerForm,
+}
+
+/// The broker settings as the form shows them (what is in effect, or what was typed).
+#[derive(Debug, Default, Clone)]
+pub struct BrokerForm {
+    /// `MQTT_HOST`; empty for the embedded broker.
+    pub host: String,
+    /// `MQTT_PORT`.
+    pub port: String,
+    /// `MQTT_USERNAME`.
+    pub username: String,
+    /// A password is stored (the field is left empty to keep it).
+    pub password_set: bool,
+    /// `MQTT_BASE_TOPIC`.
+    pub base_topic: String,
+    /// `MQTT_CLIENT_PREFIX`.
+    pub client_prefix: String,
+    /// `MQTT_QOS`.
+    pub qos: String,
+    /// `MQTT_RETAIN`.
+    pub retain: bool,
+    /// `MQTT_KEEPALIVE`, seconds.
+    pub keepalive: String,
+    /// `MQTT_TLS`.
+    pub tls: bool,
+    /// `MQTT_CA_FILE`.
+    pub ca_file: String,
+    /// The field at fault and why.
+    pub error: Option<(String, String)>,
+    /// What "Test connection" or "Save" said: (good, words).
+    pub outcome: Option<(bool, String)>,
+}
+
+impl BrokerForm {
+    /// The error of `field`, if it is the one at fault.
+    pub fn error_of(&self, field: &str) -> Option<&str> {
+        self.error.as_ref().filter(|(f, _)| f == field).map(|(_, message)| message.as_str())
+    }
+}
+
+/// What is wrong with a key change, field by field.
+#[derive(Debug, Default)]
+pub struct KeyErrors {
+    /// The current key.
+    pub old: Option<String>,
+    /// The new key.
+    pub new: Option<String>,
+    /// Its confirmation.
+    pub confirm: Option<String>,
 }
 
 /// One person's account.
@@ -530,4 +591,24 @@ pub struct CreatedAccount {
     pub password: String,
     /// A command that uses it.
     pub command: String,
+}
+
+/// A log page: an instance's or the orchestrator's own, followed live by the page's script.
+#[derive(Debug, Template)]
+#[template(path = "log.html")]
+pub struct LogPage {
+    /// The frame.
+    pub chrome: Chrome,
+    /// Whose log.
+    pub title: String,
+    /// What it is.
+    pub intro: String,
+    /// The page it belongs to.
+    pub back: Option<String>,
+    /// Its server-sent events.
+    pub stream: String,
+    /// The file to download.
+    pub download: String,
+    /// The lines kept, oldest first.
+    pub lines: Vec<crate::runtime::LogLine>,
 }

@@ -1,0 +1,91 @@
+//! The containers page: under Docker, an instance's container restarted, stopped, started and
+//! removed from the browser; in the embedded runtime, a page that says there are none.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::support::browser::Browser;
+use crate::support::serve::{KEY, Runtime, Serve};
+use crate::support::{require_docker, unique_id};
+
+async fn log_in(browser: &Browser, serve: &Serve) {
+    browser.open(&serve.url("/login?next=/containers")).await;
+    browser.type_into("#key", KEY).await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_text("h1", "Containers").await;
+}
+
+/// The container of `name` as the API lists it, once `check` holds (30 s at most).
+async fn container(serve: &Serve, name: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, list) = serve.call(Method::GET, "/api/docker/containers", None).await;
+        let found = list.as_array().into_iter().flatten().find(|c| c["name"] == name).cloned().unwrap_or(Value::Null);
+        if check(&found) {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "{name}: {found}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_is_restarted_stopped_started_and_removed_from_the_browser() {
+    if !require_docker() {
+        return;
+    }
+    let serve = Serve::start(Runtime::Docker).await;
+    let id = unique_id("shed");
+    serve
+        .create(
+            json!({"connector_type": "demo", "instance_id": id, "devices": [{"device_id": "lamp", "kind": "light"}]}),
+        )
+        .await;
+    let name = format!("iot2mqtt_demo_{id}");
+    container(&serve, &name, |c| c["state"] == "running").await;
+    let Some(browser) = Browser::start("containers", 1400, 900).await else { return };
+    log_in(&browser, &serve).await;
+    let row = format!("#container-{name}");
+    browser.wait_for_text(&format!("{row} .state"), "running").await;
+    assert!(browser.text(&row).await.contains(&format!("demo/{id}")));
+    browser.screenshot("running").await;
+
+    browser.click(&format!("{row} form[action$='/restart'] button")).await;
+    browser.wait_for_text("#container-result", "restart done").await;
+    browser.click(&format!("{row} form[action$='/stop'] button")).await;
+    browser.wait_for_text("#container-result", "stop done").await;
+    browser.wait_for_text(&format!("{row} .state"), "exited").await;
+    container(&serve, &name, |c| c["state"] == "exited").await;
+    browser.screenshot("stopped").await;
+    browser.click(&format!("{row} form[action$='/start'] button")).await;
+    browser.wait_for_text("#container-result", "start done").await;
+    container(&serve, &name, |c| c["state"] == "running").await;
+
+    // Its log is one click away.
+    assert_eq!(
+        browser.attr(&format!("{row} a.button"), "href").await.as_deref(),
+        Some(format!("/instances/demo/{id}/logs").as_str())
+    );
+
+    browser.click(&format!("{row} details.confirm summary")).await;
+    browser.wait_for_text(&format!("{row} .popover"), "Remove this container?").await;
+    browser.screenshot("confirm-remove").await;
+    browser.click(&format!("{row} .popover button")).await;
+    browser.wait_for_text("#container-result", "remove done").await;
+    container(&serve, &name, Value::is_null).await;
+    browser.assert_clean_console().await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_containers_page_says_plainly_when_the_runtime_is_embedded() {
+    let serve = Serve::start(Runtime::Embedded).await;
+    let Some(browser) = Browser::start("containers-embedded", 1280, 700).await else { return };
+    log_in(&browser, &serve).await;
+    browser.wait_for_text("#embedded-runtime", "The runtime is embedded").await;
+    browser.screenshot("embedded").await;
+    browser.assert_clean_console().await;
+    browser.close().await;
+}
