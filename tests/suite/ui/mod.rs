@@ -400,7 +400,10 @@ async fn an_instance_is_edited_and_its_log_read_from_its_page() {
     // The embedded runtime keeps the instance's log; its start is there.
     browser.open(&serve.url("/instances/demo/porch")).await;
     browser.wait_for_text(".log", "info").await;
-    assert!(browser.text("section[aria-labelledby=config-title] .summary").await.contains("set (hidden)"), "a secret shows as set");
+    assert!(
+        browser.text("section[aria-labelledby=config-title] .summary").await.contains("set (hidden)"),
+        "a secret shows as set"
+    );
     browser.screenshot("instance").await;
 
     browser.click("#instance-porch a[href$='/edit']").await;
