@@ -13,8 +13,10 @@ use crate::support::oauth::{ACCESS_TOKEN, FakeProvider};
 use crate::support::serve::{KEY, Runtime, Serve};
 use crate::support::yeelight::{BulbSim, Model};
 
+mod comfort;
 mod containers;
 mod explorer;
+mod languages;
 mod logs;
 mod plugins;
 mod settings;
@@ -557,6 +559,10 @@ async fn an_mqtt_account_is_made_used_and_deleted_from_the_settings_page() {
     browser.wait_for_text("h1", "Settings").await;
     browser.wait_for_text("#broker", "The embedded broker").await;
     browser.wait_for_text("#broker", "connected").await;
+    // About: the version, where the data is, the runtime.
+    let about = browser.text("#about").await;
+    assert!(about.contains(env!("CARGO_PKG_VERSION")) && about.contains("embedded"), "{about}");
+    assert!(about.contains(&serve.data().display().to_string()), "{about}");
 
     // A name the broker refuses: the error beside the field, what was typed kept.
     browser.type_into("#account-name", "no spaces allowed").await;

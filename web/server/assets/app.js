@@ -20,6 +20,8 @@
       return;
     }
     const focused = focusMark();
+    // What was typed in a list's filter stays, and keeps filtering the refreshed list.
+    const filters = Array.prototype.map.call(document.querySelectorAll("input[data-filter][id]"), (i) => [i.id, i.value]);
     const token = next.querySelector('meta[name="csrf-token"]');
     const current = document.querySelector('meta[name="csrf-token"]');
     if (current) current.remove();
@@ -31,6 +33,13 @@
     const again = focusFind(focused);
     if (again) again.focus();
     enhance(document.body);
+    for (const [id, value] of filters) {
+      const input = document.getElementById(id);
+      if (input && value) {
+        input.value = value;
+        filter(input);
+      }
+    }
   }
 
   // Where the focus is, so it survives a swap: the element's id, else its place among the
@@ -70,7 +79,12 @@
     timer = null;
     fetch(location.href, { credentials: "same-origin" })
       .then((r) => (r.ok && !r.redirected ? r.text() : null))
-      .then((html) => { if (html) swapPage(html); })
+      .then((html) => {
+        if (!html) return;
+        // The person may have started something while the page was on its way: wait for them.
+        if (busy()) timer = setTimeout(refresh, 1500);
+        else swapPage(html);
+      })
       .catch(() => {});
   }
   function follow() {
@@ -118,15 +132,16 @@
       .catch(() => form.submit());
   }
 
-  // The catalog's search filters the cards as you type.
+  // A list's search filters its items as you type (by their data-search words, else their text).
   function filter(input) {
     const list = document.querySelector(input.getAttribute("data-filter"));
-    const empty = document.getElementById("catalog-empty");
+    const emptyAt = input.getAttribute("data-filter-empty");
+    const empty = emptyAt ? document.querySelector(emptyAt) : null;
     if (!list) return;
     const words = input.value.toLowerCase().split(/\s+/).filter(Boolean);
     let shown = 0;
     for (const card of list.children) {
-      const text = card.getAttribute("data-search") || "";
+      const text = (card.getAttribute("data-search") || card.textContent).toLowerCase();
       const match = words.every((w) => text.includes(w));
       card.hidden = !match;
       if (match) shown += 1;
@@ -241,6 +256,7 @@
   }
 
   function enhance(root) {
+    applyTheme(storedTheme());
     for (const zone of root.querySelectorAll("[data-dropzone]")) dropzone(zone);
     // The explorer's publish form: the contract's command payload on request.
     const template = root.querySelector("#use-template");
@@ -275,6 +291,50 @@
     }
     follow();
   }
+
+  // The colour scheme: as the system, or the one chosen with the toggle (kept in this browser).
+  const THEMES = ["auto", "dark", "light"];
+  function applyTheme(theme) {
+    if (theme === "auto") document.documentElement.removeAttribute("data-theme");
+    else document.documentElement.setAttribute("data-theme", theme);
+    const toggle = document.getElementById("theme-toggle");
+    if (toggle) {
+      toggle.hidden = false;
+      toggle.textContent = toggle.getAttribute("data-" + theme);
+      toggle.setAttribute("data-theme-now", theme);
+    }
+  }
+  function storedTheme() {
+    try { return localStorage.getItem("iot2mqtt-theme") || "auto"; } catch (_) { return "auto"; }
+  }
+  document.addEventListener("click", (event) => {
+    const toggle = event.target.closest && event.target.closest("#theme-toggle");
+    if (!toggle) return;
+    const next = THEMES[(THEMES.indexOf(storedTheme()) + 1) % THEMES.length];
+    try { localStorage.setItem("iot2mqtt-theme", next); } catch (_) { /* private mode: this page only */ }
+    applyTheme(next);
+  });
+
+  // "/" puts the cursor in the page's search or filter (lists, the explorer, logs); Escape
+  // leaves it.
+  document.addEventListener("keydown", (event) => {
+    const active = document.activeElement;
+    const typing = active && (active.tagName === "INPUT" || active.tagName === "TEXTAREA" || active.tagName === "SELECT" || active.isContentEditable);
+    if (event.key === "/" && !typing && !event.ctrlKey && !event.metaKey && !event.altKey) {
+      const search = main.querySelector('input[type="search"]');
+      if (search) {
+        event.preventDefault();
+        search.focus();
+        search.select();
+      }
+    } else if (event.key === "Escape" && active && active.type === "search") {
+      active.blur();
+    }
+  });
+
+  // The shell (style sheet, script, icon) is kept by a service worker so the app installs and
+  // starts fast; pages and API answers always come from the server.
+  if ("serviceWorker" in navigator) navigator.serviceWorker.register("/sw.js").catch(() => {});
 
   window.addEventListener("popstate", () => location.reload());
   enhance(document.body);

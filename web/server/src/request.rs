@@ -131,7 +131,8 @@ impl InstanceRequest {
         })
     }
 
-    /// The instance id: the one asked for, or the slug of the friendly name.
+    /// The instance id: the one asked for, or the slug of the friendly name spelt in ASCII
+    /// ("Дача" gives `dacha`, "客厅" gives `ke_ting`).
     pub fn resolve_id(&self) -> Result<InstanceId, FieldError> {
         if let Some(id) = &self.instance_id {
             return Ok(id.clone());
@@ -140,7 +141,8 @@ impl InstanceRequest {
             .friendly_name
             .as_deref()
             .ok_or_else(|| reject("friendly_name", "is required when instance_id is empty or \"auto\""))?;
-        slugify(name).ok_or_else(|| reject("friendly_name", "gives no usable id; choose an instance_id"))
+        slugify(&deunicode::deunicode(name))
+            .ok_or_else(|| reject("friendly_name", "gives no usable id; choose an instance_id"))
     }
 }
 
@@ -221,6 +223,9 @@ mod tests {
             (json!({"instance_id": "given", "friendly_name": "x"}), Ok("given")),
             (json!({}), Err("friendly_name")),
             (json!({"friendly_name": "!!!"}), Err("friendly_name")),
+            (json!({"friendly_name": "Дача"}), Ok("dacha")),
+            (json!({"friendly_name": "客厅"}), Ok("ke_ting")),
+            (json!({"friendly_name": "Café"}), Ok("cafe")),
         ];
         for (body, expected) in cases {
             let got = InstanceRequest::parse(body.clone()).unwrap().resolve_id();

@@ -278,14 +278,19 @@ fn credential(headers: &HeaderMap) -> Option<(String, Source)> {
     {
         return Some((bearer.trim().to_string(), Source::Bearer));
     }
+    cookie(headers, COOKIE).map(|value| (value, Source::Cookie))
+}
+
+/// The value of cookie `name` in a request.
+pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
-        .map(|(_, value)| (value.to_string(), Source::Cookie))
+        .find(|(found, _)| *found == name)
+        .map(|(_, value)| value.to_string())
 }
 
 /// A JSON body, with a clear 400 when it is not JSON.

@@ -31,7 +31,7 @@ pub const MAX_PLUGIN_BYTES: usize = 32 << 20;
 
 pub use error::InstanceError;
 use file::build_config;
-pub use view::{InstanceView, PluginHistory, PluginSwitch, Status, UpdateAll, UpdateStep};
+pub use view::{InstanceView, PluginHistory, PluginSwitch, Status, UpdateAll, UpdateOutcome, UpdateStep};
 
 /// The instances service.
 pub struct Instances {
@@ -94,6 +94,11 @@ impl Instances {
     /// The runtime's name.
     pub fn runtime_name(&self) -> &'static str {
         self.runtime.name()
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.data.root()
     }
 
     /// The catalog of connectors.
@@ -351,25 +356,20 @@ impl Instances {
             let id = instance.config.instance_id.to_string();
             let before = instance.config.plugin.as_ref().map(|pin| pin.sha256.clone());
             if stopped_at.is_some() {
-                steps.push(UpdateStep { instance: id, runs: before, outcome: "not_tried".into(), detail: None });
+                steps.push(UpdateStep { instance: id, runs: before, outcome: UpdateOutcome::NotTried, detail: None });
                 continue;
             }
             match self.switch_plugin(instance, wasm.clone(), ChangeCause::UpdateAll).await {
                 Ok(switch) => {
-                    let outcome = if switch.swapped { "swapped" } else { "kept" };
-                    steps.push(UpdateStep {
-                        instance: id,
-                        runs: Some(switch.sha256),
-                        outcome: outcome.into(),
-                        detail: None,
-                    });
+                    let outcome = if switch.swapped { UpdateOutcome::Swapped } else { UpdateOutcome::Kept };
+                    steps.push(UpdateStep { instance: id, runs: Some(switch.sha256), outcome, detail: None });
                 }
                 Err(e) => {
                     stopped_at = Some(id.clone());
                     steps.push(UpdateStep {
                         instance: id,
                         runs: before,
-                        outcome: "rejected".into(),
+                        outcome: UpdateOutcome::Rejected,
                         detail: Some(e.to_string()),
                     });
                 }

@@ -67,10 +67,24 @@ pub struct UpdateStep {
     pub instance: String,
     /// The version it runs (or starts with) afterwards.
     pub runs: Option<String>,
-    /// `swapped`, `kept` (not running), `rejected` or `not_tried`.
-    pub outcome: String,
+    /// What the update did to it.
+    pub outcome: UpdateOutcome,
     /// Why it was rejected.
     pub detail: Option<String>,
+}
+
+/// What an update of all did to one instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpdateOutcome {
+    /// Swapped live.
+    Swapped,
+    /// Not running: it starts with the new plugin.
+    Kept,
+    /// It refused the plugin; the update stopped here.
+    Rejected,
+    /// After a rejection: left as it was.
+    NotTried,
 }
 
 /// Desired and observed state of an instance.

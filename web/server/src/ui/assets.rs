@@ -64,6 +64,60 @@ pub async fn serve(Path(file): Path<String>) -> Response {
     }
 }
 
+/// `GET /manifest.webmanifest`: what makes the UI an installable app.
+pub async fn manifest() -> Response {
+    let manifest = serde_json::json!({
+        "name": "iot2mqtt",
+        "short_name": "iot2mqtt",
+        "description": "Every device on MQTT, set up from a web page.",
+        "start_url": "/",
+        "scope": "/",
+        "display": "standalone",
+        "background_color": "#f4f6f8",
+        "theme_color": "#0b5cad",
+        "icons": [{"src": path("icon.svg"), "sizes": "any", "type": "image/svg+xml", "purpose": "any"}],
+    });
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/manifest+json"))], manifest.to_string())
+        .into_response()
+}
+
+/// `GET /sw.js`: the service worker. It keeps the shell (the embedded files, by their hashed
+/// names) for a fast, installable app, and lets everything else through to the server: pages
+/// and API answers are never cached. A new release has new names, so its worker replaces the
+/// old cache.
+pub async fn service_worker() -> Response {
+    let files: Vec<&str> = all().iter().map(|a| a.path.as_str()).collect();
+    let version = hex::encode(&Sha256::digest(files.join(" ").as_bytes())[..6]);
+    let script = format!(
+        r#""use strict";
+const SHELL = "iot2mqtt-shell-{version}";
+const FILES = {files};
+self.addEventListener("install", (event) => {{
+  event.waitUntil(caches.open(SHELL).then((cache) => cache.addAll(FILES)).then(() => self.skipWaiting()));
+}});
+self.addEventListener("activate", (event) => {{
+  event.waitUntil(caches.keys()
+    .then((keys) => Promise.all(keys.filter((key) => key !== SHELL).map((key) => caches.delete(key))))
+    .then(() => self.clients.claim()));
+}});
+self.addEventListener("fetch", (event) => {{
+  const url = new URL(event.request.url);
+  if (event.request.method !== "GET" || url.origin !== self.location.origin || !FILES.includes(url.pathname)) return;
+  event.respondWith(caches.match(event.request).then((kept) => kept || fetch(event.request)));
+}});
+"#,
+        files = serde_json::to_string(&files).unwrap_or_else(|_| "[]".into()),
+    );
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("text/javascript; charset=utf-8")),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        script,
+    )
+        .into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,6 +166,9 @@ mod tests {
         let light = palette(css, ":root {");
         let mut dark = light.clone();
         dark.extend(palette(css, "@media (prefers-color-scheme: dark)"));
+        let mut chosen = light.clone();
+        chosen.extend(palette(css, ":root[data-theme=\"dark\"]"));
+        assert_eq!(dark, chosen, "the dark scheme is the same whether the system or the person chose it");
         // Text at 4.5:1 on every background it is drawn on; the focus ring at 3:1 (WCAG 1.4.11).
         let text = ["text", "muted", "accent", "ok", "bad", "warn"];
         for (scheme, colours) in [("light", &light), ("dark", &dark)] {

@@ -17,6 +17,12 @@ pub struct Text {
     pub product: String,
     /// The link that skips the navigation.
     pub skip_to_content: String,
+    /// The language switcher's name.
+    pub language_label: String,
+    /// The colour scheme toggle: following the system, light, dark.
+    pub theme_auto: String,
+    pub theme_light: String,
+    pub theme_dark: String,
     /// The navigation.
     pub nav: Nav,
     /// The first start.
@@ -262,6 +268,11 @@ pub struct Settings {
     pub test_failed: String,
     pub saved: String,
     pub saved_none: String,
+    pub about_heading: String,
+    pub version: String,
+    pub contract: String,
+    pub data_dir: String,
+    pub runtime: String,
     pub key_heading: String,
     pub key_intro: String,
     pub old_key: String,
@@ -367,6 +378,7 @@ pub struct Instances {
     pub none: String,
     pub desired_running: String,
     pub desired_stopped: String,
+    pub filter: String,
 }
 
 /// An instance's page.
@@ -434,6 +446,7 @@ pub struct Devices {
     pub failed: String,
     pub timeout: String,
     pub asked: String,
+    pub filter: String,
 }
 
 /// The setup wizard.
@@ -476,16 +489,79 @@ pub struct Errors {
     pub back_to_setup: String,
 }
 
-/// The catalogs, by language code.
-const CATALOGS: &[(&str, &str)] = &[("en", include_str!("../../i18n/en.json"))];
+/// The catalogs, by language code, with the language's own name (for the switcher).
+const CATALOGS: &[(&str, &str, &str)] = &[
+    ("en", "English", include_str!("../../i18n/en.json")),
+    ("ru", "Русский", include_str!("../../i18n/ru.json")),
+    ("zh", "中文", include_str!("../../i18n/zh.json")),
+];
 
-/// The words in English (the only language until more catalogs come).
+/// The languages of the UI: code and own name, in the switcher's order.
+pub fn languages() -> impl Iterator<Item = (&'static str, &'static str)> {
+    CATALOGS.iter().map(|(code, name, _)| (*code, *name))
+}
+
+/// The words in `language` (a code of [`languages`]; English for any other).
+pub fn catalog(language: &str) -> &'static Text {
+    static PARSED: OnceLock<Vec<Text>> = OnceLock::new();
+    let parsed = PARSED.get_or_init(|| {
+        // The catalogs are part of the binary and parsed by a unit test, so they parse here.
+        CATALOGS
+            .iter()
+            .map(|(code, _, text)| parse(text).unwrap_or_else(|e| unreachable!("the catalog {code} is broken: {e}")))
+            .collect()
+    });
+    let index = CATALOGS.iter().position(|(code, _, _)| *code == language).unwrap_or(0);
+    &parsed[index]
+}
+
+/// The words in English.
 pub fn english() -> &'static Text {
-    static ENGLISH: OnceLock<Text> = OnceLock::new();
-    ENGLISH.get_or_init(|| {
-        // The catalog is part of the binary and parsed by a unit test, so it parses here.
-        parse(CATALOGS[0].1).unwrap_or_else(|e| unreachable!("the English catalog is broken: {e}"))
-    })
+    catalog("en")
+}
+
+tokio::task_local! {
+    /// The language of the request being answered (see [`current`]).
+    static LANGUAGE: &'static str;
+}
+
+/// The words of the request being answered: its language was chosen by the UI's middleware
+/// ([`with_language`]); English outside a request.
+pub fn current() -> &'static Text {
+    catalog(LANGUAGE.try_with(|language| *language).unwrap_or("en"))
+}
+
+/// Answer `request` with `language` as the words of every page it renders.
+pub async fn with_language<F: Future>(language: &'static str, request: F) -> F::Output {
+    LANGUAGE.scope(language, request).await
+}
+
+/// The cookie that remembers the language a person chose.
+pub const LANGUAGE_COOKIE: &str = "iot2mqtt_lang";
+
+/// The language to answer in: the one chosen with the switcher (its cookie), else the first of
+/// the browser's `Accept-Language` we have, else English.
+pub fn choose(cookie: Option<&str>, accept_language: Option<&str>) -> &'static str {
+    let known = |wanted: &str| {
+        let primary = wanted.split(['-', '_']).next().unwrap_or_default().trim().to_ascii_lowercase();
+        CATALOGS.iter().map(|(code, _, _)| *code).find(|code| *code == primary)
+    };
+    if let Some(chosen) = cookie.and_then(known) {
+        return chosen;
+    }
+    let mut offered: Vec<(f32, &str)> = accept_language
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|part| {
+            let mut pieces = part.split(';');
+            let tag = pieces.next()?.trim();
+            let quality =
+                pieces.find_map(|p| p.trim().strip_prefix("q=").and_then(|q| q.parse::<f32>().ok())).unwrap_or(1.0);
+            (!tag.is_empty() && quality > 0.0).then_some((quality, tag))
+        })
+        .collect();
+    offered.sort_by(|a, b| b.0.total_cmp(&a.0));
+    offered.into_iter().find_map(|(_, tag)| known(tag)).unwrap_or("en")
 }
 
 /// `template` with each `{name}` replaced by its value.
@@ -503,9 +579,55 @@ mod tests {
 
     #[test]
     fn every_catalog_has_every_word_and_no_other() {
-        for (code, text) in CATALOGS {
+        for (code, _, text) in CATALOGS {
             let parsed = parse(text).unwrap_or_else(|e| panic!("catalog {code}: {e}"));
             assert_eq!(&parsed.language, code);
         }
+    }
+
+    #[test]
+    fn every_placeholder_of_english_is_in_every_catalog() {
+        fn strings(value: &serde_json::Value, path: String, out: &mut Vec<(String, String)>) {
+            match value {
+                serde_json::Value::Object(map) => {
+                    for (key, value) in map {
+                        strings(value, format!("{path}.{key}"), out);
+                    }
+                }
+                serde_json::Value::String(text) => out.push((path, text.clone())),
+                _ => {}
+            }
+        }
+        let placeholders = |text: &str| -> Vec<String> {
+            let mut found: Vec<String> = text
+                .split('{')
+                .skip(1)
+                .filter_map(|rest| rest.split_once('}').map(|(name, _)| name.to_string()))
+                .collect();
+            found.sort();
+            found
+        };
+        let mut english = Vec::new();
+        strings(&serde_json::from_str(CATALOGS[0].2).unwrap(), String::new(), &mut english);
+        for (code, _, text) in &CATALOGS[1..] {
+            let mut other = Vec::new();
+            strings(&serde_json::from_str(text).unwrap(), String::new(), &mut other);
+            for ((path, en), (_, translated)) in english.iter().zip(&other) {
+                assert_eq!(placeholders(en), placeholders(translated), "{code}{path}: {translated:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_language_is_the_chosen_one_else_the_browsers_else_english() {
+        assert_eq!(choose(None, Some("ru-RU,ru;q=0.9,en;q=0.8")), "ru");
+        assert_eq!(choose(None, Some("de-DE,zh-CN;q=0.7,en;q=0.5")), "zh");
+        assert_eq!(choose(None, Some("fr;q=1, en;q=0.1")), "en");
+        assert_eq!(choose(None, Some("de")), "en");
+        assert_eq!(choose(None, None), "en");
+        assert_eq!(choose(Some("zh"), Some("ru")), "zh", "the switcher wins");
+        assert_eq!(choose(Some("xx"), Some("ru")), "ru", "an unknown choice is ignored");
+        assert_eq!(catalog("ru").language, "ru");
+        assert_eq!(catalog("xx").language, "en");
     }
 }

@@ -16,10 +16,10 @@ pub mod views;
 pub mod wizard;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, Path, Request};
 use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
 pub use pages::refused;
@@ -81,7 +81,52 @@ pub fn router() -> Router<AppState> {
         .route("/settings/mqtt", post(pages::broker))
         .route("/settings/logout-everywhere", post(pages::logout_everywhere))
         .route("/assets/{file}", get(assets::serve))
+        .route("/language/{code}", get(switch_language))
+        .route("/manifest.webmanifest", get(assets::manifest))
+        .route("/sw.js", get(assets::service_worker))
+        .layer(middleware::from_fn(language))
         .layer(middleware::from_fn(security_headers))
+}
+
+/// Render the pages of `request` in the person's language (see [`i18n::choose`]).
+async fn language(request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let cookie = crate::api::cookie(headers, i18n::LANGUAGE_COOKIE);
+    let accept = headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok());
+    let chosen = i18n::choose(cookie.as_deref(), accept);
+    i18n::with_language(chosen, next.run(request)).await
+}
+
+/// `GET /language/{code}`: remember the language chosen with the switcher (a year) and go
+/// back to the page it was chosen on (without the notice it showed, which was in the old
+/// language).
+async fn switch_language(Path(code): Path<String>, headers: axum::http::HeaderMap) -> Response {
+    let back = headers
+        .get(header::REFERER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|r| url::Url::parse(r).ok())
+        .map(|url| {
+            let kept: Vec<(String, String)> = url
+                .query_pairs()
+                .filter(|(k, _)| k != "ok" && k != "failed")
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect();
+            if kept.is_empty() {
+                url.path().to_string()
+            } else {
+                let query: String = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(kept).finish();
+                format!("{}?{query}", url.path())
+            }
+        })
+        .unwrap_or_else(|| "/".into());
+    let mut response = Redirect::to(session::local_path(&back)).into_response();
+    if let Some((known, _)) = i18n::languages().find(|(known, _)| *known == code)
+        && let Ok(value) =
+            HeaderValue::from_str(&format!("{}={known}; Path=/; Max-Age=31536000; SameSite=Lax", i18n::LANGUAGE_COOKIE))
+    {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
 }
 
 async fn security_headers(request: Request, next: Next) -> Response {

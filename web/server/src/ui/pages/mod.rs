@@ -43,8 +43,9 @@ use crate::api::AppState;
 use crate::auth::{AuthError, COOKIE, MIN_KEY_LENGTH, SESSION_LIFETIME};
 use crate::guard::Refusal;
 
+/// The words of the request being answered, in the person's language.
 fn t() -> &'static Text {
-    i18n::english()
+    i18n::current()
 }
 
 /// Render a page; a template that fails to render is a bug, logged, and a plain 500.

@@ -72,7 +72,22 @@ fn page(state: &AppState, session: &PageSession) -> SettingsPage {
         access: "observer".into(),
         key_errors: KeyErrors::default(),
         broker_form: broker_form(state),
+        about: about(state),
     }
+}
+
+/// What this installation is: versions, where its data is, how instances run, the broker.
+fn about(state: &AppState) -> Vec<(String, String)> {
+    let t = t();
+    let settings = state.mqtt.settings();
+    let broker = if state.embedded_broker { &t.settings.broker_embedded } else { &t.settings.broker_external };
+    vec![
+        (t.settings.version.clone(), format!("iot2mqtt {}", env!("CARGO_PKG_VERSION"))),
+        (t.settings.contract.clone(), "IoT2mqtt/v1 (MQTT 3.1.1, 5.0)".to_string()),
+        (t.settings.data_dir.clone(), state.instances.data_dir().display().to_string()),
+        (t.settings.runtime.clone(), state.instances.runtime_name().to_string()),
+        (t.settings.broker_heading.clone(), format!("{broker} {}:{}", settings.host, settings.port)),
+    ]
 }
 
 /// The broker settings in effect, as the form shows them.

@@ -36,6 +36,11 @@ pub struct Chrome {
 }
 
 impl Chrome {
+    /// The languages of the switcher: code and own name.
+    pub fn languages(&self) -> Vec<(&'static str, &'static str)> {
+        super::i18n::languages().collect()
+    }
+
     /// The frame of a page seen by someone logged in (`csrf` is their token).
     pub fn page(t: &'static Text, csrf: &str, active: &'static str) -> Self {
         Self { t, csrf: csrf.to_string(), active, logged_in: true, ..Self::public(t) }
@@ -522,6 +527,8 @@ pub struct SettingsPage {
     pub key_errors: KeyErrors,
     /// The broker settings form.
     pub broker_form: BrokerForm,
+    /// About this installation: (label, value) pairs.
+    pub about: Vec<(String, String)>,
 }
 
 /// The broker settings as the form shows them (what is in effect, or what was typed).

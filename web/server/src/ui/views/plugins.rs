@@ -5,7 +5,7 @@
 use askama::Template;
 
 use super::Chrome;
-use crate::instances::{InstanceView, PluginHistory, UpdateAll};
+use crate::instances::{InstanceView, PluginHistory, UpdateAll, UpdateOutcome};
 use crate::store::plugins::{ChangeCause, ChangeOutcome, PluginRef};
 use crate::ui::i18n::{Text, fill};
 
@@ -174,11 +174,11 @@ impl ConnectorPage {
             .map(|(i, runs)| {
                 let step =
                     update.and_then(|u| u.instances.iter().find(|s| s.instance == i.config.instance_id.as_str()));
-                let (words, class) = match step.map(|s| s.outcome.as_str()) {
-                    Some("swapped") => (Some(t.plugin.swapped.clone()), "good"),
-                    Some("kept") => (Some(t.plugin.kept.clone()), "muted"),
-                    Some("rejected") => (Some(t.plugin.rejected.clone()), "bad"),
-                    Some(_) => (Some(t.plugin.not_tried.clone()), "muted"),
+                let (words, class) = match step.map(|s| s.outcome) {
+                    Some(UpdateOutcome::Swapped) => (Some(t.plugin.swapped.clone()), "good"),
+                    Some(UpdateOutcome::Kept) => (Some(t.plugin.kept.clone()), "muted"),
+                    Some(UpdateOutcome::Rejected) => (Some(t.plugin.rejected.clone()), "bad"),
+                    Some(UpdateOutcome::NotTried) => (Some(t.plugin.not_tried.clone()), "muted"),
                     None => (None, "muted"),
                 };
                 ConnectorInstance {
