@@ -11,6 +11,7 @@ mod support;
 
 mod broker;
 mod codes;
+mod conformance;
 mod contract;
 mod faults;
 mod many;

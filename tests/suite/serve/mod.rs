@@ -6,6 +6,7 @@ mod broker;
 mod containers;
 mod durability;
 mod explorer;
+mod level3;
 mod lifecycle;
 mod plugins;
 mod setup;

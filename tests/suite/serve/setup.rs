@@ -49,7 +49,21 @@ async fn the_catalog_lists_connectors_and_names_what_is_broken() {
     names.sort_unstable();
     assert_eq!(
         names,
-        ["boxed", "bridged", "broken", "cloudy", "demo", "probe", "scripted", "trappy", "unbuildable", "yeelight"],
+        [
+            "boxed",
+            "bridged",
+            "broken",
+            "cloudy",
+            "demo",
+            "lamps",
+            "misbuilt",
+            "probe",
+            "scripted",
+            "sensor-hub",
+            "trappy",
+            "unbuildable",
+            "yeelight"
+        ],
         "_template is hidden"
     );
     let demo = by_name["demo"];

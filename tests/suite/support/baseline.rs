@@ -75,6 +75,11 @@ impl Baseline {
         Self { child: Some(child), dir, topics }
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
     /// Its log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("connector.log")).unwrap_or_default()

@@ -296,7 +296,17 @@ impl Drop for Serve {
 /// fixture, with a password field and plugin tools of each network); "scripted" (script tools
 /// that succeed, hang, crash, print garbage and echo secrets); "trappy" (the trap fixture);
 /// "bridged" (the demo plugin on Docker's bridge network); "cloudy" (an OAuth step);
-/// "broken" (an invalid setup.json); and a hidden `_template`.
+/// "broken" (an invalid setup.json); "sensor-hub" (the real one) and "lamps" (the multi-process
+/// template copied as an author would), container connectors; "misbuilt" (a container
+/// connector whose Dockerfile fails); and a hidden `_template`.
+/// The files of folder `from` (not its subfolders, such as a `__pycache__`) into `to`.
+fn copy_files(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten().filter(|e| e.path().is_file()) {
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
 fn write_connectors(dir: &Path) {
     let repo = &super::repo();
     for (name, files) in [
@@ -398,6 +408,29 @@ fn write_connectors(dir: &Path) {
         std::fs::write(boxed.join("Dockerfile"), BOXED_DOCKERFILE).unwrap();
     }
     std::fs::write(boxed.join("tool.sh"), BOXED_TOOL).unwrap();
+    // The sensor hub, as it is.
+    copy_files(&repo.join("connectors/sensor-hub"), &dir.join("sensor-hub"));
+    // The multi-process template, copied as its README tells an author to.
+    let lamps = dir.join("lamps");
+    copy_files(&repo.join("connectors/_template-multiprocess"), &lamps);
+    let manifest = std::fs::read_to_string(lamps.join("manifest.json")).unwrap();
+    std::fs::write(lamps.join("manifest.json"), manifest.replace("\"_template-multiprocess\"", "\"lamps\"")).unwrap();
+    // A container connector whose image cannot be built.
+    let misbuilt = dir.join("misbuilt");
+    std::fs::create_dir_all(&misbuilt).unwrap();
+    let manifest = json!({"name": "misbuilt", "display_name": "Misbuilt", "version": "0.1.0", "kind": "container"});
+    std::fs::write(misbuilt.join("manifest.json"), manifest.to_string()).unwrap();
+    // With busybox it takes a few seconds before failing, so the build can be seen going on.
+    let dockerfile = match super::which("busybox") {
+        Some(busybox) => {
+            std::fs::copy(busybox, misbuilt.join("busybox")).unwrap();
+            // A file of its own per server, so Docker's layer cache cannot skip the pause.
+            std::fs::write(misbuilt.join("nonce"), dir.display().to_string()).unwrap();
+            "FROM scratch\nCOPY busybox /bin/busybox\nCOPY nonce /nonce\nRUN [\"/bin/busybox\", \"sleep\", \"6\"]\nCOPY no-such-file /x\n"
+        }
+        None => "FROM scratch\nCOPY no-such-file /x\n",
+    };
+    std::fs::write(misbuilt.join("Dockerfile"), dockerfile).unwrap();
     // A connector whose image cannot be built.
     let unbuildable = connector(
         "unbuildable",

@@ -89,3 +89,53 @@ async fn the_containers_page_says_plainly_when_the_runtime_is_embedded() {
     browser.assert_clean_console().await;
     browser.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_connectors_build_is_followed_on_its_page_until_it_fails() {
+    if !require_docker() {
+        return;
+    }
+    let serve = Serve::start(Runtime::Docker).await;
+    let Some(browser) = Browser::start("container-build", 1400, 900).await else { return };
+    log_in(&browser, &serve).await;
+    serve.create(json!({"connector_type": "misbuilt", "instance_id": "misbuilt", "devices": []})).await;
+    browser.open(&serve.url("/instances/misbuilt/misbuilt")).await;
+    // Nothing is published while an image builds: the page asks again by itself.
+    browser.wait_for_text("#instance-misbuilt .state", "preparing").await;
+    browser.wait_for_text("#instance-misbuilt .state", "Step").await;
+    assert!(
+        !browser.text("main").await.contains("Upload a new version"),
+        "no plugin to upload: its folder is its version"
+    );
+    browser.screenshot("building").await;
+    browser.wait_for_text("#instance-misbuilt .state .error", "no-such-file").await;
+    assert!(browser.text("#instance-misbuilt .state").await.contains("stopped"), "no longer preparing");
+    browser.screenshot("failed").await;
+    browser.assert_clean_console().await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_connector_is_rebuilt_from_its_page_and_stops_at_the_first_failure() {
+    if !require_docker() {
+        return;
+    }
+    let serve = Serve::start(Runtime::Docker).await;
+    for id in ["first", "second"] {
+        serve.create(json!({"connector_type": "misbuilt", "instance_id": id, "devices": []})).await;
+    }
+    let Some(browser) = Browser::start("container-rebuild", 1400, 900).await else { return };
+    log_in(&browser, &serve).await;
+    browser.open(&serve.url("/integrations/misbuilt")).await;
+    browser.wait_for_text("#row-first .runs", "its own image").await;
+    assert!(!browser.text("main").await.contains("Update all"), "no plugin to upload for a connector without one");
+    browser.screenshot("before").await;
+    browser.click("#rebuild-all button").await;
+    browser.wait_for_text("#update-result", "The rebuild stopped at first").await;
+    assert!(browser.text("#update-result").await.contains("no-such-file"), "Docker's words");
+    browser.wait_for_text("#row-first .outcome", "failed").await;
+    browser.wait_for_text("#row-second .outcome", "not tried").await;
+    browser.screenshot("stopped").await;
+    browser.assert_clean_console().await;
+    browser.close().await;
+}

@@ -87,7 +87,14 @@
       })
       .catch(() => {});
   }
+  // A page that shows work in progress nothing is published about (an image being built)
+  // asks for itself again after data-poll seconds.
+  function poll() {
+    const seconds = Number(main.getAttribute("data-poll") || 0);
+    if (seconds > 0 && timer === null) timer = setTimeout(refresh, seconds * 1000);
+  }
   function follow() {
+    poll();
     const prefix = main.getAttribute("data-live");
     if (!prefix) {
       if (stream) { stream.close(); stream = null; }

@@ -142,6 +142,9 @@ impl Catalog {
         if manifest.name != name {
             return Err(invalid(format!("manifest.json names \"{}\", not the folder's name", manifest.name)));
         }
+        if manifest.kind == Kind::Container && !dir.join("Dockerfile").is_file() {
+            return Err(invalid("its manifest says \"kind\": \"container\" but its folder has no Dockerfile".into()));
+        }
         let setup_path = dir.join("setup.json");
         let setup = match setup_path.exists() {
             true => Some(Setup::load(&setup_path).map_err(|e| invalid(e.to_string()))?),
@@ -192,6 +195,12 @@ impl Catalog {
 }
 
 impl Connector {
+    /// Whether its instances run a plugin: every WASM connector, and a container connector
+    /// whose manifest names one (its image's `iot2mqtt-host` is then its contract bridge).
+    pub fn has_plugin(&self) -> bool {
+        self.manifest.kind == Kind::Wasm || self.manifest.plugin.is_some()
+    }
+
     /// Its name for people: its setup's, else its manifest's.
     pub fn display_name(&self) -> String {
         self.setup.as_ref().map_or_else(|| self.manifest.display_name.clone(), |s| s.display_name.clone())

@@ -10,6 +10,7 @@
 pub mod api;
 pub mod auth;
 pub mod catalog;
+pub mod conformance;
 pub mod devices;
 pub mod flows;
 pub mod guard;

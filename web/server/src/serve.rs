@@ -138,7 +138,7 @@ pub async fn run(options: ServeOptions, shutdown: impl Future<Output = ()> + Sen
             let run_dir = secrets_run_dir(&data);
             crate::store::private_dir(&run_dir)
                 .with_context(|| format!("cannot use {} for containers' secrets", run_dir.display()))?;
-            Some(Arc::new(DockerRuntime::new(client, install_tag(&data), host_binary, run_dir, mqtt.clone())))
+            Some(DockerRuntime::new(client, install_tag(&data), host_binary, run_dir, mqtt.clone()))
         }
         None => None,
     };

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::error::AppError;
 use super::{AppState, json_body};
 use crate::devices::{self, CommandError, DeviceView};
-use crate::instances::{InstanceView, PluginHistory, PluginSwitch, UpdateAll};
+use crate::instances::{InstanceView, PluginHistory, PluginSwitch, Rebuilt, UpdateAll};
 use crate::request::InstanceRequest;
 
 type Result<T> = std::result::Result<T, AppError>;
@@ -166,6 +166,13 @@ pub async fn update_all(
         return Err(AppError::BadRequest("the body must be the plugin's .wasm".into()));
     }
     Ok(Json(state.instances.update_all(&name, body.to_vec()).await?))
+}
+
+/// `POST /api/integrations/{name}/rebuild`: a container connector's image built again from its
+/// folder, and its running instances recreated from it one by one, each online before the
+/// next; stops at the first that does not come back.
+pub async fn rebuild_all(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Rebuilt>> {
+    Ok(Json(state.instances.rebuild_all(&name).await?))
 }
 
 /// `POST /api/instances/{connector}/{id}/plugin/rollback`

@@ -178,6 +178,7 @@ pub fn routes() -> Vec<Route> {
             Session,
             post(instances::update_all).layer(DefaultBodyLimit::max(MAX_PLUGIN_BYTES + 1)),
         ),
+        route(Method::POST, "/api/integrations/{name}/rebuild", Session, post(instances::rebuild_all)),
         route(
             Method::POST,
             "/api/instances/{connector}/{id}/plugin/rollback",

@@ -15,11 +15,11 @@ use iot2mqtt_contract::{ConnectorName, InstanceId, MqttSettings, Topics};
 use sha2::Digest as _;
 use tokio::sync::Mutex;
 
-use crate::catalog::{Catalog, CatalogError, Connector};
+use crate::catalog::{Catalog, CatalogError, Connector, Kind};
 use crate::mqtt::MqttService;
 use crate::mqtt_accounts::BrokerAccounts;
 use crate::request::InstanceRequest;
-use crate::runtime::{ActivePlugin, InstanceRuntime, LOG_TAIL, LogLine, LogStream, NewPlugin, RunSpec};
+use crate::runtime::{ActivePlugin, InstanceRuntime, LOG_TAIL, LogLine, LogStream, NewPlugin, Program, RunSpec};
 use crate::secrets::SecretsManager;
 use crate::store::DataDir;
 use crate::store::instances::{InstanceStore, StoredInstance};
@@ -28,10 +28,16 @@ use crate::sync::lock;
 
 /// The largest plugin accepted by upload.
 pub const MAX_PLUGIN_BYTES: usize = 32 << 20;
+/// How long one instance of a rebuild may take to be built, started and online again (the
+/// first build of the base image included).
+pub const REBUILD_DEADLINE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 pub use error::InstanceError;
 use file::build_config;
-pub use view::{InstanceView, PluginHistory, PluginSwitch, Status, UpdateAll, UpdateOutcome, UpdateStep};
+pub use view::{
+    InstanceView, PluginHistory, PluginSwitch, RebuildOutcome, RebuildStep, Rebuilt, Status, UpdateAll, UpdateOutcome,
+    UpdateStep,
+};
 
 /// The instances service.
 pub struct Instances {
@@ -179,17 +185,12 @@ impl Instances {
         if self.lookup(&id).await?.is_some() {
             return Err(InstanceError::Exists(id));
         }
-        let wasm = blocking({
-            let (catalog, connector) = (self.catalog.clone(), connector.clone());
-            move || catalog.plugin(&connector)
-        })
-        .await
-        .map_err(|e| InstanceError::Unavailable(e.to_string()))?;
-        let sha = self.keep_plugin(&connector.name, wasm).await?;
+        let pin = match connector.has_plugin() {
+            true => Some(PluginPin { sha256: self.connector_plugin(&connector).await?, previous: None }),
+            false => None,
+        };
         let now = iot2mqtt_contract::time::now();
-        let pin = PluginPin { sha256: sha, previous: None };
-        let (config, secrets) =
-            build_config(&id, &connector, request, BTreeMap::new(), Some(now.clone()), now, Some(pin))?;
+        let (config, secrets) = build_config(&id, &connector, request, BTreeMap::new(), Some(now.clone()), now, pin)?;
         self.save(&connector.name, &config, Some(&secrets)).await?;
         let stored = StoredInstance { connector: connector.name.clone(), config };
         if stored.config.enabled {
@@ -379,6 +380,83 @@ impl Instances {
         Ok(UpdateAll { sha256, stopped_at, instances: steps })
     }
 
+    /// Rebuild a container connector's image from its folder and recreate its running
+    /// instances one at a time, each after the previous one said `online` again; stop at the
+    /// first that does not (within [`REBUILD_DEADLINE`]). Stopped instances are left stopped.
+    pub async fn rebuild_all(&self, connector: &str) -> Result<Rebuilt, InstanceError> {
+        let found = self.connector(connector, "connector")?;
+        if found.manifest.kind != Kind::Container {
+            return Err(InstanceError::invalid(
+                "connector",
+                format!("connector \"{connector}\" runs a plugin; update it by uploading a new one"),
+            ));
+        }
+        let store = self.store.clone();
+        let (stored, _) = blocking(move || store.list()).await.map_err(InstanceError::internal)?;
+        let mut instances: Vec<StoredInstance> = stored.into_iter().filter(|i| i.connector == found.name).collect();
+        instances.sort_by(|a, b| a.config.instance_id.as_str().cmp(b.config.instance_id.as_str()));
+        let mut steps = Vec::with_capacity(instances.len());
+        let mut stopped_at = None;
+        for instance in instances {
+            let id = instance.config.instance_id.clone();
+            let outcome = match (&stopped_at, instance.config.enabled) {
+                (Some(_), _) => Ok(RebuildOutcome::NotTried),
+                (None, false) => Ok(RebuildOutcome::Kept),
+                (None, true) => self.recreate(&instance).await.map(|()| RebuildOutcome::Recreated),
+            };
+            let (outcome, detail) = match outcome {
+                Ok(outcome) => (outcome, None),
+                Err(why) => {
+                    stopped_at = Some(id.to_string());
+                    (RebuildOutcome::Failed, Some(why))
+                }
+            };
+            tracing::info!(instance = %id, ?outcome, "rebuild of connector {connector}");
+            steps.push(RebuildStep { instance: id.to_string(), outcome, detail });
+        }
+        Ok(Rebuilt { stopped_at, instances: steps })
+    }
+
+    /// Start `instance` again (its image built anew when its folder changed) and wait until
+    /// it is running and says `online`; why not, otherwise.
+    async fn recreate(&self, instance: &StoredInstance) -> Result<(), String> {
+        let id = &instance.config.instance_id;
+        let status = Topics::new(&self.mqtt.settings().base_topic, id).status();
+        let mut live = self.mqtt.subscribe();
+        {
+            let _serial = self.serial.lock().await;
+            self.start_stored(instance).await.map_err(|e| e.to_string())?;
+        }
+        let deadline = tokio::time::Instant::now() + REBUILD_DEADLINE;
+        // Built and started: the runtime no longer reports work in progress.
+        loop {
+            let observed = self.runtime.observe(id).await;
+            match (observed.activity, observed.last_error, observed.running) {
+                (Some(_), _, _) => {}
+                (None, Some(error), false) => return Err(error),
+                (None, _, true) => break,
+                (None, None, false) => {}
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(format!("not running after {} s", REBUILD_DEADLINE.as_secs()));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+        // Its new container announces itself.
+        loop {
+            match tokio::time::timeout_at(deadline, live.recv()).await {
+                Ok(Ok(message)) if message.topic == status && message.payload == "online" && !message.retained => {
+                    return Ok(());
+                }
+                Ok(Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
+                Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => {
+                    return Err("the MQTT service stopped".into());
+                }
+                Err(_) => return Err(format!("it did not say online within {} s", REBUILD_DEADLINE.as_secs())),
+            }
+        }
+    }
+
     /// An instance's plugins: the one pinned, the previous one, and the history of changes
     /// (newest first).
     pub async fn plugin_history(&self, connector: &str, id: &str) -> Result<PluginHistory, InstanceError> {
@@ -495,6 +573,13 @@ impl Instances {
         current: Option<String>,
         change: &mut PluginChange,
     ) -> Result<PluginSwitch, InstanceError> {
+        let connector = self.connector(instance.connector.as_str(), "connector_type")?;
+        if !connector.has_plugin() {
+            return Err(InstanceError::PluginRejected(format!(
+                "connector \"{}\" runs its own image and no plugin; update its folder and restart its instances",
+                connector.name
+            )));
+        }
         let plugin =
             self.engine.load_plugin(wasm.clone()).await.map_err(|e| InstanceError::PluginRejected(e.to_string()))?;
         let about = plugin.about().clone();
@@ -551,20 +636,26 @@ impl Instances {
         let connector =
             self.catalog.get(instance.connector.as_str()).map_err(|e| InstanceError::Unavailable(e.to_string()))?;
         let id = &instance.config.instance_id;
-        let sha = match instance.config.plugin.as_ref().map(|pin| pin.sha256.clone()) {
-            Some(sha) if self.plugins.path(&connector.name, &sha).exists() => sha,
-            _ => {
-                tracing::warn!(instance = %id, "its plugin version is not in the store; using the connector's current one");
-                let wasm = blocking({
-                    let (catalog, connector) = (self.catalog.clone(), connector.clone());
-                    move || catalog.plugin(&connector)
-                })
-                .await
-                .map_err(|e| InstanceError::Unavailable(e.to_string()))?;
-                self.keep_plugin(&connector.name, wasm).await?
+        let plugin = match connector.has_plugin() {
+            true => {
+                let sha = match instance.config.plugin.as_ref().map(|pin| pin.sha256.clone()) {
+                    Some(sha) if self.plugins.path(&connector.name, &sha).exists() => sha,
+                    _ => {
+                        tracing::warn!(instance = %id, "its plugin version is not in the store; using the connector's current one");
+                        self.connector_plugin(&connector).await?
+                    }
+                };
+                Some(ActivePlugin { path: self.activate(&connector.name, id, &sha).await?, sha256: sha })
+            }
+            false => None,
+        };
+        let program = match (connector.manifest.kind, plugin) {
+            (Kind::Container, plugin) => Program::Image { dir: connector.dir.clone(), plugin },
+            (Kind::Wasm, Some(plugin)) => Program::Plugin(plugin),
+            (Kind::Wasm, None) => {
+                return Err(InstanceError::Unavailable(format!("connector \"{}\" has no plugin", connector.name)));
             }
         };
-        let plugin = ActivePlugin { path: self.activate(&connector.name, id, &sha).await?, sha256: sha };
         let secrets = self.load_secrets(id).await?;
         let mut mqtt = lock(&self.settings).clone();
         if let Some(broker) = &self.broker {
@@ -576,7 +667,7 @@ impl Instances {
             connector: connector.name.clone(),
             config: instance.config.clone(),
             secrets,
-            plugin,
+            program,
             mqtt,
             instances_dir: self.store.connector_dir(&connector.name),
             cache_dir: self.data.cache(id.as_str()),
@@ -637,6 +728,17 @@ impl Instances {
     async fn lookup(&self, id: &InstanceId) -> Result<Option<StoredInstance>, InstanceError> {
         let (store, id) = (self.store.clone(), id.clone());
         blocking(move || store.find(&id)).await.map_err(InstanceError::internal)
+    }
+
+    /// Keep the plugin the connector ships; its hash.
+    async fn connector_plugin(&self, connector: &Connector) -> Result<String, InstanceError> {
+        let wasm = blocking({
+            let (catalog, connector) = (self.catalog.clone(), connector.clone());
+            move || catalog.plugin(&connector)
+        })
+        .await
+        .map_err(|e| InstanceError::Unavailable(e.to_string()))?;
+        self.keep_plugin(&connector.name, wasm).await
     }
 
     async fn keep_plugin(&self, connector: &ConnectorName, wasm: Vec<u8>) -> Result<String, InstanceError> {

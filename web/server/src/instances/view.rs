@@ -87,6 +87,40 @@ pub enum UpdateOutcome {
     NotTried,
 }
 
+/// The result of rebuilding a container connector's image and recreating its instances.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rebuilt {
+    /// The instance whose failure stopped the rebuild.
+    pub stopped_at: Option<String>,
+    /// Each instance of the connector, in the order they were taken.
+    pub instances: Vec<RebuildStep>,
+}
+
+/// One instance in a rebuild.
+#[derive(Debug, Clone, Serialize)]
+pub struct RebuildStep {
+    /// The instance.
+    pub instance: String,
+    /// What the rebuild did to it.
+    pub outcome: RebuildOutcome,
+    /// Why it failed.
+    pub detail: Option<String>,
+}
+
+/// What a rebuild did to one instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RebuildOutcome {
+    /// Its container was recreated from the new image and it said `online` again.
+    Recreated,
+    /// Stopped: it starts from the new image when it is started.
+    Kept,
+    /// It did not come back; the rebuild stopped here.
+    Failed,
+    /// After a failure: left as it was.
+    NotTried,
+}
+
 /// Desired and observed state of an instance.
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {

@@ -11,7 +11,9 @@ use iot2mqtt_runtime::logging::InstanceLogs;
 use iot2mqtt_runtime::{InstanceHandle, InstanceOptions, InstanceSpec, Plugin, Runtime};
 use tokio::sync::Mutex;
 
-use super::{ActivePlugin, BoxFuture, InstanceRuntime, LogLine, LogStream, NewPlugin, Observed, RunSpec, RuntimeError};
+use super::{
+    ActivePlugin, BoxFuture, InstanceRuntime, LogLine, LogStream, NewPlugin, Observed, Program, RunSpec, RuntimeError,
+};
 
 /// The in-process runtime.
 #[derive(Debug)]
@@ -44,7 +46,18 @@ impl EmbeddedRuntime {
         if let Some(old) = self.running.lock().await.remove(&id) {
             old.stop().await;
         }
-        let plugin = self.plugin(&spec.plugin).await?;
+        let active = match &spec.program {
+            Program::Plugin(active) => active,
+            Program::Image { .. } => {
+                return Err(RuntimeError::Unsupported(format!(
+                    "connector \"{}\" runs in a container image of its own and needs Docker, but this serve \
+                     runs instances in its own process (the embedded runtime): start serve where a Docker engine \
+                     answers (apt-get install docker.io) with --runtime auto or docker",
+                    spec.connector
+                )));
+            }
+        };
+        let plugin = self.plugin(active).await?;
         let mut config = spec.config;
         config.connector_type = Some(spec.connector);
         config.merge_secrets(spec.secrets);
@@ -97,6 +110,7 @@ impl InstanceRuntime for EmbeddedRuntime {
                         restarts: status.faults,
                         crash_looping: status.crash_looping(std::time::Instant::now()),
                         last_error: status.last_error,
+                        activity: None,
                     }
                 }
             }

@@ -48,7 +48,7 @@ impl InstanceRuntime for FakeRuntime {
 
     fn start(&self, spec: RunSpec) -> BoxFuture<'_, Result<(), RuntimeError>> {
         let id = spec.config.instance_id.clone();
-        self.record(Call::Start(id.clone(), spec.plugin.sha256));
+        self.record(Call::Start(id.clone(), spec.program.plugin().map(|p| p.sha256.clone()).unwrap_or_default()));
         lock(&self.running).insert(id, Observed { running: true, ..Observed::default() });
         Box::pin(async { Ok(()) })
     }

@@ -33,8 +33,8 @@ pub struct RunSpec {
     pub config: InstanceConfig,
     /// The instance's secrets, decrypted.
     pub secrets: BTreeMap<String, String>,
-    /// Its active plugin.
-    pub plugin: ActivePlugin,
+    /// What it runs.
+    pub program: Program,
     /// The broker and topics.
     pub mqtt: MqttSettings,
     /// The folder of the connector's instance files (`/app/instances` in a container).
@@ -55,8 +55,34 @@ impl std::fmt::Debug for RunSpec {
             .field("connector", &self.connector)
             .field("instance", &self.config.instance_id)
             .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
-            .field("plugin", &self.plugin)
+            .field("program", &self.program)
             .finish_non_exhaustive()
+    }
+}
+
+/// What an instance runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Program {
+    /// A WebAssembly plugin in `iot2mqtt-host` (in the runner image, or in this process).
+    Plugin(ActivePlugin),
+    /// Its connector's own image, built from the `Dockerfile` in the connector's folder
+    /// (`"kind": "container"`), with the connector's plugin when it has one: an
+    /// `iot2mqtt-host` inside the image is then its contract bridge.
+    Image {
+        /// The connector's folder.
+        dir: PathBuf,
+        /// The plugin its bridge runs, if any.
+        plugin: Option<ActivePlugin>,
+    },
+}
+
+impl Program {
+    /// The plugin it runs, if any.
+    pub fn plugin(&self) -> Option<&ActivePlugin> {
+        match self {
+            Self::Plugin(plugin) => Some(plugin),
+            Self::Image { plugin, .. } => plugin.as_ref(),
+        }
     }
 }
 
@@ -91,6 +117,9 @@ pub struct Observed {
     pub last_error: Option<String>,
     /// Failing again and again.
     pub crash_looping: bool,
+    /// What the runtime is doing for it before it can run (building its image), when it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub activity: Option<String>,
 }
 
 /// A log followed: its lines as they come.
@@ -165,6 +194,9 @@ pub enum RuntimeError {
     /// Files could not be prepared.
     #[error("{0}")]
     Io(String),
+    /// This runtime cannot run it.
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// Runs instances. Implementations keep whatever handles they need, keyed by instance id.

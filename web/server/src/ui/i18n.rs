@@ -216,6 +216,14 @@ pub struct ConnectorText {
     pub stopped: String,
     pub updated: String,
     pub details: String,
+    pub rebuild_heading: String,
+    pub rebuild_intro: String,
+    pub rebuild: String,
+    pub rebuilt: String,
+    pub rebuild_stopped: String,
+    pub recreated: String,
+    pub failed: String,
+    pub own_image: String,
 }
 
 /// The settings page: the broker and people's MQTT accounts.
@@ -332,6 +340,7 @@ pub struct Dashboard {
     pub running: String,
     pub stopped: String,
     pub crash_looping: String,
+    pub preparing: String,
     pub devices: String,
     pub online: String,
     pub offline: String,
@@ -368,6 +377,7 @@ pub struct Instances {
     pub mqtt: String,
     pub restarts: String,
     pub last_error: String,
+    pub activity: String,
     pub actions: String,
     pub start: String,
     pub stop: String,

@@ -48,6 +48,7 @@ pub fn router() -> Router<AppState> {
         .route("/integrations", get(pages::integrations))
         .route("/integrations/{name}", get(pages::connector))
         .route("/integrations/{name}/add", post(pages::add_integration))
+        .route("/integrations/{name}/rebuild", post(pages::rebuild_all))
         .route(
             "/integrations/{name}/plugin",
             post(pages::update_all).layer(DefaultBodyLimit::max(MAX_PLUGIN_BYTES + UPLOAD_OVERHEAD)),

@@ -36,6 +36,25 @@ impl DockerRuntime {
             return Ok(tag.clone());
         }
         let dockerfile = RUNNER_DOCKERFILE.as_bytes();
+        let binary = self.host_binary_bytes().await?;
+        let mut hash = Sha256::new();
+        hash.update(dockerfile);
+        hash.update(&binary);
+        let tag = format!("iot2mqtt/runner:{}", &hex::encode(hash.finalize())[..16]);
+        if self.docker.inspect_image(&tag).await.is_ok() {
+            *cached = Some((stamp, tag.clone()));
+            return Ok(tag);
+        }
+        tracing::info!(%tag, "building the runner image");
+        let context = build_context(dockerfile, &binary).map_err(|e| RuntimeError::Io(e.to_string()))?;
+        self.build(&tag, context, "Dockerfile", &HashMap::new(), &[("iot2mqtt.type", "runner")], &|_| {}).await?;
+        *cached = Some((stamp, tag.clone()));
+        self.prune_images(&tag, &["iot2mqtt.type=runner".to_string()]).await;
+        Ok(tag)
+    }
+
+    /// The static `iot2mqtt-host` the images are built around.
+    async fn host_binary_bytes(&self) -> Result<Vec<u8>, RuntimeError> {
         let binary = tokio::fs::read(&self.host_binary).await.map_err(|e| {
             RuntimeError::Io(format!(
                 "cannot read {} (build it with `cargo build --release`): {e}",
@@ -48,40 +67,53 @@ impl DockerRuntime {
                 self.host_binary.display()
             )));
         }
-        let mut hash = Sha256::new();
-        hash.update(dockerfile);
-        hash.update(&binary);
-        let tag = format!("iot2mqtt/runner:{}", &hex::encode(hash.finalize())[..16]);
-        if self.docker.inspect_image(&tag).await.is_ok() {
-            *cached = Some((stamp, tag.clone()));
-            return Ok(tag);
-        }
-        tracing::info!(%tag, "building the runner image");
-        let context = build_context(dockerfile, &binary).map_err(|e| RuntimeError::Io(e.to_string()))?;
-        self.build(&tag, context, "Dockerfile", &HashMap::new(), &[("iot2mqtt.type", "runner")]).await?;
-        *cached = Some((stamp, tag.clone()));
-        self.prune_images(&tag, &["iot2mqtt.type=runner".to_string()]).await;
-        Ok(tag)
+        Ok(binary)
     }
 
     /// The image a connector's program tools run in: the connector's own image (built from
     /// the `Dockerfile` in its folder) or, without one, the runner image; with the folder at
     /// `/connector`. Tagged by the folder's content, built when that changes.
     pub async fn tool_image(&self, connector: &str, dir: &Path) -> Result<String, RuntimeError> {
-        let own_image = dir.join("Dockerfile").is_file();
-        let folder = dir.to_path_buf();
-        let context = tokio::task::spawn_blocking(move || {
-            folder_archive(&folder, &[(TOOL_DOCKERFILE, TOOL_DOCKERFILE_TEXT.as_bytes())])
-        })
-        .await
-        .map_err(|e| RuntimeError::Io(e.to_string()))?
-        .map_err(|e| RuntimeError::Io(format!("cannot pack the folder of connector \"{connector}\": {e}")))?;
-        let base = if own_image { None } else { Some(self.ensure_image().await?) };
+        let packed = self.pack(connector, dir).await?;
+        let base = match packed.own_image {
+            true => None,
+            false => Some(self.ensure_image().await?),
+        };
         let mut hash = Sha256::new();
-        hash.update(&context);
+        hash.update(&packed.context);
         hash.update(base.as_deref().unwrap_or_default());
         let hash = &hex::encode(hash.finalize())[..16];
         let tag = format!("iot2mqtt/tool:{connector}-{hash}");
+        if self.docker.inspect_image(&tag).await.is_ok() {
+            return Ok(tag);
+        }
+        let base = match base {
+            Some(runner) => runner,
+            None => self.connector_image(connector, &packed, &|_| {}).await?,
+        };
+        let _one_build_at_a_time = self.building.lock().await;
+        if self.docker.inspect_image(&tag).await.is_ok() {
+            return Ok(tag);
+        }
+        tracing::info!(%tag, "building the tool image of connector {connector}");
+        let args = HashMap::from([("BASE".to_string(), base)]);
+        let labels = [("iot2mqtt.type", "tool"), ("iot2mqtt.connector", connector)];
+        self.build(&tag, packed.context.clone(), TOOL_DOCKERFILE, &args, &labels, &|_| {}).await?;
+        let labels = ["iot2mqtt.type=tool".to_string(), format!("iot2mqtt.connector={connector}")];
+        self.prune_images(&tag, &labels).await;
+        Ok(tag)
+    }
+
+    /// A connector's own image, built from the `Dockerfile` in its folder (after the base
+    /// image, when the Dockerfile starts from it) unless it exists; its tag. Each step of a
+    /// build is told to `progress`.
+    pub(super) async fn connector_image(
+        &self,
+        connector: &str,
+        packed: &Packed,
+        progress: &(dyn Fn(&str) + Sync),
+    ) -> Result<String, RuntimeError> {
+        let tag = packed.tag.clone();
         if self.docker.inspect_image(&tag).await.is_ok() {
             return Ok(tag);
         }
@@ -89,24 +121,15 @@ impl DockerRuntime {
         if self.docker.inspect_image(&tag).await.is_ok() {
             return Ok(tag);
         }
-        let base = match base {
-            Some(runner) => runner,
-            None => {
-                let own = format!("iot2mqtt/connector:{connector}-{hash}");
-                tracing::info!(tag = %own, "building the image of connector {connector}");
-                let labels = [("iot2mqtt.type", "connector"), ("iot2mqtt.connector", connector)];
-                self.build(&own, context.clone(), "Dockerfile", &HashMap::new(), &labels).await?;
-                own
-            }
-        };
-        tracing::info!(%tag, "building the tool image of connector {connector}");
-        let args = HashMap::from([("BASE".to_string(), base)]);
-        let labels = [("iot2mqtt.type", "tool"), ("iot2mqtt.connector", connector)];
-        self.build(&tag, context, TOOL_DOCKERFILE, &args, &labels).await?;
-        for kind in ["tool", "connector"] {
-            let labels = [format!("iot2mqtt.type={kind}"), format!("iot2mqtt.connector={connector}")];
-            self.prune_images(&format!("iot2mqtt/{kind}:{connector}-{hash}"), &labels).await;
+        if packed.wants_base {
+            super::base::ensure_base(&self.docker, progress).await?;
         }
+        tracing::info!(%tag, "building the image of connector {connector}");
+        progress(&format!("building the image of connector {connector}"));
+        let labels = [("iot2mqtt.type", "connector"), ("iot2mqtt.connector", connector)];
+        self.build(&tag, packed.context.clone(), "Dockerfile", &HashMap::new(), &labels, progress).await?;
+        let labels = ["iot2mqtt.type=connector".to_string(), format!("iot2mqtt.connector={connector}")];
+        self.prune_images(&tag, &labels).await;
         Ok(tag)
     }
 
@@ -118,6 +141,7 @@ impl DockerRuntime {
         dockerfile: &str,
         args: &HashMap<String, String>,
         labels: &[(&str, &str)],
+        progress: &(dyn Fn(&str) + Sync),
     ) -> Result<(), RuntimeError> {
         let labels: HashMap<String, String> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let options = BuildImageOptionsBuilder::default()
@@ -133,6 +157,11 @@ impl DockerRuntime {
             let step = step.map_err(|e| RuntimeError::Docker(format!("building {tag}: {e}")))?;
             if let Some(detail) = step.error_detail {
                 return Err(RuntimeError::Docker(format!("building {tag}: {}", detail.message.unwrap_or_default())));
+            }
+            // Docker's steps ("Step 2/5 : RUN …"), not every line of their output.
+            if let Some(line) = step.stream.as_deref().map(str::trim).filter(|l| l.starts_with("Step ")) {
+                tracing::info!(image = %tag, "{line}");
+                progress(line);
             }
         }
         Ok(())
@@ -155,6 +184,60 @@ impl DockerRuntime {
     }
 }
 
+/// A connector's folder packed for a build, and the tag of its own image.
+pub(super) struct Packed {
+    /// The folder as a tar archive, with the tool recipe (and the host, when asked) added.
+    context: Vec<u8>,
+    /// `iot2mqtt/connector:{connector}-{content hash}`.
+    pub(super) tag: String,
+    /// It has a `Dockerfile`.
+    own_image: bool,
+    /// Its `Dockerfile` starts from the base image made here.
+    wants_base: bool,
+}
+
+/// Where a connector's Dockerfile finds `iot2mqtt-host` in its build context, to run its
+/// plugin as the contract bridge (`COPY .iot2mqtt/iot2mqtt-host /usr/local/bin/`).
+pub const HOST_IN_CONTEXT: &str = ".iot2mqtt/iot2mqtt-host";
+
+impl DockerRuntime {
+    /// Pack a connector's folder, with the static `iot2mqtt-host` when its Dockerfile copies it.
+    pub(super) async fn pack(&self, connector: &str, dir: &Path) -> Result<Packed, RuntimeError> {
+        let dockerfile = tokio::fs::read_to_string(dir.join("Dockerfile")).await.ok();
+        let host = match dockerfile.as_deref().is_some_and(|d| d.contains(HOST_IN_CONTEXT)) {
+            true => Some(self.host_binary_bytes().await?),
+            false => None,
+        };
+        let folder = dir.to_path_buf();
+        let context = tokio::task::spawn_blocking(move || {
+            let mut extra = vec![(TOOL_DOCKERFILE, TOOL_DOCKERFILE_TEXT.as_bytes(), 0o644)];
+            if let Some(host) = &host {
+                extra.push((HOST_IN_CONTEXT, host.as_slice(), 0o755));
+            }
+            folder_archive(&folder, &extra)
+        })
+        .await
+        .map_err(|e| RuntimeError::Io(e.to_string()))?
+        .map_err(|e| RuntimeError::Io(format!("cannot pack the folder of connector \"{connector}\": {e}")))?;
+        let hash = hex::encode(Sha256::digest(&context));
+        Ok(Packed {
+            context,
+            tag: format!("iot2mqtt/connector:{connector}-{}", &hash[..16]),
+            own_image: dockerfile.is_some(),
+            wants_base: dockerfile.as_deref().is_some_and(starts_from_base),
+        })
+    }
+}
+
+/// Whether a Dockerfile's `FROM` (directly or through an `ARG` default) is the base image.
+fn starts_from_base(dockerfile: &str) -> bool {
+    let base = super::base::BASE_IMAGE.split(':').next().unwrap_or_default();
+    dockerfile.lines().map(str::trim).any(|line| {
+        let upper = line.to_ascii_uppercase();
+        (upper.starts_with("FROM ") || upper.starts_with("ARG ")) && line.contains(base)
+    })
+}
+
 /// The build context: the Dockerfile and the host binary, as a tar archive in memory.
 fn build_context(dockerfile: &[u8], binary: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut archive = tar::Builder::new(Vec::new());
@@ -171,7 +254,7 @@ fn build_context(dockerfile: &[u8], binary: &[u8]) -> std::io::Result<Vec<u8>> {
 /// A connector's folder as a tar archive in memory, with `extra` files after it: regular files and folders in name order with fixed times and owners, so
 /// the same content gives the same bytes. Symbolic links are left out (they could point
 /// outside the folder).
-fn folder_archive(dir: &Path, extra: &[(&str, &[u8])]) -> std::io::Result<Vec<u8>> {
+fn folder_archive(dir: &Path, extra: &[(&str, &[u8], u32)]) -> std::io::Result<Vec<u8>> {
     fn add(archive: &mut tar::Builder<Vec<u8>>, dir: &Path, name: &Path, total: &mut u64) -> std::io::Result<()> {
         let mut entries = std::fs::read_dir(dir)?.collect::<Result<Vec<_>, _>>()?;
         entries.sort_by_key(std::fs::DirEntry::file_name);
@@ -206,10 +289,10 @@ fn folder_archive(dir: &Path, extra: &[(&str, &[u8])]) -> std::io::Result<Vec<u8
     }
     let mut archive = tar::Builder::new(Vec::new());
     add(&mut archive, dir, Path::new(""), &mut 0)?;
-    for (name, bytes) in extra {
+    for (name, bytes, mode) in extra {
         let mut header = tar::Header::new_gnu();
         header.set_mtime(0);
-        header.set_mode(0o644);
+        header.set_mode(*mode);
         header.set_size(bytes.len() as u64);
         header.set_cksum();
         archive.append_data(&mut header, name, *bytes)?;
@@ -222,6 +305,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn dockerfiles_starting_from_the_base_are_told() {
+        assert!(starts_from_base("ARG BASE=iot2mqtt/base:bookworm\nFROM ${BASE}\n"));
+        assert!(starts_from_base("from iot2mqtt/base:bookworm\n"));
+        assert!(!starts_from_base("ARG BASE=registry.lan/python:3.12\nFROM ${BASE}\n"));
+        assert!(!starts_from_base("FROM scratch\n# not iot2mqtt/base\n"));
+    }
+
+    #[test]
     fn folder_archives_are_reproducible_and_stay_inside() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("sub")).unwrap();
@@ -230,7 +321,7 @@ mod tests {
             .unwrap();
         std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").unwrap();
         std::os::unix::fs::symlink("/etc/passwd", dir.path().join("passwd")).unwrap();
-        let first = folder_archive(dir.path(), &[("extra", b"x")]).unwrap();
+        let first = folder_archive(dir.path(), &[("extra", b"x", 0o644)]).unwrap();
         let touched = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
         std::fs::File::options()
             .write(true)
@@ -238,7 +329,7 @@ mod tests {
             .unwrap()
             .set_modified(touched)
             .unwrap();
-        assert_eq!(first, folder_archive(dir.path(), &[("extra", b"x")]).unwrap(), "same content, same bytes");
+        assert_eq!(first, folder_archive(dir.path(), &[("extra", b"x", 0o644)]).unwrap(), "same content, same bytes");
         let mut archive = tar::Archive::new(first.as_slice());
         let entries: Vec<(String, u32)> = archive
             .entries()

@@ -7,12 +7,15 @@
 //! What happens inside a container (a plugin fault, a hot swap) is told by its host on MQTT;
 //! `reports.rs` reads it there, so the runtime answers `observe` and `swap` like any other.
 
+pub mod base;
 mod containers;
 mod images;
 mod reports;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bollard::Docker;
@@ -25,7 +28,7 @@ use futures_util::StreamExt as _;
 use iot2mqtt_contract::InstanceId;
 use tokio::sync::Mutex;
 
-use super::{BoxFuture, InstanceRuntime, LogLine, LogStream, NewPlugin, Observed, RunSpec, RuntimeError};
+use super::{BoxFuture, InstanceRuntime, LogLine, LogStream, NewPlugin, Observed, Program, RunSpec, RuntimeError};
 use crate::catalog::Network;
 use crate::mqtt::MqttService;
 use crate::store::atomic::write;
@@ -86,8 +89,20 @@ const HOST_OVERHEAD_MB: u64 = 48;
 /// A file's size and modification time: enough to tell it changed.
 type FileStamp = (u64, Option<std::time::SystemTime>);
 
+/// An instance whose image is being built before its container can start.
+#[derive(Debug, Clone)]
+struct Preparing {
+    /// Which start this is; a later start or a stop makes it stale.
+    generation: u64,
+    /// The step it is at.
+    activity: String,
+    /// Why it failed, once it did.
+    error: Option<String>,
+}
+
 /// The Docker runtime.
 pub struct DockerRuntime {
+    me: Weak<DockerRuntime>,
     docker: Docker,
     install: String,
     host_binary: PathBuf,
@@ -96,6 +111,8 @@ pub struct DockerRuntime {
     building: Mutex<()>,
     names: Mutex<HashMap<InstanceId, String>>,
     reports: MqttService,
+    preparing: std::sync::Mutex<HashMap<InstanceId, Preparing>>,
+    generations: AtomicU64,
 }
 
 impl std::fmt::Debug for DockerRuntime {
@@ -122,8 +139,9 @@ impl DockerRuntime {
         host_binary: PathBuf,
         secrets_dir: PathBuf,
         reports: MqttService,
-    ) -> Self {
-        Self {
+    ) -> Arc<Self> {
+        Arc::new_cyclic(|me| Self {
+            me: me.clone(),
             docker,
             install,
             host_binary,
@@ -132,7 +150,9 @@ impl DockerRuntime {
             building: Mutex::default(),
             names: Mutex::default(),
             reports,
-        }
+            preparing: std::sync::Mutex::default(),
+            generations: AtomicU64::new(0),
+        })
     }
 
     /// The Docker client (for the container API).
@@ -146,7 +166,79 @@ impl DockerRuntime {
     }
 
     async fn start_instance(&self, spec: RunSpec) -> Result<(), RuntimeError> {
-        let image = self.ensure_image().await?;
+        let id = spec.config.instance_id.clone();
+        let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
+        let dir = match &spec.program {
+            Program::Plugin(_) => {
+                self.forget_preparing(&id);
+                let image = self.ensure_image().await?;
+                return self.create(spec, image).await;
+            }
+            Program::Image { dir, .. } => dir.clone(),
+        };
+        let packed = self.pack(spec.connector.as_str(), &dir).await?;
+        if self.docker.inspect_image(&packed.tag).await.is_ok() {
+            self.forget_preparing(&id);
+            return self.create(spec, packed.tag.clone()).await;
+        }
+        // Building may take minutes (the base image the first time): it goes on in a task of
+        // its own, told on the instance's status, and a later start or a stop makes it stale.
+        self.set_preparing(&id, Preparing { generation, activity: "waiting to build its image".into(), error: None });
+        let Some(this) = self.me.upgrade() else {
+            return Err(RuntimeError::Docker("the runtime is going down".into()));
+        };
+        tokio::spawn(async move {
+            let progress = |line: &str| this.progress(&id, generation, line);
+            let built = this.connector_image(spec.connector.as_str(), &packed, &progress).await;
+            let started = match built {
+                Ok(image) if this.current(&id, generation) => this.create(spec, image).await,
+                Ok(_) => return,
+                Err(e) => Err(e),
+            };
+            match started {
+                Ok(()) => this.finish_preparing(&id, generation),
+                Err(e) => {
+                    tracing::error!(instance = %id, "cannot start: {e}");
+                    this.fail_preparing(&id, generation, e.to_string());
+                }
+            }
+        });
+        Ok(())
+    }
+
+    fn set_preparing(&self, id: &InstanceId, preparing: Preparing) {
+        crate::sync::lock(&self.preparing).insert(id.clone(), preparing);
+    }
+
+    fn forget_preparing(&self, id: &InstanceId) {
+        crate::sync::lock(&self.preparing).remove(id);
+    }
+
+    fn current(&self, id: &InstanceId, generation: u64) -> bool {
+        crate::sync::lock(&self.preparing).get(id).is_some_and(|p| p.generation == generation)
+    }
+
+    fn progress(&self, id: &InstanceId, generation: u64, line: &str) {
+        if let Some(p) = crate::sync::lock(&self.preparing).get_mut(id).filter(|p| p.generation == generation) {
+            p.activity = line.to_string();
+        }
+    }
+
+    fn finish_preparing(&self, id: &InstanceId, generation: u64) {
+        let mut preparing = crate::sync::lock(&self.preparing);
+        if preparing.get(id).is_some_and(|p| p.generation == generation) {
+            preparing.remove(id);
+        }
+    }
+
+    fn fail_preparing(&self, id: &InstanceId, generation: u64, error: String) {
+        if let Some(p) = crate::sync::lock(&self.preparing).get_mut(id).filter(|p| p.generation == generation) {
+            p.error = Some(error);
+        }
+    }
+
+    /// Create and start the instance's container from `image`, replacing any it had.
+    async fn create(&self, spec: RunSpec, image: String) -> Result<(), RuntimeError> {
         let id = spec.config.instance_id.clone();
         let name = container_name(spec.connector.as_str(), id.as_str());
         let secrets = self.write_secrets(&id, &spec).await?;
@@ -154,7 +246,8 @@ impl DockerRuntime {
             .docker
             .remove_container(&name, Some(RemoveContainerOptionsBuilder::default().force(true).build()))
             .await;
-        let plugin_dir = spec.plugin.path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let plugin_dir = spec.program.plugin().map(|p| p.path.parent().map(Path::to_path_buf).unwrap_or_default());
+        let own_image = matches!(spec.program, Program::Image { .. });
         tokio::fs::create_dir_all(&spec.cache_dir).await.map_err(|e| RuntimeError::Io(e.to_string()))?;
         let mut env = vec![
             format!("INSTANCE_NAME={id}"),
@@ -166,9 +259,11 @@ impl DockerRuntime {
             format!("MQTT_QOS={}", spec.mqtt.qos),
             format!("MQTT_RETAIN={}", spec.mqtt.retain),
             format!("MQTT_KEEPALIVE={}", spec.mqtt.keepalive.as_secs()),
-            "IOT2MQTT_PLUGIN=/app/plugin/connector.wasm".to_string(),
             "IOT2MQTT_CACHE_DIR=/cache".to_string(),
         ];
+        if plugin_dir.is_some() {
+            env.push("IOT2MQTT_PLUGIN=/app/plugin/connector.wasm".to_string());
+        }
         let mut extra_hosts = None;
         let loopback = matches!(spec.mqtt.host.as_str(), "localhost" | "127.0.0.1" | "::1");
         match (spec.network, loopback) {
@@ -196,12 +291,24 @@ impl DockerRuntime {
         labels.insert("iot2mqtt.connector".to_string(), spec.connector.to_string());
         labels.insert("iot2mqtt.instance".to_string(), id.to_string());
         labels.insert(INSTALL_LABEL.to_string(), self.install.clone());
-        let binds = vec![
+        let mut binds = vec![
             format!("{}:/app/instances:ro", spec.instances_dir.display()),
-            format!("{}:/app/plugin:ro", plugin_dir.display()),
             format!("{}:/run/secrets:ro", secrets.display()),
             format!("{}:/cache:rw", spec.cache_dir.display()),
         ];
+        if let Some(dir) = &plugin_dir {
+            binds.push(format!("{}:/app/plugin:ro", dir.display()));
+        }
+        // A connector's own image runs programs (supervisord, Python) that write their pid
+        // and socket files: they get private, memory-backed /tmp and /run; the rest stays
+        // read-only. The runner image writes nothing.
+        let tmpfs = own_image.then(|| {
+            HashMap::from([
+                ("/tmp".to_string(), "rw,nosuid,nodev,size=64m".to_string()),
+                ("/run".to_string(), "rw,nosuid,nodev,size=16m".to_string()),
+            ])
+        });
+        let overhead = if own_image { 0 } else { HOST_OVERHEAD_MB };
         let host_config = HostConfig {
             binds: Some(binds),
             network_mode: Some(match spec.network {
@@ -212,7 +319,8 @@ impl DockerRuntime {
                 name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
                 maximum_retry_count: None,
             }),
-            memory: spec.memory_mb.map(|mb| i64::try_from((mb + HOST_OVERHEAD_MB) << 20).unwrap_or(i64::MAX)),
+            memory: spec.memory_mb.map(|mb| i64::try_from((mb + overhead) << 20).unwrap_or(i64::MAX)),
+            tmpfs,
             nano_cpus: spec.cpus.map(|cpus| (cpus * 1e9) as i64),
             extra_hosts,
             readonly_rootfs: Some(true),
@@ -295,6 +403,28 @@ impl DockerRuntime {
         Ok(dir)
     }
 
+    /// What Docker says of the instance's container, with the faults its host reported.
+    async fn observe_container(&self, instance: &InstanceId) -> Observed {
+        let Some(name) = self.name_of(instance).await else { return Observed::default() };
+        let Ok(inspect) = self.docker.inspect_container(&name, None::<InspectContainerOptions>).await else {
+            return Observed::default();
+        };
+        let state = inspect.state.unwrap_or_default();
+        let restarts = u64::try_from(inspect.restart_count.unwrap_or(0)).unwrap_or(0);
+        let restarting = state.restarting.unwrap_or(false);
+        let last_error = state.error.filter(|e| !e.is_empty()).or_else(|| {
+            state.exit_code.filter(|code| *code != 0).map(|code| format!("the container exited with code {code}"))
+        });
+        let container = Observed {
+            running: state.running.unwrap_or(false) && !restarting,
+            restarts,
+            last_error,
+            crash_looping: restarting || (restarts >= 3 && !state.running.unwrap_or(false)),
+            activity: None,
+        };
+        self.with_reported_faults(instance, container)
+    }
+
     async fn name_of(&self, id: &InstanceId) -> Option<String> {
         if let Some(name) = self.names.lock().await.get(id) {
             return Some(name.clone());
@@ -315,6 +445,7 @@ impl InstanceRuntime for DockerRuntime {
 
     fn stop<'a>(&'a self, instance: &'a InstanceId) -> BoxFuture<'a, Result<(), RuntimeError>> {
         Box::pin(async move {
+            self.forget_preparing(instance);
             match self.name_of(instance).await {
                 Some(name) => self.act(&name, ContainerAction::Stop).await,
                 None => Ok(()),
@@ -324,6 +455,7 @@ impl InstanceRuntime for DockerRuntime {
 
     fn remove<'a>(&'a self, instance: &'a InstanceId) -> BoxFuture<'a, Result<(), RuntimeError>> {
         Box::pin(async move {
+            self.forget_preparing(instance);
             if let Some(name) = self.name_of(instance).await {
                 let _ = self.act(&name, ContainerAction::Stop).await;
                 self.act(&name, ContainerAction::Remove { force: true }).await?;
@@ -336,23 +468,15 @@ impl InstanceRuntime for DockerRuntime {
 
     fn observe<'a>(&'a self, instance: &'a InstanceId) -> BoxFuture<'a, Observed> {
         Box::pin(async move {
-            let Some(name) = self.name_of(instance).await else { return Observed::default() };
-            let Ok(inspect) = self.docker.inspect_container(&name, None::<InspectContainerOptions>).await else {
-                return Observed::default();
-            };
-            let state = inspect.state.unwrap_or_default();
-            let restarts = u64::try_from(inspect.restart_count.unwrap_or(0)).unwrap_or(0);
-            let restarting = state.restarting.unwrap_or(false);
-            let last_error = state.error.filter(|e| !e.is_empty()).or_else(|| {
-                state.exit_code.filter(|code| *code != 0).map(|code| format!("the container exited with code {code}"))
-            });
-            let container = Observed {
-                running: state.running.unwrap_or(false) && !restarting,
-                restarts,
-                last_error,
-                crash_looping: restarting || (restarts >= 3 && !state.running.unwrap_or(false)),
-            };
-            self.with_reported_faults(instance, container)
+            let mut observed = self.observe_container(instance).await;
+            // An image being built: what it is at, or why it failed (the container, if any,
+            // is the one from before).
+            match crate::sync::lock(&self.preparing).get(instance).cloned() {
+                Some(Preparing { error: Some(error), .. }) => observed.last_error = Some(error),
+                Some(Preparing { activity, .. }) => observed.activity = Some(activity),
+                None => {}
+            }
+            observed
         })
     }
 

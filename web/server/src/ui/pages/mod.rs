@@ -27,7 +27,7 @@ pub use devices::{device_command, device_refresh, devices};
 pub use edit::{edit_instance, save_instance};
 pub use explorer::{clear_retained, explorer, publish};
 pub use logs::{instance_log, own_log};
-pub use plugins::{connector, rollback_plugin, update_all, upload_plugin};
+pub use plugins::{connector, rebuild_all, rollback_plugin, update_all, upload_plugin};
 pub use settings::{add_account, broker, change_key, logout_everywhere, remove_account, settings};
 pub use wizard::{add_integration, wizard, wizard_action, wizard_cancel, wizard_step};
 
@@ -367,14 +367,16 @@ pub async fn instance(
     let created = query.created.map(|_| t.wizard.created.clone());
     let saved = query.saved.map(|_| t.instance.saved.clone());
     let notice = Notice::from_outcome(query.ok.or(created).or(saved), query.failed);
-    let secret_fields = state.instances.catalog().get(&connector).map(|c| c.secret_fields).ok();
+    let found = state.instances.catalog().get(&connector).ok();
+    let has_plugin = found.as_ref().is_some_and(crate::catalog::Connector::has_plugin);
+    let secret_fields = found.map(|c| c.secret_fields);
     let log = state.instances.logs(&connector, &id, crate::runtime::LOG_TAIL).await.unwrap_or_default();
-    let plugins = state
-        .instances
-        .plugin_history(&connector, &id)
-        .await
-        .ok()
-        .map(|history| PluginPanel::build(t, &connector, &id, &history));
+    // A container connector without a plugin has nothing to upload: its folder is its version.
+    let plugins = match has_plugin {
+        true => state.instances.plugin_history(&connector, &id).await.ok(),
+        false => None,
+    }
+    .map(|history| PluginPanel::build(t, &connector, &id, &history));
     let extras = InstanceExtras { secret_fields: secret_fields.as_ref(), log, plugins };
     render(&InstancePage::build(chrome, &view, &devices, &bus, notice, extras))
 }

@@ -8,11 +8,11 @@ use axum::response::{IntoResponse, Redirect, Response};
 
 use super::{CsrfForm, encode, error_page, forged, render, t};
 use crate::api::AppState;
-use crate::instances::{InstanceError, MAX_PLUGIN_BYTES, UpdateAll};
+use crate::instances::{InstanceError, MAX_PLUGIN_BYTES};
 use crate::ui::i18n::fill;
 use crate::ui::session::PageSession;
 use crate::ui::views::Chrome;
-use crate::ui::views::plugins::{ConnectorPage, switch_notice};
+use crate::ui::views::plugins::{ConnectorPage, Outcomes, switch_notice};
 
 /// A posted plugin form: its anti-forgery token and the file.
 struct Upload {
@@ -127,12 +127,30 @@ pub async fn update_all(
         return error_page(StatusCode::BAD_REQUEST, chrome(), t.plugin.no_file.clone());
     }
     match state.instances.update_all(&name, upload.wasm).await {
-        Ok(update) => connector_page(&state, &session, &name, Some(&update)).await,
+        Ok(update) => connector_page(&state, &session, &name, Some(&Outcomes::of_update(t, &update))).await,
         Err(e) => error_page(StatusCode::BAD_REQUEST, chrome(), e.to_string()),
     }
 }
 
-async fn connector_page(state: &AppState, session: &PageSession, name: &str, update: Option<&UpdateAll>) -> Response {
+/// `POST /integrations/{name}/rebuild` (form: `csrf`): a container connector's image built
+/// again and its instances recreated.
+pub async fn rebuild_all(
+    State(state): State<AppState>,
+    session: PageSession,
+    Path(name): Path<String>,
+    axum::Form(form): axum::Form<CsrfForm>,
+) -> Response {
+    let t = t();
+    if let Some(refused) = forged(&state, &session, &form.csrf) {
+        return refused;
+    }
+    match state.instances.rebuild_all(&name).await {
+        Ok(rebuilt) => connector_page(&state, &session, &name, Some(&Outcomes::of_rebuild(t, &rebuilt))).await,
+        Err(e) => error_page(StatusCode::BAD_REQUEST, Chrome::page(t, &session.csrf, "integrations"), e.to_string()),
+    }
+}
+
+async fn connector_page(state: &AppState, session: &PageSession, name: &str, outcomes: Option<&Outcomes>) -> Response {
     let t = t();
     let chrome = Chrome::page(t, &session.csrf, "integrations");
     let connector = match state.instances.catalog().get(name) {
@@ -149,7 +167,7 @@ async fn connector_page(state: &AppState, session: &PageSession, name: &str, upd
         let runs = state.instances.plugin_history(name, &id).await.ok().and_then(|h| h.current);
         instances.push((view, runs));
     }
-    let (rows, notice) = ConnectorPage::rows(t, &instances, update);
+    let (rows, notice) = ConnectorPage::rows(&instances, outcomes);
     let manifest = &connector.manifest;
     render(&ConnectorPage {
         chrome,
@@ -159,5 +177,7 @@ async fn connector_page(state: &AppState, session: &PageSession, name: &str, upd
         version: manifest.version.clone(),
         instances: rows,
         notice,
+        has_plugin: connector.has_plugin(),
+        own_image: connector.manifest.kind == crate::catalog::Kind::Container,
     })
 }

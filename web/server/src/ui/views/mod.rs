@@ -350,6 +350,8 @@ pub struct InstanceRow {
     pub crash_looping: bool,
     /// The last error the runtime knows.
     pub last_error: Option<String>,
+    /// What the runtime is doing before it can run (building its image).
+    pub activity: Option<String>,
 }
 
 impl InstancesPage {
@@ -360,10 +362,11 @@ impl InstancesPage {
             .iter()
             .map(|i| {
                 let observed = &i.status.observed;
-                let (state, state_class) = match (observed.running, observed.crash_looping) {
-                    (_, true) => (t.dashboard.crash_looping.clone(), "bad"),
-                    (true, false) => (t.dashboard.running.clone(), "ok"),
-                    (false, false) => (t.dashboard.stopped.clone(), "off"),
+                let (state, state_class) = match (observed.running, observed.crash_looping, &observed.activity) {
+                    (_, true, _) => (t.dashboard.crash_looping.clone(), "bad"),
+                    (true, false, _) => (t.dashboard.running.clone(), "ok"),
+                    (false, false, Some(_)) => (t.dashboard.preparing.clone(), "off"),
+                    (false, false, None) => (t.dashboard.stopped.clone(), "off"),
                 };
                 InstanceRow {
                     id: i.config.instance_id.to_string(),
@@ -377,10 +380,17 @@ impl InstancesPage {
                     restarts: observed.restarts,
                     crash_looping: observed.crash_looping,
                     last_error: observed.last_error.clone(),
+                    activity: observed.activity.clone(),
                 }
             })
             .collect();
         Self { chrome, live_prefix: format!("{base}/v1/instances/"), notice, rows }
+    }
+
+    /// An instance is being prepared (its image built): the page asks again every few
+    /// seconds, since nothing is published meanwhile.
+    pub fn preparing(&self) -> bool {
+        self.rows.iter().any(|r| r.activity.is_some())
     }
 }
 

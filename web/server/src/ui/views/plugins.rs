@@ -5,7 +5,7 @@
 use askama::Template;
 
 use super::Chrome;
-use crate::instances::{InstanceView, PluginHistory, UpdateAll, UpdateOutcome};
+use crate::instances::{InstanceView, PluginHistory, RebuildOutcome, Rebuilt, UpdateAll, UpdateOutcome};
 use crate::store::plugins::{ChangeCause, ChangeOutcome, PluginRef};
 use crate::ui::i18n::{Text, fill};
 
@@ -159,49 +159,100 @@ pub struct ConnectorPage {
     pub instances: Vec<ConnectorInstance>,
     /// What the last update did, in one sentence.
     pub notice: Option<(bool, String)>,
+    /// Its instances run a plugin (which an upload updates).
+    pub has_plugin: bool,
+    /// It runs its own image (which a rebuild updates).
+    pub own_image: bool,
+}
+
+/// What an update or a rebuild of all a connector's instances did: a word for each instance
+/// and one sentence for the whole.
+#[derive(Debug, Clone)]
+pub struct Outcomes {
+    per_instance: Vec<(String, String, &'static str)>,
+    notice: (bool, String),
+}
+
+impl Outcomes {
+    /// After a plugin was uploaded for every instance.
+    pub fn of_update(t: &Text, update: &UpdateAll) -> Self {
+        let per_instance = update
+            .instances
+            .iter()
+            .map(|step| {
+                let (words, class) = match step.outcome {
+                    UpdateOutcome::Swapped => (&t.plugin.swapped, "good"),
+                    UpdateOutcome::Kept => (&t.plugin.kept, "muted"),
+                    UpdateOutcome::Rejected => (&t.plugin.rejected, "bad"),
+                    UpdateOutcome::NotTried => (&t.plugin.not_tried, "muted"),
+                };
+                (step.instance.clone(), words.clone(), class)
+            })
+            .collect();
+        let notice = match &update.stopped_at {
+            Some(at) => {
+                let reason = update.instances.iter().find(|s| &s.instance == at).and_then(|s| s.detail.clone());
+                (false, fill(&t.connector.stopped, &[("instance", at), ("reason", &reason.unwrap_or_default())]))
+            }
+            None => {
+                let short: String = update.sha256.chars().take(12).collect();
+                (true, fill(&t.connector.updated, &[("sha", &short), ("count", &update.instances.len().to_string())]))
+            }
+        };
+        Self { per_instance, notice }
+    }
+
+    /// After a container connector's image was rebuilt and its instances recreated.
+    pub fn of_rebuild(t: &Text, rebuilt: &Rebuilt) -> Self {
+        let per_instance = rebuilt
+            .instances
+            .iter()
+            .map(|step| {
+                let (words, class) = match step.outcome {
+                    RebuildOutcome::Recreated => (&t.connector.recreated, "good"),
+                    RebuildOutcome::Kept => (&t.plugin.kept, "muted"),
+                    RebuildOutcome::Failed => (&t.connector.failed, "bad"),
+                    RebuildOutcome::NotTried => (&t.plugin.not_tried, "muted"),
+                };
+                (step.instance.clone(), words.clone(), class)
+            })
+            .collect();
+        let notice = match &rebuilt.stopped_at {
+            Some(at) => {
+                let reason = rebuilt.instances.iter().find(|s| &s.instance == at).and_then(|s| s.detail.clone());
+                let text =
+                    fill(&t.connector.rebuild_stopped, &[("instance", at), ("reason", &reason.unwrap_or_default())]);
+                (false, text)
+            }
+            None => (true, fill(&t.connector.rebuilt, &[("count", &rebuilt.instances.len().to_string())])),
+        };
+        Self { per_instance, notice }
+    }
 }
 
 impl ConnectorPage {
-    /// The rows of a connector's `instances`, each with the version it runs, after `update`
-    /// when one was just made; and the update's outcome in one sentence.
+    /// The rows of a connector's `instances`, each with the version it runs, after an update
+    /// or a rebuild when one was just made; and its outcome in one sentence.
     pub fn rows(
-        t: &Text,
         instances: &[(InstanceView, Option<PluginRef>)],
-        update: Option<&UpdateAll>,
+        outcomes: Option<&Outcomes>,
     ) -> (Vec<ConnectorInstance>, Option<(bool, String)>) {
         let mut rows: Vec<ConnectorInstance> = instances
             .iter()
             .map(|(i, runs)| {
-                let step =
-                    update.and_then(|u| u.instances.iter().find(|s| s.instance == i.config.instance_id.as_str()));
-                let (words, class) = match step.map(|s| s.outcome) {
-                    Some(UpdateOutcome::Swapped) => (Some(t.plugin.swapped.clone()), "good"),
-                    Some(UpdateOutcome::Kept) => (Some(t.plugin.kept.clone()), "muted"),
-                    Some(UpdateOutcome::Rejected) => (Some(t.plugin.rejected.clone()), "bad"),
-                    Some(UpdateOutcome::NotTried) => (Some(t.plugin.not_tried.clone()), "muted"),
-                    None => (None, "muted"),
-                };
+                let id = i.config.instance_id.to_string();
+                let step = outcomes.and_then(|o| o.per_instance.iter().find(|(instance, _, _)| *instance == id));
                 ConnectorInstance {
-                    id: i.config.instance_id.to_string(),
-                    name: i.config.friendly_name.clone().unwrap_or_else(|| i.config.instance_id.to_string()),
+                    name: i.config.friendly_name.clone().unwrap_or_else(|| id.clone()),
+                    id,
                     runs: runs.as_ref().map(VersionView::of),
-                    update: words,
-                    update_class: class,
+                    update: step.map(|(_, words, _)| words.clone()),
+                    update_class: step.map_or("muted", |(_, _, class)| class),
                 }
             })
             .collect();
         rows.sort_by(|a, b| a.id.cmp(&b.id));
-        let notice = update.map(|u| match &u.stopped_at {
-            Some(at) => {
-                let reason = u.instances.iter().find(|s| &s.instance == at).and_then(|s| s.detail.clone());
-                (false, fill(&t.connector.stopped, &[("instance", at), ("reason", &reason.unwrap_or_default())]))
-            }
-            None => {
-                let short: String = u.sha256.chars().take(12).collect();
-                (true, fill(&t.connector.updated, &[("sha", &short), ("count", &u.instances.len().to_string())]))
-            }
-        });
-        (rows, notice)
+        (rows, outcomes.map(|o| o.notice.clone()))
     }
 }
 
