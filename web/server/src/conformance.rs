@@ -20,10 +20,10 @@ pub struct ConformanceOptions {
     #[arg(long)]
     pub broker: Option<String>,
     /// The login (default: MQTT_USERNAME); it must be allowed to publish commands.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub username: Option<String>,
-    /// Its password (default: MQTT_PASSWORD).
-    #[arg(long)]
+    /// Its password (default: MQTT_PASSWORD); generated passwords may start with "-".
+    #[arg(long, allow_hyphen_values = true)]
     pub password: Option<String>,
     /// The instance's base topic (default: MQTT_BASE_TOPIC, else IoT2mqtt).
     #[arg(long)]
@@ -94,4 +94,24 @@ pub async fn run(options: ConformanceOptions) -> anyhow::Result<Report> {
         wait: Duration::from_secs(options.wait.max(1)),
     };
     Ok(iot2mqtt_conformance::check(client, target).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        options: ConformanceOptions,
+    }
+
+    #[test]
+    fn a_generated_password_may_start_with_a_hyphen() {
+        let cli = Cli::try_parse_from(["iot2mqtt", "--instance", "a", "--username", "me", "--password", "-8xY"])
+            .expect("a password starting with a hyphen is a value, not a flag");
+        assert_eq!((cli.options.username.as_deref(), cli.options.password.as_deref()), (Some("me"), Some("-8xY")));
+        assert_eq!(cli.options.wait, 10);
+    }
 }
