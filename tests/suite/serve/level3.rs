@@ -114,11 +114,19 @@ async fn a_multiprocess_connector_is_built_runs_under_supervisord_and_passes_the
     assert!(!env.iter().any(|e| e.starts_with("MQTT_PASSWORD") || e.starts_with("IOT2MQTT_PLUGIN")), "{env:?}");
     assert!(container["Config"]["Healthcheck"]["Test"].is_array(), "the template's HEALTHCHECK");
 
-    // Each program's lines in the instance's log, named.
-    let (_, lines) = serve.call(Method::GET, &format!("{path}/logs?lines=200"), None).await;
-    let text: Vec<&str> = lines.as_array().unwrap().iter().filter_map(|l| l["content"].as_str()).collect();
-    for program in ["service:", "bridge:"] {
-        assert!(text.iter().any(|l| l.starts_with(program)), "{program} in {text:#?}");
+    // Each program's lines in the instance's log, named (the bridge's "connected" line may
+    // reach Docker's log a moment after its "online" reached the broker).
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (_, lines) = serve.call(Method::GET, &format!("{path}/logs?lines=200"), None).await;
+        let text: Vec<String> =
+            lines.as_array().unwrap().iter().filter_map(|l| l["content"].as_str().map(str::to_string)).collect();
+        let named = |program: &str| text.iter().any(|l| l.starts_with(program));
+        if named("service:") && named("bridge:") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "each program's lines, named: {text:#?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 
     // The contract, from outside; the kill takes the bridge down hard to see its Last Will.
