@@ -4,6 +4,7 @@ pub mod baseline;
 pub mod broker;
 pub mod browser;
 pub mod harness;
+pub mod home_assistant;
 pub mod oauth;
 pub mod observer;
 pub mod proxy;
@@ -83,9 +84,25 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
-/// A TCP port nobody listens on now.
+/// A TCP port nobody listens on now, on loopback nor on any other interface.
+///
+/// Taken below Linux's ephemeral range (32768–60999 by default): the kernel gives ports of that
+/// range to outgoing connections too, so a port found free there could be some client's source
+/// port a moment later, and a broker restarted on it would fail with "address in use".
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    let offset = std::process::id() % SPAN;
+    for _ in 0..SPAN {
+        let port = (FIRST + (offset + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN) as u16;
+        let free = |ip: [u8; 4]| std::net::TcpListener::bind((std::net::Ipv4Addr::from(ip), port)).is_ok();
+        if free([0, 0, 0, 0]) && free([127, 0, 0, 1]) {
+            return port;
+        }
+    }
+    panic!("no free TCP port between {FIRST} and {}", FIRST + SPAN)
 }
 
 /// A unique instance id per test, so parallel tests never share topics.
