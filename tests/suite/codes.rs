@@ -25,6 +25,7 @@ const NOT_CODES: &[&str] = &[
     "INSTANCE_NAME",
     "LANG",
     "NOTIFY",
+    "OFF",
     "PASS",
     "PATH",
     "S256",

@@ -13,6 +13,7 @@ mod broker;
 mod codes;
 mod conformance;
 mod contract;
+mod discovery;
 mod faults;
 mod many;
 mod process;

@@ -71,6 +71,9 @@ pub struct InstanceConfig {
     /// Groups of devices that take commands together.
     #[serde(default)]
     pub groups: Vec<GroupEntry>,
+    /// Whether its devices are announced to Home Assistant (MQTT discovery); on by default.
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub ha_discovery: bool,
     /// The plugin version the instance runs, pinned by content (written by the orchestrator).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plugin: Option<PluginPin>,
@@ -200,6 +203,10 @@ impl DeviceEntry {
 
 fn invalid(field: &'static str, message: String) -> ConfigError {
     ConfigError::Invalid { field, message }
+}
+
+fn is_yes(value: &bool) -> bool {
+    *value
 }
 
 fn yes() -> bool {

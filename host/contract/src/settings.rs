@@ -124,6 +124,9 @@ pub struct MqttSettings {
     pub keepalive: Duration,
     /// `MQTT_TLS` and its files; `None` for plain TCP.
     pub tls: Option<TlsFiles>,
+    /// `MQTT_DISCOVERY_PREFIX`: where Home Assistant discovery is published (`homeassistant`);
+    /// `None` (the value `off`) publishes none for any instance.
+    pub discovery_prefix: Option<String>,
 }
 
 /// The files of `MQTT_TLS`: `MQTT_CA_FILE` (the system's roots when unset) and, for brokers
@@ -151,6 +154,7 @@ impl Default for MqttSettings {
             retain: true,
             keepalive: Duration::from_secs(60),
             tls: None,
+            discovery_prefix: Some("homeassistant".into()),
         }
     }
 }
@@ -181,6 +185,14 @@ impl MqttSettings {
                 v.parse().ok().filter(|p| *p > 0).ok_or_else(|| invalid("MQTT_PORT", "must be a port number"))?
             }
         };
+        let discovery_prefix = match env.get("MQTT_DISCOVERY_PREFIX").map(|p| p.trim_end_matches('/')) {
+            None => defaults.discovery_prefix,
+            Some("off" | "false" | "none") => None,
+            Some(p) if p.is_empty() || p.contains(['+', '#']) => {
+                return Err(invalid("MQTT_DISCOVERY_PREFIX", "must be a topic without wildcards, or off"));
+            }
+            Some(p) => Some(p.to_string()),
+        };
         let keepalive = match env.get("MQTT_KEEPALIVE") {
             None => defaults.keepalive,
             Some(v) => v
@@ -201,6 +213,7 @@ impl MqttSettings {
             retain,
             keepalive,
             tls,
+            discovery_prefix,
         })
     }
 
@@ -258,6 +271,11 @@ mod tests {
         let s = MqttSettings::from_env(&Env::default()).unwrap();
         assert_eq!((s.host.as_str(), s.port, s.qos, s.retain), ("localhost", 1883, 1, true));
         assert_eq!(s.client_id("demo"), "iot2mqtt_demo");
+        assert_eq!(s.discovery_prefix.as_deref(), Some("homeassistant"));
+        let off = MqttSettings::from_env(&Env::from_pairs([("MQTT_DISCOVERY_PREFIX", "off")])).unwrap();
+        assert_eq!(off.discovery_prefix, None);
+        let own = MqttSettings::from_env(&Env::from_pairs([("MQTT_DISCOVERY_PREFIX", "ha/")])).unwrap();
+        assert_eq!(own.discovery_prefix.as_deref(), Some("ha"));
     }
 
     #[test]
@@ -270,6 +288,7 @@ mod tests {
             ("MQTT_KEEPALIVE", "1", "MQTT_KEEPALIVE: must be 5 to 65535 seconds"),
             ("MQTT_TLS", "sometimes", "MQTT_TLS: must be true or false"),
             ("MQTT_CA_FILE", "/ca.pem", "MQTT_CA_FILE: is set, but MQTT_TLS is not true"),
+            ("MQTT_DISCOVERY_PREFIX", "ha/#", "MQTT_DISCOVERY_PREFIX: must be a topic without wildcards, or off"),
         ];
         for (name, value, expected) in cases {
             let err = MqttSettings::from_env(&Env::from_pairs([(name, value)])).unwrap_err();

@@ -5,5 +5,6 @@ wasmtime::component::bindgen!({
     world: "connector",
     path: "../../wit",
     exports: { default: async },
+    additional_derives: [PartialEq],
     with: { "wasi:io/poll": wasmtime_wasi::p2::bindings::io::poll },
 });

@@ -14,6 +14,7 @@ use wasmtime::component::{Resource, ResourceTable, ResourceTableError};
 use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::p2::{DynPollable, Pollable, subscribe};
 
+use crate::bindings::exports::iot2mqtt::connector::capabilities::{self, Description};
 use crate::bindings::exports::iot2mqtt::connector::{device, events, handover, tools};
 use crate::bindings::iot2mqtt::connector::types;
 use crate::ctx::{CpuMeter, HostSink, LaneCtx, parse_object, parse_value};
@@ -60,7 +61,7 @@ impl std::fmt::Debug for LaneConfig {
 }
 
 /// A device as the plugin described it after `init`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DeviceInfo {
     /// The device's id.
     pub id: String,
@@ -68,6 +69,8 @@ pub struct DeviceInfo {
     pub model: Option<String>,
     /// Whether the host should poll it.
     pub poll: bool,
+    /// What it can do (`capabilities.describe`), when the plugin says.
+    pub description: Option<Description>,
 }
 
 /// Raised by the lane's owner when it has work, so a plugin blocked in `events.listen`
@@ -110,6 +113,7 @@ struct Exports {
     events: Option<events::Guest>,
     tools: Option<tools::Guest>,
     handover: Option<handover::Guest>,
+    capabilities: Option<capabilities::Guest>,
 }
 
 impl Lane {
@@ -149,6 +153,7 @@ impl Lane {
                 events: indices.events.as_ref().map(|i| i.load(&mut store, &instance)).transpose()?,
                 tools: indices.tools.as_ref().map(|i| i.load(&mut store, &instance)).transpose()?,
                 handover: indices.handover.as_ref().map(|i| i.load(&mut store, &instance)).transpose()?,
+                capabilities: indices.capabilities.as_ref().map(|i| i.load(&mut store, &instance)).transpose()?,
             })
         })()
         .map_err(|e| Fault { kind: FaultKind::Broken, message: format!("the plugin breaks the interface: {e:#}") })?;
@@ -186,7 +191,12 @@ impl Lane {
         let result = tokio::time::timeout(self.call_limit, call).await;
         let outcome = self.finish("init", result)?;
         Ok(outcome
-            .map(|infos| infos.into_iter().map(|i| DeviceInfo { id: i.id, model: i.model, poll: i.poll }).collect())
+            .map(|infos| {
+                infos
+                    .into_iter()
+                    .map(|i| DeviceInfo { id: i.id, model: i.model, poll: i.poll, description: None })
+                    .collect()
+            })
             .map_err(Failure::from))
     }
 
@@ -248,6 +258,16 @@ impl Lane {
         let result = tokio::time::timeout(self.call_limit, call).await;
         let outcome = self.finish("run-tool", result)?;
         Ok(outcome.map_err(Failure::from).and_then(|json| parse_value(&json, "run-tool")))
+    }
+
+    /// `capabilities.describe`; `None` when the plugin does not describe the device (or has no
+    /// such export).
+    pub async fn describe(&mut self, device_id: &str) -> Result<Option<Description>, Fault> {
+        self.begin()?;
+        let Some(capabilities) = &self.exports.capabilities else { return Ok(None) };
+        let call = capabilities.call_describe(&mut self.store, device_id);
+        let result = tokio::time::timeout(self.call_limit, call).await;
+        self.finish("describe", result)
     }
 
     /// `handover.save-state`; `None` when the plugin saves nothing or cannot.

@@ -17,6 +17,13 @@ mod plugin;
 mod sandbox;
 
 pub use bindings::iot2mqtt::connector::types::Level;
+
+/// What a plugin says its devices can do (`wit/capabilities.wit`), as the host receives it.
+pub mod capabilities {
+    pub use crate::bindings::exports::iot2mqtt::connector::capabilities::{
+        Bounded, Category, Choice, Description, Entity, Kind, Light, Number, Preset, Sensor, StateClass,
+    };
+}
 pub use cache::CacheOutcome;
 pub use ctx::HostSink;
 pub use engine::{Engine, EngineConfig, EngineError};

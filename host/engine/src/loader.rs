@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use crate::bindings::exports::iot2mqtt::connector::{device, events, handover, tools};
+use crate::bindings::exports::iot2mqtt::connector::{capabilities, device, events, handover, tools};
 use crate::cache::CompileCache;
 use crate::ctx::HostSink;
 use crate::engine::Engine;
@@ -56,6 +56,7 @@ impl Engine {
             events: events::GuestIndices::new(&pre).ok(),
             tools: tools::GuestIndices::new(&pre).ok(),
             handover: handover::GuestIndices::new(&pre).ok(),
+            capabilities: capabilities::GuestIndices::new(&pre).ok(),
         };
         let mut plugin = Plugin {
             inner: Arc::new(Inner {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use wasmtime::component::InstancePre;
 
-use crate::bindings::exports::iot2mqtt::connector::{device, events, handover, tools};
+use crate::bindings::exports::iot2mqtt::connector::{capabilities, device, events, handover, tools};
 use crate::cache::CacheOutcome;
 use crate::ctx::LaneCtx;
 use crate::outcome::Fault;
@@ -62,6 +62,7 @@ pub(crate) struct Indices {
     pub(crate) events: Option<events::GuestIndices>,
     pub(crate) tools: Option<tools::GuestIndices>,
     pub(crate) handover: Option<handover::GuestIndices>,
+    pub(crate) capabilities: Option<capabilities::GuestIndices>,
 }
 
 impl std::fmt::Debug for Plugin {

@@ -9,6 +9,7 @@
 
 mod backoff;
 mod dedup;
+mod discovery;
 mod dispatch;
 mod grants;
 pub mod logging;
@@ -18,6 +19,7 @@ mod runtime;
 mod status;
 mod worker;
 
+pub use discovery::{discovery_filters, discovery_node_prefix};
 pub use iot2mqtt_engine::{
     CacheOutcome, EngineConfig, Failure, Fault, FaultKind, LoadError, Names, NetGrants, Plugin, PluginAbout,
 };

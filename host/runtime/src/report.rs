@@ -118,6 +118,11 @@ impl Reporter {
         }
     }
 
+    /// The device's last state, if it was read.
+    pub(crate) fn state_of(&self, device: &str) -> Option<Object> {
+        self.lock().get(device).and_then(|d| d.state.clone())
+    }
+
     /// Whether the device answers (`false` before its first read), without copying its state.
     pub(crate) fn online(&self, device: &str) -> bool {
         self.lock().get(device).and_then(|d| d.online).unwrap_or(false)

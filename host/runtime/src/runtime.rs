@@ -17,6 +17,7 @@ use serde_json::{Map, Value};
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::discovery::{Discovery, Namer};
 use crate::dispatch::{Control, Dispatcher, Links};
 use crate::options::InstanceOptions;
 use crate::report::{self, Reporter};
@@ -102,7 +103,16 @@ impl Runtime {
             connect_timeout: Duration::from_secs(10),
             tls: client_tls(&mqtt),
         };
-        let subscriptions = topics.subscriptions().into_iter().map(|t| (t, QoS::AtLeastOnce)).collect();
+        let discovery = mqtt.discovery_prefix.as_deref().map(|prefix| {
+            let namer = Namer::new(prefix, &mqtt.base_topic, topics.clone(), instance_id.as_str(), mqtt.qos);
+            Discovery::new(namer, config.ha_discovery)
+        });
+        let subscriptions = topics
+            .subscriptions()
+            .into_iter()
+            .chain(discovery.iter().flat_map(Discovery::subscriptions))
+            .map(|t| (t, QoS::AtLeastOnce))
+            .collect();
         let session = Session::new(client, subscriptions, outbox, client_tx).with_birth(birth_rx);
         let (session_stop, session_stopped) = oneshot::channel::<()>();
         let span = tracing::info_span!("iot2mqtt.host.instance", instance = %instance_id);
@@ -138,7 +148,7 @@ impl Runtime {
         let (worker_tx, worker_rx) = mpsc::channel::<WorkerEvent>(WORKER_EVENTS);
         let (control_tx, control_rx) = mpsc::channel(8);
         let devices = config.devices.iter().filter(|d| d.enabled).cloned().collect();
-        let links = Links { birth: birth_tx, status: status_tx, worker_events: worker_tx };
+        let links = Links { birth: birth_tx, status: status_tx, worker_events: worker_tx, discovery };
         let mut dispatcher = Dispatcher::new(config, connector_type, reporter, factory.clone(), plugin, links);
         span.in_scope(|| dispatcher.start_workers());
         let (stop_tx, stop_rx) = oneshot::channel::<()>();

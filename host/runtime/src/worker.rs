@@ -99,11 +99,13 @@ impl LaneFactory {
         let mut lane = Lane::new(&self.engine, plugin, config).await.map_err(fault_failure)?;
         let infos =
             lane.init(&self.instance_view, &[(id.to_string(), device.to_object())]).await.map_err(fault_failure)??;
-        let info = infos.into_iter().find(|i| i.id == id).unwrap_or(DeviceInfo {
+        let mut info = infos.into_iter().find(|i| i.id == id).unwrap_or(DeviceInfo {
             id: id.to_string(),
             model: None,
             poll: true,
+            description: None,
         });
+        info.description = lane.describe(id).await.map_err(fault_failure)?;
         Ok((lane, info))
     }
 }

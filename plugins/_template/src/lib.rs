@@ -8,7 +8,8 @@
 
 use std::collections::BTreeMap;
 
-use iot2mqtt_sdk::{Connector, DeviceConfig, DeviceInfo, Error, Instance, Object, Value, json, object};
+use iot2mqtt_sdk::capabilities::Entity;
+use iot2mqtt_sdk::{Capabilities, Connector, DeviceConfig, DeviceInfo, Error, Instance, Object, Value, json, object};
 use serde::Deserialize;
 
 /// The plugin's state: one entry per device it serves.
@@ -47,6 +48,12 @@ impl Connector for Template {
 
     fn describe(&self, device: &DeviceConfig) -> DeviceInfo {
         DeviceInfo::new(&device.id).with_model("template-switch")
+    }
+
+    /// What Home Assistant shows: here one switch on the `power` key. Describe each of your
+    /// device's keys (lights, sensors with units, numbers, selects, buttons).
+    fn capabilities(&self, _device_id: &str) -> Option<Capabilities> {
+        Some(Capabilities::new().manufacturer("Example").entity(Entity::switch("switch", "power")))
     }
 
     fn read_state(&mut self, device_id: &str) -> Result<Object, Error> {

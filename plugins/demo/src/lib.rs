@@ -8,7 +8,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use iot2mqtt_sdk::{Connector, DeviceConfig, DeviceInfo, Error, Instance, Object, Value, host, json, object};
+use iot2mqtt_sdk::capabilities::{Entity, Light, Sensor};
+use iot2mqtt_sdk::{
+    Capabilities, Connector, DeviceConfig, DeviceInfo, Error, Instance, Object, Value, host, json, object,
+};
 use serde::{Deserialize, Serialize};
 
 mod values;
@@ -80,6 +83,27 @@ impl Connector for Demo {
             Some(Kind::Sensor) | None => "demo-sensor",
         };
         DeviceInfo::new(&device.id).with_model(model)
+    }
+
+    fn capabilities(&self, device_id: &str) -> Option<Capabilities> {
+        let device = Capabilities::new().manufacturer("iot2mqtt demo");
+        Some(match self.devices.get(device_id)?.kind {
+            Kind::Light => {
+                device.entity(Entity::light("light", Light::new("power").brightness("brightness", 0.0, 100.0)))
+            }
+            Kind::Switch => device.entity(Entity::switch("switch", "power").device_class("outlet")),
+            Kind::Sensor => device
+                .entity(
+                    Entity::sensor("temperature", Sensor::new("temperature").unit("°C").measurement())
+                        .named("Temperature")
+                        .device_class("temperature"),
+                )
+                .entity(
+                    Entity::sensor("humidity", Sensor::new("humidity").unit("%").measurement())
+                        .named("Humidity")
+                        .device_class("humidity"),
+                ),
+        })
     }
 
     fn read_state(&mut self, device_id: &str) -> Result<Object, Error> {

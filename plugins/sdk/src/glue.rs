@@ -7,7 +7,9 @@ use std::thread::LocalKey;
 use serde_json::Value;
 use wasip2::io::poll::Pollable;
 
+use crate::bindings::exports::iot2mqtt::connector::capabilities as described;
 use crate::bindings::iot2mqtt::connector::types as wit;
+use crate::capabilities as caps;
 use crate::{Connector, DeviceConfig, Error, Instance, Object, Wake};
 
 /// The slot a plugin's connector lives in between calls.
@@ -58,6 +60,64 @@ pub fn run_tool<C: Connector>(name: String, input: String) -> Result<String, wit
     let input: Value =
         serde_json::from_str(&input).map_err(|e| Error::invalid_value(format!("the tool's input is not JSON: {e}")))?;
     Ok(C::run_tool(&name, input)?.to_string())
+}
+
+pub fn describe<C: Connector>(slot: &'static Slot<C>, device_id: String) -> Option<described::Description> {
+    let capabilities = slot.with_borrow(|s| s.as_ref().and_then(|c| c.capabilities(&device_id)))?;
+    Some(described::Description {
+        manufacturer: capabilities.manufacturer,
+        model: capabilities.model,
+        entities: capabilities.entities.into_iter().map(entity).collect(),
+    })
+}
+
+fn entity(entity: caps::Entity) -> described::Entity {
+    let bounded = |b: caps::Bounded| described::Bounded { property: b.property, min: b.min, max: b.max };
+    let kind = match entity.kind {
+        caps::Kind::Light(light) => described::Kind::Light(described::Light {
+            power: light.power,
+            brightness: light.brightness.map(bounded),
+            color_temp: light.color_temp.map(bounded),
+            rgb: light.rgb,
+            hs: light.hs,
+            effects: light
+                .effects
+                .into_iter()
+                .map(|(name, command)| described::Preset { name, command: Value::Object(command).to_string() })
+                .collect(),
+        }),
+        caps::Kind::Switch(property) => described::Kind::Switch(property),
+        caps::Kind::BinarySensor(property) => described::Kind::BinarySensor(property),
+        caps::Kind::Sensor(sensor) => described::Kind::Sensor(described::Sensor {
+            property: sensor.property,
+            unit: sensor.unit,
+            state_class: sensor.state_class.map(|class| match class {
+                caps::StateClass::Measurement => described::StateClass::Measurement,
+                caps::StateClass::Total => described::StateClass::Total,
+                caps::StateClass::TotalIncreasing => described::StateClass::TotalIncreasing,
+            }),
+        }),
+        caps::Kind::Number(n) => described::Kind::Number(described::Number {
+            property: n.property,
+            min: n.min,
+            max: n.max,
+            step: n.step,
+            unit: n.unit,
+        }),
+        caps::Kind::Select { property, options } => described::Kind::Select(described::Choice { property, options }),
+        caps::Kind::Button(command) => described::Kind::Button(Value::Object(command).to_string()),
+    };
+    described::Entity {
+        key: entity.key,
+        name: entity.name,
+        device_class: entity.device_class,
+        category: entity.category.map(|c| match c {
+            caps::Category::Config => described::Category::Config,
+            caps::Category::Diagnostic => described::Category::Diagnostic,
+        }),
+        icon: entity.icon,
+        kind,
+    }
 }
 
 pub fn save_state<C: Connector>(slot: &'static Slot<C>) -> Option<Vec<u8>> {

@@ -28,6 +28,7 @@
 //! ```
 
 pub mod bindings;
+pub mod capabilities;
 mod config;
 mod error;
 #[doc(hidden)]
@@ -36,6 +37,7 @@ pub mod host;
 mod listen;
 pub mod net;
 
+pub use capabilities::Capabilities;
 pub use config::{DeviceConfig, Instance};
 pub use error::Error;
 pub use listen::{Wake, Woken};
@@ -97,6 +99,12 @@ pub trait Connector: Sized + 'static {
     /// Describe a device for the host. By default: polled, model unknown.
     fn describe(&self, device: &DeviceConfig) -> DeviceInfo {
         DeviceInfo::new(&device.id)
+    }
+
+    /// What the device can do, for Home Assistant discovery (see [`capabilities`]). By
+    /// default nothing is said, and the host offers one sensor per numeric or boolean state key.
+    fn capabilities(&self, _device_id: &str) -> Option<Capabilities> {
+        None
     }
 
     /// Read a device's state now. Include `"online"`.
@@ -171,6 +179,12 @@ macro_rules! export {
             impl __exports::tools::Guest for __Iot2mqttPlugin {
                 fn run_tool(name: String, input: String) -> Result<String, __types::Error> {
                     $crate::glue::run_tool::<$connector>(name, input)
+                }
+            }
+
+            impl __exports::capabilities::Guest for __Iot2mqttPlugin {
+                fn describe(device_id: String) -> Option<__exports::capabilities::Description> {
+                    $crate::glue::describe::<$connector>(&__STATE, device_id)
                 }
             }
 

@@ -18,8 +18,11 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use iot2mqtt_sdk::capabilities::{Category, Entity, Light};
 use iot2mqtt_sdk::net::{Datagrams, resolve};
-use iot2mqtt_sdk::{Connector, DeviceConfig, DeviceInfo, Error, Instance, Object, Value, Wake, Woken, host, json};
+use iot2mqtt_sdk::{
+    Capabilities, Connector, DeviceConfig, DeviceInfo, Error, Instance, Object, Value, Wake, Woken, host, json, object,
+};
 use serde::Deserialize;
 
 use bulb::Bulb;
@@ -91,6 +94,37 @@ impl Connector for Yeelight {
             Some(model) => info.with_model(model),
             None => info,
         }
+    }
+
+    /// A colour bulb: on/off, brightness, colour temperature, RGB and HSV colour, the named
+    /// scenes and effects; a button to stop an effect, and whether one runs.
+    fn capabilities(&self, device_id: &str) -> Option<Capabilities> {
+        let bulb = self.bulbs.get(device_id)?;
+        let mut light = Light::new("power")
+            .brightness("brightness", 1.0, 100.0)
+            .color_temp("color_temp", 1700.0, 6500.0)
+            .rgb("rgb")
+            .hs("hsv");
+        for scene in scenes::SCENES {
+            light = light.effect(scene, object(json!({"scene": scene})));
+        }
+        for effect in scenes::EFFECTS {
+            light = light.effect(effect, object(json!({"effect": effect})));
+        }
+        let mut device = Capabilities::new()
+            .manufacturer("Yeelight")
+            .entity(Entity::light("light", light))
+            .entity(Entity::button("stop_effect", object(json!({"effect": "stop"}))).named("Stop effect"))
+            .entity(
+                Entity::binary_sensor("flowing", "flowing")
+                    .named("Effect running")
+                    .category(Category::Diagnostic)
+                    .icon("mdi:animation-play"),
+            );
+        if let Some(model) = &bulb.identity.model {
+            device = device.model(model.clone());
+        }
+        Some(device)
     }
 
     fn read_state(&mut self, device_id: &str) -> Result<Object, Error> {

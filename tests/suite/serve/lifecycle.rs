@@ -40,6 +40,11 @@ async fn lifecycle(serve: &Serve) {
     let created_at = view["created_at"].as_str().unwrap().to_string();
     assert_eq!(obs.next_on(&format!("{root}/status"), WAIT).await.text(), "online");
     obs.next_on(&format!("{root}/devices/l1/state"), WAIT).await;
+    // Home Assistant finds it (the instance publishes and reads back its discovery configs,
+    // which its broker account allows).
+    let discovery = format!("homeassistant/+/IoT2mqtt_{id}/+/config");
+    let mut ha = Observer::connect(serve.mqtt(), &discovery).await;
+    ha.wait_for("the light's discovery config", WAIT, |m| m.topic.ends_with("/l1_light/config")).await;
 
     let (status, body) =
         serve.call(Method::POST, "/api/instances", Some(json!({"instance_id": id, "connector_type": "demo"}))).await;
@@ -120,6 +125,11 @@ async fn lifecycle(serve: &Serve) {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let left = retained_under(serve.mqtt(), &format!("{root}/#"), Duration::from_secs(1)).await;
     assert!(left.is_empty(), "every retained topic of the instance was cleared: {left:?}");
+    let left = retained_under(serve.mqtt(), &discovery, Duration::from_secs(1)).await;
+    assert!(left.is_empty(), "Home Assistant forgets the instance: {left:?}");
+    let kept =
+        retained_under(serve.mqtt(), &format!("homeassistant/+/IoT2mqtt_{id}2/+/config"), Duration::from_secs(1)).await;
+    assert!(kept.iter().any(|m| m.topic.ends_with("/x_switch/config")), "the neighbour keeps its configs: {kept:?}");
     let neighbour = retained(serve.mqtt(), &neighbour_status).await.map(|m| m.text());
     assert_eq!(neighbour.as_deref(), Some("online"), "the neighbour {neighbour_status} kept its status");
     let backups = std::fs::read_dir(serve.data().join("instances/demo/.backup")).unwrap().count();

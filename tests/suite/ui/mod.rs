@@ -425,11 +425,19 @@ async fn an_instance_is_edited_and_its_log_read_from_its_page() {
     browser.screenshot("refused").await;
 
     browser.type_into("#f-update_interval", "30").await;
+    // Home Assistant is told about the instance unless the person unticks it.
+    assert!(browser.text("form.edit").await.contains("Shown in Home Assistant"));
+    assert_eq!(browser.find("#f-ha_discovery").await.prop("checked").await.unwrap().as_deref(), Some("true"));
+    browser.click("#f-ha_discovery").await;
     browser.click("form.edit button.primary").await;
     browser.wait_for_text(".notice", "restarted with its new settings").await;
     browser.wait_for_text("#instance-porch h1", "Front porch").await;
     let (_, view) = serve.call(Method::GET, "/api/instances/demo/porch", None).await;
     assert_eq!((view["update_interval"].as_u64(), view["connection"]["zone"].as_str()), (Some(30), Some("back")));
+    assert_eq!(view["ha_discovery"], false, "{view}");
+    let shown = "section[aria-labelledby=config-title] .summary > div:nth-child(3)";
+    assert_eq!(browser.text(&format!("{shown} dt")).await, "Shown in Home Assistant (MQTT discovery)");
+    assert_eq!(browser.text(&format!("{shown} dd")).await, "no");
     assert_eq!(view["secrets"], json!(["api_token"]), "the secret was kept: {view}");
     browser.wait_for_text("#instance-porch .state", "online").await;
     browser.screenshot("saved").await;

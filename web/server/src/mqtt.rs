@@ -163,9 +163,13 @@ impl MqttService {
         let outbox = Outbox::new(1000);
         *lock(&self.inner.outbox) = outbox.clone();
         let options = client_options(&settings, client_id(&settings));
-        let filter = format!("{}/v1/instances/#", settings.base_topic);
+        let mut filters = vec![(format!("{}/v1/instances/#", settings.base_topic), QoS::AtLeastOnce)];
+        // The instances' Home Assistant discovery configs, to clear them with their instance.
+        if let Some(prefix) = &settings.discovery_prefix {
+            filters.push((format!("{prefix}/+/+/+/config"), QoS::AtLeastOnce));
+        }
         let (tx, mut rx) = mpsc::channel(1024);
-        let session = Session::new(options, vec![(filter, QoS::AtLeastOnce)], outbox, tx);
+        let session = Session::new(options, filters, outbox, tx);
         let (stop, stopped) = oneshot::channel::<()>();
         *lock(&self.inner.stop) = Some(stop);
         tokio::spawn(session.run(async {
@@ -192,6 +196,9 @@ impl MqttService {
     }
 
     fn received(&self, topic: &str, payload: &Bytes, retained: bool) {
+        if !self.ours(topic) {
+            return;
+        }
         let text = String::from_utf8_lossy(payload).into_owned();
         let now = iot2mqtt_contract::time::now();
         {
@@ -298,17 +305,41 @@ impl MqttService {
         answer
     }
 
-    /// Clear every retained topic of one instance (exactly its own: `B/…`), status included.
-    /// The number of topics cleared.
+    /// Whether `topic` is one this service keeps: everything under the base topic, and of the
+    /// discovery configs (the filter takes every one on the broker) only this installation's.
+    fn ours(&self, topic: &str) -> bool {
+        let settings = lock(&self.inner.settings);
+        let Some(rest) = settings.discovery_prefix.as_deref().and_then(|p| topic.strip_prefix(p)) else {
+            return true;
+        };
+        if topic.starts_with(&format!("{}/", settings.base_topic)) {
+            return true;
+        }
+        let node = rest.split('/').nth(2).unwrap_or_default();
+        node.starts_with(&iot2mqtt_runtime::discovery_node_prefix(&settings.base_topic))
+    }
+
+    /// Clear every retained topic of one instance (exactly its own: `B/…`), status included,
+    /// and its Home Assistant discovery configs. The number of topics cleared.
     pub fn clear_retained(&self, instance: &InstanceId) -> usize {
-        let topics = Topics::new(&self.settings().base_topic, instance);
+        let settings = self.settings();
+        let topics = Topics::new(&settings.base_topic, instance);
         let prefix = format!("{}/", topics.root());
-        let doomed: Vec<String> = self
+        let mut doomed: Vec<String> = self
             .topics(&prefix)
             .into_iter()
             .filter(|c| c.retained || retained_by_contract(&c.topic[prefix.len()..]))
             .map(|c| c.topic)
             .collect();
+        if let Some([configs, _]) = iot2mqtt_runtime::discovery_filters(&settings, instance) {
+            let discovery_prefix = settings.discovery_prefix.clone().unwrap_or_default();
+            doomed.extend(
+                self.topics(&discovery_prefix)
+                    .into_iter()
+                    .filter(|c| iot2mqtt_broker::matches(&configs, &c.topic))
+                    .map(|c| c.topic),
+            );
+        }
         for topic in &doomed {
             self.publish(topic, Bytes::new(), QoS::AtLeastOnce, true);
         }

@@ -4,7 +4,8 @@
 //! - each running instance: user `instance-{id}`, a password derived from a key kept in the
 //!   secrets folder (`secrets/.mqtt.key`, 0600) so it is the same across restarts and never
 //!   stored; it may publish under its own topics and subscribe to its command, get and
-//!   meta-request topics, with its own client id only.
+//!   meta-request topics, with its own client id only; and publish and read back its Home
+//!   Assistant discovery configs, and read Home Assistant's status.
 //! - people's accounts (Home Assistant, `mosquitto_sub`): observer (subscribe only) or full
 //!   access, created with a generated password shown once; kept as SHA-256 digests in
 //!   `mqtt-accounts.json`.
@@ -146,7 +147,15 @@ impl BrokerAccounts {
         let user = format!("{INSTANCE_USER_PREFIX}{id}");
         let password = self.instance_password(id);
         let topics = Topics::new(&settings.base_topic, id);
-        let access = Access::Limited { publish: vec![topics.all()], subscribe: topics.subscriptions().to_vec() };
+        let mut publish = vec![topics.all()];
+        let mut subscribe = topics.subscriptions().to_vec();
+        // Home Assistant discovery: its own configs (published, and read back to clear what is
+        // stale) and Home Assistant's status.
+        if let Some([configs, ha_status]) = iot2mqtt_runtime::discovery_filters(settings, id) {
+            publish.push(configs.clone());
+            subscribe.extend([configs, ha_status]);
+        }
+        let access = Access::Limited { publish, subscribe };
         self.accounts.set(&user, Account::new(&password, access, Some(settings.client_id(id.as_str()))));
         (user, Secret::new(password))
     }

@@ -42,6 +42,8 @@ pub struct InstanceRequest {
     pub update_interval: Option<u64>,
     /// Run it.
     pub enabled: bool,
+    /// Announce its devices to Home Assistant.
+    pub ha_discovery: bool,
     /// Secrets given separately.
     pub secrets: BTreeMap<String, String>,
     /// Other keys, kept for the connector.
@@ -103,6 +105,13 @@ impl InstanceRequest {
             Some(Value::Bool(b)) => b,
             Some(other) => return Err(reject("enabled", format!("must be true or false, not {}", kind(&other)))),
         };
+        let ha_discovery = match body.remove("ha_discovery") {
+            None | Some(Value::Null) => true,
+            Some(Value::Bool(b)) => b,
+            Some(other) => {
+                return Err(reject("ha_discovery", format!("must be true or false, not {}", kind(&other))));
+            }
+        };
         let mut secrets = BTreeMap::new();
         for (key, value) in object(&mut body, "secrets")? {
             match value {
@@ -126,6 +135,7 @@ impl InstanceRequest {
             groups,
             update_interval,
             enabled,
+            ha_discovery,
             secrets,
             extra: body,
         })
@@ -203,6 +213,7 @@ mod tests {
             (json!({"update_interval": 0}), "update_interval", "at least 1"),
             (json!({"update_interval": "10"}), "update_interval", "must be a number"),
             (json!({"enabled": 1}), "enabled", "must be true or false"),
+            (json!({"ha_discovery": "no"}), "ha_discovery", "must be true or false"),
             (json!({"secrets": {"password": 5}}), "secrets.password", "must be a string"),
             (json!({"groups": [{"devices": []}]}), "groups[0]", "missing field `group_id`"),
             (json!({"groups": [{"group_id": "g", "devices": ["a/b"]}]}), "groups[0]", "invalid device id"),

@@ -19,9 +19,11 @@ use tokio::time::{Instant, sleep_until};
 
 use crate::backoff::Backoff;
 use crate::dedup::Dedup;
+use crate::discovery::Discovery;
 use crate::report::Reporter;
 use crate::status::{InstanceStatus, SwapError, SwapReport};
 mod commands;
+mod discovery;
 mod meta;
 mod polls;
 
@@ -69,6 +71,8 @@ pub(crate) struct Dispatcher {
     /// Every enabled device has been read once: from then on the list follows availability
     /// changes as the reporter signals them.
     list_settled: bool,
+    /// Home Assistant discovery, unless the installation turned it off.
+    discovery: Option<Discovery>,
 }
 
 /// The channels a dispatcher publishes through.
@@ -79,6 +83,8 @@ pub(crate) struct Links {
     pub(crate) status: watch::Sender<InstanceStatus>,
     /// Given to each worker to report back.
     pub(crate) worker_events: mpsc::Sender<WorkerEvent>,
+    /// Home Assistant discovery's state, when it is on for the installation.
+    pub(crate) discovery: Option<Discovery>,
 }
 
 /// One configured device.
@@ -122,7 +128,7 @@ impl Dispatcher {
         plugin: Plugin,
         links: Links,
     ) -> Self {
-        let Links { birth, status, worker_events } = links;
+        let Links { birth, status, worker_events, discovery } = links;
         let interval = Duration::from_secs(config.update_interval);
         let devices = config
             .devices
@@ -165,6 +171,7 @@ impl Dispatcher {
             ready: false,
             unread: 0,
             list_settled: false,
+            discovery,
         }
     }
 
@@ -240,6 +247,7 @@ impl Dispatcher {
         self.publish_devices_list();
         self.list_settled = self.unread == 0;
         self.publish_info();
+        self.discovery_announce();
         let now = Instant::now();
         let ids: Vec<String> =
             self.devices.iter().filter(|(_, d)| d.worker.is_some()).map(|(id, _)| id.clone()).collect();
@@ -262,6 +270,7 @@ impl Dispatcher {
                     // The broker may have lost retained messages while we were away.
                     self.publish_devices_list();
                     self.publish_info();
+                    self.discovery_republish();
                 }
             }
             ClientEvent::Disconnected { .. } => self.status.send_modify(|s| s.mqtt_connected = false),
@@ -272,6 +281,9 @@ impl Dispatcher {
                 );
                 tracing::warn!(instance = %self.config.instance_id, "{message}");
                 self.reporter.instance_error(ErrorCode::InvalidPayload.as_str(), &message, Severity::Warning);
+            }
+            ClientEvent::Message(publish) if self.discovery.as_ref().is_some_and(|d| d.handles(&publish.topic)) => {
+                self.discovery_message(&publish.topic, &publish.payload);
             }
             ClientEvent::Message(publish) => {
                 let topics = self.reporter.topics().clone();
@@ -320,6 +332,7 @@ impl Dispatcher {
                 });
                 self.publish_info();
                 self.publish_devices_list();
+                self.discovery_refresh(None);
                 let _ = reply.send(Ok(SwapReport { plugin: about, devices: switched, pause: Duration::ZERO }));
             }
             Control::Rejected { message } => {

@@ -149,6 +149,7 @@ impl Dispatcher {
                 }
                 if changed && self.ready {
                     self.publish_devices_list();
+                    self.discovery_refresh(Some(device));
                     self.schedule_poll(device, Instant::now());
                 }
             }
@@ -157,7 +158,12 @@ impl Dispatcher {
                 self.reporter.device_error(device, &failure.code, &failure.message, Severity::Error, None);
                 self.reporter.unavailable(device);
                 if let Some(d) = self.devices.get_mut(device) {
-                    d.info.get_or_insert(DeviceInfo { id: device.to_string(), model: None, poll: true });
+                    d.info.get_or_insert(DeviceInfo {
+                        id: device.to_string(),
+                        model: None,
+                        poll: true,
+                        description: None,
+                    });
                 }
             }
         }
@@ -188,6 +194,7 @@ impl Dispatcher {
                 if let Some(d) = self.devices.get_mut(device) {
                     d.failures.reset();
                 }
+                self.discovery_after_read(device);
                 if purpose == ReadPurpose::Poll {
                     self.poll_finished(device, polled.then(|| Instant::now() + interval));
                 }

@@ -44,13 +44,14 @@ fn config_view(state: &AppState) -> Result<Value, AppError> {
         "ca_file": settings.tls.as_ref().and_then(|t| t.ca_file.as_ref()),
         "cert_file": settings.tls.as_ref().and_then(|t| t.cert_file.as_ref()),
         "key_file": settings.tls.as_ref().and_then(|t| t.key_file.as_ref()),
+        "discovery_prefix": settings.discovery_prefix.as_deref().unwrap_or("off"),
         "broker": if state.embedded_broker { "embedded" } else { "external" },
         "overridden_by_env": overridden,
     }))
 }
 
 /// The fields of `POST /api/mqtt/config` and the variables they set.
-const FIELDS: [(&str, &str); 13] = [
+const FIELDS: [(&str, &str); 14] = [
     ("host", "MQTT_HOST"),
     ("port", "MQTT_PORT"),
     ("username", "MQTT_USERNAME"),
@@ -64,6 +65,7 @@ const FIELDS: [(&str, &str); 13] = [
     ("ca_file", "MQTT_CA_FILE"),
     ("cert_file", "MQTT_CERT_FILE"),
     ("key_file", "MQTT_KEY_FILE"),
+    ("discovery_prefix", "MQTT_DISCOVERY_PREFIX"),
 ];
 
 /// `POST /api/mqtt/config`: change settings (posting the mask keeps the password); the
@@ -146,6 +148,15 @@ pub(crate) fn plan(state: &AppState, body: &Map<String, Value>) -> Result<Planne
             Some(v) => env.insert(key.to_string(), v.clone()),
             None => env.remove(*key),
         };
+    }
+    // The discovery prefix matters with the embedded broker too.
+    if let Some(Some(prefix)) = changes.get("MQTT_DISCOVERY_PREFIX") {
+        let pairs = [("MQTT_DISCOVERY_PREFIX", prefix.as_str())];
+        if let Err(iot2mqtt_contract::SettingsError::Invalid { reason, .. }) =
+            iot2mqtt_contract::MqttSettings::from_env(&iot2mqtt_contract::settings::Env::from_pairs(pairs))
+        {
+            return Err(AppError::invalid("discovery_prefix", reason));
+        }
     }
     let mut external = None;
     if !state.embedded_broker || env.contains_key("MQTT_HOST") {

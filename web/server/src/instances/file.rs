@@ -51,6 +51,7 @@ pub(super) fn build_config(
         connector_type: Some(connector.name.clone()),
         friendly_name: request.friendly_name,
         enabled: request.enabled,
+        ha_discovery: request.ha_discovery,
         update_interval: request.update_interval.unwrap_or(iot2mqtt_contract::config::DEFAULT_UPDATE_INTERVAL),
         connection,
         devices: request.devices,

@@ -17,7 +17,7 @@ use crate::secrets::SecretsManager;
 pub const SECRET_KEYS: [&str; 1] = ["MQTT_PASSWORD"];
 
 /// The variables a settings update may change.
-pub const MQTT_KEYS: [&str; 14] = [
+pub const MQTT_KEYS: [&str; 15] = [
     "MQTT_HOST",
     "MQTT_PORT",
     "MQTT_USERNAME",
@@ -31,6 +31,7 @@ pub const MQTT_KEYS: [&str; 14] = [
     "MQTT_CA_FILE",
     "MQTT_CERT_FILE",
     "MQTT_KEY_FILE",
+    "MQTT_DISCOVERY_PREFIX",
     "LOG_LEVEL",
 ];
 

@@ -110,6 +110,7 @@ fn inputs(
             &Value::from(config.update_interval),
         ),
         input("enabled".into(), chrome.t.instance.enabled.clone(), &Value::Bool(config.enabled)),
+        input("ha_discovery".into(), chrome.t.instance.ha_discovery.clone(), &Value::Bool(config.ha_discovery)),
     ];
     general[1].min = Some(1.0);
 
@@ -280,6 +281,7 @@ pub fn request(
         groups: config.groups.clone(),
         update_interval: update_interval.and_then(|v| v.as_u64()),
         enabled: sent("enabled").is_some(),
+        ha_discovery: sent("ha_discovery").is_some(),
         secrets,
         extra: config.extra.clone(),
     })
@@ -291,7 +293,7 @@ pub fn input_of(field: &str) -> Option<String> {
     if let Some(key) = field.strip_prefix("connection.") {
         return Some(format!("conn.{key}"));
     }
-    matches!(field, "friendly_name" | "update_interval" | "enabled").then(|| field.to_string())
+    matches!(field, "friendly_name" | "update_interval" | "enabled" | "ha_discovery").then(|| field.to_string())
 }
 
 impl EditPage {

@@ -402,6 +402,7 @@ pub struct Instance {
     pub plugin: String,
     pub update_interval: String,
     pub enabled: String,
+    pub ha_discovery: String,
     pub secret_set: String,
     pub yes: String,
     pub no: String,

@@ -259,6 +259,7 @@ impl DockerRuntime {
             format!("MQTT_QOS={}", spec.mqtt.qos),
             format!("MQTT_RETAIN={}", spec.mqtt.retain),
             format!("MQTT_KEEPALIVE={}", spec.mqtt.keepalive.as_secs()),
+            format!("MQTT_DISCOVERY_PREFIX={}", spec.mqtt.discovery_prefix.as_deref().unwrap_or("off")),
             "IOT2MQTT_CACHE_DIR=/cache".to_string(),
         ];
         if plugin_dir.is_some() {

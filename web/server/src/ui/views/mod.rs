@@ -414,6 +414,8 @@ pub struct InstancePage {
     pub back: String,
     /// Seconds between reads.
     pub update_interval: u64,
+    /// Whether its devices are announced to Home Assistant.
+    pub ha_discovery: bool,
     /// Its connection settings; secrets as "set" or "not set", never their values.
     pub settings: Vec<(String, String)>,
     /// Its latest errors.
@@ -474,6 +476,7 @@ impl InstancePage {
             back: format!("/instances/{}/{}", row.connector, row.id),
             cards: devices::cards(t, &mine),
             update_interval: instance.config.update_interval,
+            ha_discovery: instance.config.ha_discovery,
             chrome,
             notice,
             row,
