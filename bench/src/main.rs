@@ -74,6 +74,9 @@ struct RunArgs {
     /// Skip the Python baseline.
     #[arg(long)]
     no_baseline: bool,
+    /// Also run the soak: 5,000 devices read every second for ten minutes (one with --quick).
+    #[arg(long)]
+    soak: bool,
 }
 
 /// What every benchmark gets.
@@ -198,6 +201,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             eprintln!("benchmark {name} failed: {e:#}");
             return Err(e);
         }
+    }
+    if args.soak {
+        benches::soak(&mut ctx).await.inspect_err(|e| eprintln!("benchmark soak failed: {e:#}"))?;
     }
     ctx.report.write(&args.out)?;
     println!("\n{}", ctx.report.markdown());

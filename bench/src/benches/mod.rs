@@ -14,7 +14,7 @@ use iot2mqtt_contract::{InstanceId, Topics};
 use iot2mqtt_runtime::{EngineConfig, Runtime};
 
 pub use density::{density, density_child};
-pub use latency::{round_trip, throughput};
+pub use latency::{round_trip, soak, throughput};
 pub use pages::pages;
 pub use process::{control_plane, footprint, sizes, start};
 pub use swap::swap;

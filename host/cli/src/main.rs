@@ -24,7 +24,7 @@ fn main() -> ExitCode {
         std::env::var("LOG_LEVEL").ok().as_deref(),
         std::env::var("LOG_FORMAT").ok().as_deref(),
     );
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             tracing::error!("cannot start the async runtime: {e}");

@@ -15,12 +15,12 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 
 use crate::QoS;
-use crate::codec::{CodecError, Connect, Packet, Publish};
+use crate::codec::{CodecError, Connect, Packet, Publish, encode_publish};
 use crate::outbox::{Message, Outbox};
 use crate::tls::{self, TlsOptions};
 
 /// Messages sent but not acknowledged, at most.
-const MAX_INFLIGHT: usize = 64;
+const MAX_INFLIGHT: usize = 1024;
 /// The first reconnect delay; it doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(250);
 /// The longest reconnect delay.
@@ -262,6 +262,7 @@ impl Session {
             rbuf: BytesMut::with_capacity(512),
             wbuf: BytesMut::new(),
             inflight: VecDeque::new(),
+            in_use: vec![0; 1024],
             received_qos2: HashSet::new(),
             next_pkid: 0,
             ping_sent: None,
@@ -476,6 +477,8 @@ struct Connection {
     rbuf: BytesMut,
     wbuf: BytesMut,
     inflight: VecDeque<Inflight>,
+    /// The packet ids of `inflight`, one bit each: finding a free id does not walk the window.
+    in_use: Vec<u64>,
     received_qos2: HashSet<u16>,
     next_pkid: u16,
     ping_sent: Option<Instant>,
@@ -490,9 +493,22 @@ impl Connection {
     fn pkid(&mut self) -> u16 {
         loop {
             self.next_pkid = self.next_pkid.wrapping_add(1).max(1);
-            if !self.inflight.iter().any(|i| i.pkid == self.next_pkid) {
+            if !self.taken(self.next_pkid) {
                 return self.next_pkid;
             }
+        }
+    }
+
+    fn taken(&self, pkid: u16) -> bool {
+        self.in_use[usize::from(pkid) / 64] & (1 << (pkid % 64)) != 0
+    }
+
+    fn mark(&mut self, pkid: u16, taken: bool) {
+        let word = &mut self.in_use[usize::from(pkid) / 64];
+        if taken {
+            *word |= 1 << (pkid % 64);
+        } else {
+            *word &= !(1 << (pkid % 64));
         }
     }
 
@@ -505,23 +521,19 @@ impl Connection {
         while self.inflight.len() < MAX_INFLIGHT {
             let Some(message) = outbox.pop() else { break };
             let pkid = if message.qos == QoS::AtMostOnce { 0 } else { self.pkid() };
-            self.queue(&Packet::Publish(Publish {
-                topic: message.topic.clone(),
-                payload: message.payload.clone(),
-                qos: message.qos,
-                retain: message.retain,
-                dup: false,
-                pkid,
-            }));
+            encode_publish(&message.topic, &message.payload, message.qos, message.retain, false, pkid, &mut self.wbuf);
             if message.qos != QoS::AtMostOnce {
+                self.mark(pkid, true);
                 self.inflight.push_back(Inflight { pkid, message, sent: Instant::now(), released: false });
             }
         }
     }
 
     fn acknowledge(&mut self, pkid: u16) {
+        // Acknowledgements mostly come in order: the search usually stops at the front.
         if let Some(pos) = self.inflight.iter().position(|i| i.pkid == pkid) {
             let _ = self.inflight.remove(pos);
+            self.mark(pkid, false);
         }
     }
 

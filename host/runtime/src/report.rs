@@ -76,16 +76,17 @@ impl Reporter {
         let online = state.get("online").and_then(Value::as_bool).unwrap_or(true);
         state.entry("online").or_insert(Value::Bool(online));
         let timestamp = iot2mqtt_contract::time::now();
+        // Published first, then kept: the state is moved in, not copied.
+        self.publish_state(device, &timestamp, &state, self.retain, true);
         let changed = {
             let mut devices = self.lock();
             let view = devices.entry(device.to_string()).or_default();
             let changed = view.online != Some(online);
             view.online = Some(online);
-            view.state = Some(state.clone());
-            view.updated = Some(timestamp.clone());
+            view.state = Some(state);
+            view.updated = Some(timestamp);
             changed
         };
-        self.publish_state(device, timestamp, state, self.retain, true);
         if changed {
             self.availability(device, online);
         }
@@ -113,7 +114,7 @@ impl Reporter {
             (changed, state)
         };
         if changed {
-            self.publish_state(device, iot2mqtt_contract::time::now(), state, self.retain, true);
+            self.publish_state(device, &iot2mqtt_contract::time::now(), &state, self.retain, true);
             self.availability(device, false);
         }
     }
@@ -183,8 +184,8 @@ impl Reporter {
         self.availability_changed.notify_one();
     }
 
-    fn publish_state(&self, device: &str, timestamp: String, state: Object, retain: bool, replaceable: bool) {
-        for (key, value) in &state {
+    fn publish_state(&self, device: &str, timestamp: &str, state: &Object, retain: bool, replaceable: bool) {
+        for (key, value) in state {
             self.outbox.push(Message {
                 topic: self.topics.state_key(device, key),
                 payload: Bytes::from(value.to_string()),
@@ -193,7 +194,7 @@ impl Reporter {
                 replaceable,
             });
         }
-        let message = StateMessage { timestamp, device_id: device.into(), state };
+        let message = StateView { timestamp, device_id: device, state };
         self.push(self.topics.state(device), &message, self.qos, retain, replaceable);
     }
 
@@ -204,6 +205,14 @@ impl Reporter {
     fn lock(&self) -> MutexGuard<'_, HashMap<String, DeviceView>> {
         self.devices.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// A [`StateMessage`] of borrowed parts, serialised the same way (a test checks).
+#[derive(Serialize)]
+struct StateView<'a> {
+    timestamp: &'a str,
+    device_id: &'a str,
+    state: &'a Object,
 }
 
 fn error_message(code: &str, message: &str, severity: Severity, retry_info: Option<RetryInfo>) -> ErrorMessage {
@@ -224,4 +233,17 @@ fn to_bytes(payload: &impl Serialize) -> Bytes {
 /// The QoS of the contract's `MQTT_QOS` setting.
 pub(crate) fn qos(level: u8) -> QoS {
     QoS::from_u8(level).unwrap_or(QoS::AtLeastOnce)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_borrowed_state_serialises_as_the_contracts_state_message() {
+        let state: Object = serde_json::from_value(serde_json::json!({"power": true, "online": true})).unwrap();
+        let owned = StateMessage { timestamp: "t".into(), device_id: "d".into(), state: state.clone() };
+        let borrowed = StateView { timestamp: "t", device_id: "d", state: &state };
+        assert_eq!(serde_json::to_string(&owned).unwrap(), serde_json::to_string(&borrowed).unwrap());
+    }
 }

@@ -24,6 +24,9 @@ use crate::report::{self, Reporter};
 use crate::status::{FaultTimes, InstanceStatus, SwapError, SwapReport};
 use crate::worker::{LaneFactory, WorkerEvent};
 
+/// Publications one device's round may make: its state, availability and a topic per key.
+const PUBLICATIONS_PER_DEVICE: usize = 32;
+
 /// How long a swap waits for its devices to switch before it reports the pause seen so far.
 const SWITCH_WAIT: Duration = Duration::from_secs(10);
 /// Events from the MQTT session waiting for the dispatcher, at most.
@@ -79,7 +82,10 @@ impl Runtime {
         let InstanceSpec { config, mqtt, plugin, options } = spec;
         let instance_id = config.instance_id.clone();
         let topics = Topics::new(&mqtt.base_topic, &instance_id);
-        let outbox = Outbox::new(options.outbox_capacity);
+        // Room for at least one round of every device's publications (a state and its keys),
+        // so that a burst of polls is sent late rather than dropped.
+        let enabled = config.devices.iter().filter(|d| d.enabled).count();
+        let outbox = Outbox::new(options.outbox_capacity.max(enabled * PUBLICATIONS_PER_DEVICE));
         let reporter = Arc::new(Reporter::new(topics.clone(), outbox.clone(), report::qos(mqtt.qos), mqtt.retain));
         let connector_type =
             config.connector_type.as_ref().map(ToString::to_string).unwrap_or_else(|| plugin.about().name.clone());

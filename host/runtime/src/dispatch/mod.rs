@@ -51,6 +51,8 @@ pub(crate) struct Dispatcher {
     pub(crate) birth: watch::Sender<Option<Message>>,
     pub(crate) status: watch::Sender<InstanceStatus>,
     pub(crate) started: std::time::Instant,
+    /// The origin of the read schedule's grid.
+    epoch: Instant,
     pub(crate) devices: BTreeMap<String, Device>,
     pub(crate) worker_events: mpsc::Sender<WorkerEvent>,
     pub(crate) swaps: u64,
@@ -99,6 +101,9 @@ pub(crate) struct Device {
     listed_online: bool,
     /// Whether the device was read at least once.
     read_once: bool,
+    /// Where in each interval its regular reads fall: the devices' reads are spread evenly
+    /// over the interval instead of all at once.
+    phase: Duration,
 }
 
 /// A command waiting for its device.
@@ -130,10 +135,12 @@ impl Dispatcher {
     ) -> Self {
         let Links { birth, status, worker_events, discovery } = links;
         let interval = Duration::from_secs(config.update_interval);
+        let count = config.devices.len().max(1) as u32;
         let devices = config
             .devices
             .iter()
-            .map(|entry| {
+            .enumerate()
+            .map(|(index, entry)| {
                 let device = Device {
                     entry: entry.clone(),
                     worker: None,
@@ -141,6 +148,7 @@ impl Dispatcher {
                     poll_due: None,
                     polling: false,
                     failures: Backoff::new(interval),
+                    phase: interval * index as u32 / count,
                     listed_online: false,
                     read_once: false,
                 };
@@ -156,6 +164,7 @@ impl Dispatcher {
             birth,
             status,
             started: std::time::Instant::now(),
+            epoch: Instant::now(),
             devices,
             worker_events,
             swaps: 0,

@@ -196,7 +196,8 @@ impl Dispatcher {
                 }
                 self.discovery_after_read(device);
                 if purpose == ReadPurpose::Poll {
-                    self.poll_finished(device, polled.then(|| Instant::now() + interval));
+                    let next = self.next_regular_read(device, interval);
+                    self.poll_finished(device, polled.then_some(next));
                 }
             }
             Err(failure) => {
@@ -220,6 +221,18 @@ impl Dispatcher {
                 }
             }
         }
+    }
+
+    /// When a device read just now is read again: at its phase of the interval, at least half
+    /// an interval from now. The grid does not drift with the time reads take, and a burst of
+    /// devices read together (at start, after an outage) spreads out by the next round.
+    fn next_regular_read(&self, device: &str, interval: Duration) -> Instant {
+        let now = Instant::now();
+        let phase = self.devices.get(device).map_or(Duration::ZERO, |d| d.phase);
+        let earliest = now + interval / 2;
+        let from_epoch = earliest.saturating_duration_since(self.epoch + phase);
+        let rounds = from_epoch.as_nanos().div_ceil(interval.as_nanos().max(1));
+        self.epoch + phase + interval * u32::try_from(rounds).unwrap_or(u32::MAX)
     }
 
     pub(super) fn poll_finished(&mut self, device: &str, next: Option<Instant>) {
