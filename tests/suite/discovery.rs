@@ -280,3 +280,27 @@ async fn a_swap_to_a_plugin_without_a_description_turns_its_state_into_sensors()
     vars.insert("value_json".into(), json!({"state": {"power": true}}));
     assert_eq!(render(sensor_config["value_template"].as_str().unwrap(), &vars), "ON");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numbers_and_selects_take_values_from_home_assistant() {
+    let Some(broker) = TestBroker::start().await else { return };
+    let mut obs = Observer::connect(broker.port(), "#").await;
+    let id = unique_id("ha-thermo");
+    let file = json!({"instance_id": id, "connector_type": "thermostat", "devices": [{"device_id": "hall"}]});
+    let instance = TestInstance::start(&broker, "thermostat", file).await;
+    instance.ready().await;
+    // The connection, the target, the mode and the room's temperature.
+    let all = configs(&mut obs, 4).await;
+    check_all(all.iter().map(|(t, c)| (t.as_str(), c)));
+    let target = config(&all, "/hall_target/config");
+    assert_eq!((&target["min"], &target["max"], &target["step"]), (&json!(5.0), &json!(30.0), &json!(0.5)));
+    let mode = config(&all, "/hall_mode/config");
+    assert_eq!(mode["options"], json!(["off", "heat", "auto"]));
+
+    let mut ha = Driver { obs: &mut obs };
+    // Home Assistant sends a number as text of a float, whatever the step.
+    ha.command_template(target, "command_topic", "command_template", json!({"value": 21.5})).await;
+    ha.reads(target, "state_topic", "value_template", "21.5").await;
+    ha.command_template(mode, "command_topic", "command_template", json!({"value": "heat"})).await;
+    ha.reads(mode, "state_topic", "value_template", "heat").await;
+}

@@ -265,6 +265,11 @@ async fn script_tools_run_within_their_limits() {
     let hang = run("hang", json!({"marker": marker})).await;
     assert_eq!((hang["ok"].as_bool(), hang["error"]["code"].as_str()), (Some(false), Some("timeout")), "{hang}");
     assert_eq!(hang["error"]["retriable"], true);
+    // The sandbox has exited; the tool inside it goes with its process group a moment later.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while process_running(&marker) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(!process_running(&marker), "the timed-out tool was killed");
 
     let crash = run("crash", json!({"password": password})).await;
