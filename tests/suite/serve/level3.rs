@@ -35,6 +35,23 @@ async fn ok(serve: &Serve, path: &str, body: Value) -> Value {
 }
 
 /// The instance's view, until `done` says it is what was awaited; every view seen.
+/// Wait until each of `programs` has lines in the instance's log that start with its name (the
+/// bridge's "connected" line may reach Docker's log a moment after its "online" reached the
+/// broker).
+async fn named_lines(serve: &Serve, path: &str, programs: &[&str]) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (_, lines) = serve.call(Method::GET, &format!("{path}/logs?lines=200"), None).await;
+        let text: Vec<String> =
+            lines.as_array().unwrap().iter().filter_map(|l| l["content"].as_str().map(str::to_string)).collect();
+        if programs.iter().all(|program| text.iter().any(|l| l.starts_with(&format!("{program}: ")))) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "each program's lines, named {programs:?}: {text:#?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 async fn views_until(serve: &Serve, path: &str, within: Duration, done: impl Fn(&Value) -> bool) -> Vec<Value> {
     let deadline = Instant::now() + within;
     let mut seen = Vec::new();
@@ -114,20 +131,7 @@ async fn a_multiprocess_connector_is_built_runs_under_supervisord_and_passes_the
     assert!(!env.iter().any(|e| e.starts_with("MQTT_PASSWORD") || e.starts_with("IOT2MQTT_PLUGIN")), "{env:?}");
     assert!(container["Config"]["Healthcheck"]["Test"].is_array(), "the template's HEALTHCHECK");
 
-    // Each program's lines in the instance's log, named (the bridge's "connected" line may
-    // reach Docker's log a moment after its "online" reached the broker).
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let (_, lines) = serve.call(Method::GET, &format!("{path}/logs?lines=200"), None).await;
-        let text: Vec<String> =
-            lines.as_array().unwrap().iter().filter_map(|l| l["content"].as_str().map(str::to_string)).collect();
-        let named = |program: &str| text.iter().any(|l| l.starts_with(program));
-        if named("service:") && named("bridge:") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "each program's lines, named: {text:#?}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    named_lines(&serve, &path, &["service", "bridge"]).await;
 
     // The contract, from outside; the kill takes the bridge down hard to see its Last Will.
     let kill = format!("docker exec {name} pkill -9 -f bridge.py");
@@ -222,6 +226,7 @@ async fn the_sensor_hub_bridges_two_languages_through_a_plugin_that_swaps_inside
     obs.wait_for("online", WAIT * 2, |m| m.topic == format!("{root}/status") && m.text() == "online").await;
     drop(first_start);
     let name = format!("iot2mqtt_sensor-hub_{id}");
+    named_lines(&serve, &path, &["climate", "relays", "bridge"]).await;
 
     // Both services answer through the plugin: Python's climate sensor, Perl's relay.
     let climate =
@@ -310,10 +315,14 @@ async fn a_dockerfile_that_does_not_build_is_reported_with_dockers_message() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_embedded_runtime_says_a_container_connector_needs_docker() {
+async fn the_embedded_runtime_refuses_a_container_connector_and_says_it_needs_docker() {
     let serve = Serve::start(Runtime::Embedded).await;
-    let view = serve.create(json!({"instance_id": "nodocker", "connector_type": "lamps", "devices": []})).await;
-    let error = view["status"]["last_error"].as_str().unwrap_or_default();
-    assert!(error.contains("needs Docker") && error.contains("lamps"), "{view:#}");
-    assert_eq!(view["status"]["running"], false);
+    let body = json!({"instance_id": "nodocker", "connector_type": "lamps", "devices": []});
+    let (status, answer) = serve.call(Method::POST, "/api/instances", Some(body)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    let error = answer["error"].as_str().unwrap_or_default();
+    assert!(error.contains("needs Docker") && error.contains("lamps"), "{answer:#}");
+    // Nothing half-made is left behind.
+    let (status, _) = serve.call(Method::GET, "/api/instances/lamps/nodocker", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }

@@ -156,6 +156,11 @@ impl Browser {
         }
     }
 
+    /// Make the window `width`×`height` (a phone's, to see a page as it lays out there).
+    pub async fn resize(&self, width: u32, height: u32) {
+        self.client.set_window_size(width, height).await.unwrap_or_else(|e| panic!("resize to {width}x{height}: {e}"));
+    }
+
     /// Save a screenshot as `<target>/screenshots/<test>-<what>.png`; its path.
     pub async fn screenshot(&self, what: &str) -> PathBuf {
         let png = self.client.screenshot().await.unwrap();

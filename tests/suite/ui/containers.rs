@@ -110,7 +110,14 @@ async fn a_container_connectors_build_is_followed_on_its_page_until_it_fails() {
     browser.screenshot("building").await;
     browser.wait_for_text("#instance-misbuilt .state .error", "no-such-file").await;
     assert!(browser.text("#instance-misbuilt .state").await.contains("stopped"), "no longer preparing");
+    // Nothing else on the page contradicts the failure: no empty device grid, no "no errors".
+    browser.wait_for_text("#no-devices", "No devices yet").await;
+    let errors = browser.text("section[aria-labelledby=errors-title]").await;
+    assert!(errors.contains("last error is shown above") && !errors.contains("Good."), "{errors}");
     browser.screenshot("failed").await;
+    browser.resize(375, 812).await;
+    browser.wait_for_text("#instance-misbuilt .state .error", "no-such-file").await;
+    browser.screenshot("failed-phone").await;
     browser.assert_clean_console().await;
     browser.close().await;
 }

@@ -140,6 +140,15 @@ async fn the_catalog_lists_searches_and_shows_broken_connectors_on_a_phone() {
     // The broken connector is listed with what breaks it.
     let broken = browser.text(".integration.broken").await;
     assert!(broken.contains("This connector cannot be used:") && broken.contains("setup.json"), "{broken}");
+    // A container connector says it needs Docker here, and offers no wizard that would end in an error.
+    let hub = browser.text("#catalog > li:has(.needs-docker)").await;
+    assert!(hub.contains("Sensor hub") && hub.contains("Needs Docker"), "{hub}");
+    let buttons = browser
+        .client
+        .execute("return document.querySelectorAll('#catalog > li:has(.needs-docker) button').length", vec![])
+        .await
+        .unwrap();
+    assert_eq!(buttons, json!(0));
     browser.screenshot("catalog").await;
 
     // Typing filters as you type; the plain form does the same on the server.

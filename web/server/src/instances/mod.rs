@@ -180,6 +180,16 @@ impl Instances {
         let connector_name =
             request.connector_type.clone().ok_or_else(|| InstanceError::invalid("connector_type", "is required"))?;
         let connector = self.connector(&connector_name, "connector_type")?;
+        if connector.manifest.kind == Kind::Container && self.runtime.name() != "docker" {
+            return Err(InstanceError::invalid(
+                "connector_type",
+                format!(
+                    "connector \"{}\" runs in a container image of its own and needs Docker, but this serve runs \
+                     instances in its own process: start serve where a Docker engine answers",
+                    connector.name
+                ),
+            ));
+        }
         let id = request.resolve_id()?;
         let _serial = self.serial.lock().await;
         if self.lookup(&id).await?.is_some() {

@@ -361,6 +361,7 @@ pub struct Integrations {
     pub instances: String,
     pub broken: String,
     pub no_setup: String,
+    pub needs_docker: String,
     pub none_found: String,
     pub setup_failed: String,
 }
@@ -409,6 +410,8 @@ pub struct Instance {
     pub open: String,
     pub secret_unset: String,
     pub log: String,
+    pub no_devices: String,
+    pub errors_elsewhere: String,
     pub no_log: String,
     pub log_hint: String,
     pub edit: String,

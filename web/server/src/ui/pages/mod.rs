@@ -293,7 +293,7 @@ pub async fn integrations(
 ) -> Response {
     let chrome = Chrome::page(t(), &session.csrf, "integrations");
     match state.instances.integrations().await {
-        Ok(listed) => render(&IntegrationsPage::build(chrome, listed, &query.q)),
+        Ok(listed) => render(&IntegrationsPage::build(chrome, listed, &query.q, state.instances.runtime_name())),
         Err(e) => error_page(StatusCode::INTERNAL_SERVER_ERROR, chrome, e.to_string()),
     }
 }

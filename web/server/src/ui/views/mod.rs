@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::assets;
 use super::i18n::Text;
-use crate::catalog::Listed;
+use crate::catalog::{Kind, Listed};
 use crate::instances::InstanceView;
 use crate::mqtt::Cached;
 
@@ -259,6 +259,8 @@ pub struct IntegrationCard {
     pub instances: usize,
     /// It has a setup wizard.
     pub has_setup: bool,
+    /// It runs in a container image of its own and this serve has no Docker to run it.
+    pub needs_docker: bool,
     /// What breaks it, when it is broken.
     pub broken: Option<String>,
     /// The words a search matches, lower case.
@@ -266,8 +268,9 @@ pub struct IntegrationCard {
 }
 
 impl IntegrationsPage {
-    /// The catalog filtered by `query` (words in the name, description or category).
-    pub fn build(chrome: Chrome, listed: Vec<Listed>, query: &str) -> Self {
+    /// The catalog filtered by `query` (words in the name, description or category); `runtime` is the
+    /// name of the runtime instances run in (container connectors need `docker`).
+    pub fn build(chrome: Chrome, listed: Vec<Listed>, query: &str, runtime: &str) -> Self {
         let words: Vec<String> = query.split_whitespace().map(str::to_lowercase).collect();
         let cards = listed
             .into_iter()
@@ -283,6 +286,7 @@ impl IntegrationsPage {
                     .to_lowercase();
                     IntegrationCard {
                         has_setup: !s.flows.is_empty(),
+                        needs_docker: s.kind == Kind::Container && runtime != "docker",
                         name: s.name,
                         display_name: s.display_name,
                         description: s.description,
@@ -302,6 +306,7 @@ impl IntegrationsPage {
                     icon: None,
                     instances,
                     has_setup: false,
+                    needs_docker: false,
                     broken: Some(error),
                 },
             })
