@@ -23,6 +23,7 @@ fn main() -> ExitCode {
     iot2mqtt_runtime::logging::init(
         std::env::var("LOG_LEVEL").ok().as_deref(),
         std::env::var("LOG_FORMAT").ok().as_deref(),
+        std::env::var("LOG_NAME").ok().as_deref(),
     );
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,

@@ -1,6 +1,7 @@
 //! One logging setup for both binaries (`iot2mqtt-host` and `iot2mqtt`): stderr, the level from
-//! `LOG_LEVEL` and the format from `LOG_FORMAT`. The caller reads the environment and passes the
-//! values in, so this crate still reads none itself.
+//! `LOG_LEVEL`, the format from `LOG_FORMAT` and, for the host, a name that starts every text line
+//! from `LOG_NAME` (a program among others in a multi-process container). The caller reads the
+//! environment and passes the values in, so this crate still reads none itself.
 //!
 //! `serve` also keeps the last lines of each instance's log in memory ([`InstanceLogs`]), so a
 //! person can read and follow them where a container's log would be: an event belongs to an
@@ -22,23 +23,53 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 /// Log to stderr. `level` is `LOG_LEVEL` (default `info`; the contract's names `WARNING`,
 /// `CRITICAL` and `FATAL` are understood, any case, as is a full filter such as
 /// `info,iot2mqtt_runtime=debug`); `format` is `LOG_FORMAT` (`json` for one JSON object per
-/// line, anything else for text, coloured on a terminal).
-pub fn init(level: Option<&str>, format: Option<&str>) {
-    init_with(level, format, None);
+/// line, anything else for text, coloured on a terminal); `name`, when given, starts every text
+/// line as `name: `, as the other programs of a multi-process container name theirs.
+pub fn init(level: Option<&str>, format: Option<&str>, name: Option<&str>) {
+    init_all(level, format, name, None);
 }
 
 /// [`init`], also keeping each instance's recent lines in `instances`.
 pub fn init_with(level: Option<&str>, format: Option<&str>, instances: Option<InstanceLogs>) {
+    init_all(level, format, None, instances);
+}
+
+fn init_all(level: Option<&str>, format: Option<&str>, name: Option<&str>, instances: Option<InstanceLogs>) {
     let filter = EnvFilter::try_new(filter(level)).unwrap_or_else(|_| EnvFilter::new("info"));
     let json = format.is_some_and(|f| f.eq_ignore_ascii_case("json"));
+    let prefix: &'static str = match name.map(str::trim) {
+        Some(name) if !name.is_empty() => Box::leak(format!("{name}: ").into_boxed_str()),
+        _ => "",
+    };
     let text = (!json).then(|| {
         tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
+            .with_writer(move || Named { prefix, started: false, out: std::io::stderr().lock() })
             .with_target(false)
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
     });
     let json = json.then(|| tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).with_target(false));
     let _ = tracing_subscriber::registry().with(filter).with(text).with(json).with(instances).try_init();
+}
+
+/// Stderr for one event's line, starting it with the program's name (nothing when it has none).
+struct Named {
+    prefix: &'static str,
+    started: bool,
+    out: std::io::StderrLock<'static>,
+}
+
+impl std::io::Write for Named {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if !self.started {
+            self.started = true;
+            self.out.write_all(self.prefix.as_bytes())?;
+        }
+        self.out.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
 }
 
 /// Lines kept per instance.
