@@ -71,14 +71,22 @@ impl Outbox {
 
     /// Queue a message at the back.
     pub fn push(&self, message: Message) {
+        self.extend([message]);
+    }
+
+    /// Queue messages at the back, in their order: one lock and one wake-up for all of them
+    /// (a state and its per-key topics).
+    pub fn extend(&self, messages: impl IntoIterator<Item = Message>) {
         {
             let mut state = self.lock();
-            if message.replaceable
-                && let Some(seq) = state.by_topic.get(&message.topic).copied()
-            {
-                state.queue.insert(seq, message);
-                state.replaced += 1;
-            } else {
+            for message in messages {
+                if message.replaceable
+                    && let Some(seq) = state.by_topic.get(&message.topic).copied()
+                {
+                    state.queue.insert(seq, message);
+                    state.replaced += 1;
+                    continue;
+                }
                 if state.queue.len() >= self.inner.capacity {
                     state.drop_oldest();
                 }

@@ -185,17 +185,23 @@ impl Reporter {
     }
 
     fn publish_state(&self, device: &str, timestamp: &str, state: &Object, retain: bool, replaceable: bool) {
-        for (key, value) in state {
-            self.outbox.push(Message {
-                topic: self.topics.state_key(device, key),
-                payload: Bytes::from(value.to_string()),
-                qos: self.qos,
-                retain,
-                replaceable,
-            });
-        }
-        let message = StateView { timestamp, device_id: device, state };
-        self.push(self.topics.state(device), &message, self.qos, retain, replaceable);
+        let per_key = state.iter().map(|(key, value)| Message {
+            topic: self.topics.state_key(device, key),
+            payload: Bytes::from(value.to_string()),
+            qos: self.qos,
+            retain,
+            replaceable,
+        });
+        let whole = Message {
+            topic: self.topics.state(device),
+            payload: to_bytes(&StateView { timestamp, device_id: device, state }),
+            qos: self.qos,
+            retain,
+            replaceable,
+        };
+        // Built before the outbox's lock is taken.
+        let messages: Vec<Message> = per_key.chain([whole]).collect();
+        self.outbox.extend(messages);
     }
 
     fn push(&self, topic: String, payload: &impl Serialize, qos: QoS, retain: bool, replaceable: bool) {

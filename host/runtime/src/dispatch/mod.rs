@@ -106,6 +106,20 @@ pub(crate) struct Device {
     phase: Duration,
 }
 
+/// The width of the poll grid's slots: devices whose reads fall in one slot are read together.
+const POLL_SLOT: Duration = Duration::from_millis(10);
+
+/// Where in each `interval` the regular reads of device `index` of `count` fall: spread evenly
+/// over the interval, on slots of [`POLL_SLOT`]. Spreading keeps a command's response from
+/// queueing behind every device's state at once; the slots let the devices of one slot be sent
+/// to their workers in one wake-up and their states leave in one write, instead of a wake-up
+/// of each thread per device (5,000 devices read each second: 100 wake-ups, not 5,000).
+fn phase(interval: Duration, index: u32, count: u32) -> Duration {
+    let slots = u32::try_from(interval.as_nanos() / POLL_SLOT.as_nanos()).unwrap_or(u32::MAX).max(1);
+    let slot = u64::from(index) * u64::from(slots) / u64::from(count.max(1));
+    interval * u32::try_from(slot).unwrap_or(0) / slots
+}
+
 /// A command waiting for its device.
 struct Pending {
     device: String,
@@ -148,7 +162,7 @@ impl Dispatcher {
                     poll_due: None,
                     polling: false,
                     failures: Backoff::new(interval),
-                    phase: interval * index as u32 / count,
+                    phase: phase(interval, index as u32, count),
                     listed_online: false,
                     read_once: false,
                 };
@@ -367,5 +381,30 @@ impl Drop for Dispatcher {
     fn drop(&mut self) {
         // Dropping the handles wakes and ends every worker.
         self.devices.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_are_spread_over_the_interval_on_slots() {
+        let second = Duration::from_secs(1);
+        // Many devices: 100 slots of 10 ms, 50 devices in each, none past the interval.
+        let phases: Vec<Duration> = (0..5000).map(|i| phase(second, i, 5000)).collect();
+        assert_eq!(phases[0], Duration::ZERO);
+        assert_eq!(phases[49], Duration::ZERO);
+        assert_eq!(phases[50], Duration::from_millis(10));
+        assert_eq!(phases[4999], Duration::from_millis(990));
+        let distinct: BTreeSet<Duration> = phases.iter().copied().collect();
+        assert_eq!(distinct.len(), 100);
+        // Few devices: each its own share of the interval.
+        assert_eq!(phase(second, 1, 4), Duration::from_millis(250));
+        // A long interval has more slots; one device or a zero count stays at the start.
+        assert_eq!(phase(Duration::from_secs(60), 1, 2), Duration::from_secs(30));
+        assert_eq!(phase(second, 0, 0), Duration::ZERO);
+        // An interval shorter than a slot reads everyone together.
+        assert_eq!(phase(Duration::from_millis(5), 3, 4), Duration::ZERO);
     }
 }
