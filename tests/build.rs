@@ -1,6 +1,6 @@
-//! Builds the plugins of `plugins/` and the fault fixtures of `tests/fixtures/plugins/` for
-//! wasm32-wasip2, so the suite always runs against components built from the current source.
-//! Their directory reaches the tests as `IOT2MQTT_TEST_PLUGINS`.
+//! Builds the plugins of `plugins/` (Rust and Python) and the fault fixtures of
+//! `tests/fixtures/plugins/` for wasm32-wasip2, so the suite always runs against components
+//! built from the current source. Their directory reaches the tests as `IOT2MQTT_TEST_PLUGINS`.
 
 use std::path::{Path, PathBuf};
 
@@ -20,6 +20,16 @@ fn main() {
         if let Err(e) = iot2mqtt_plugin_build::build(&workspace.join("Cargo.toml"), &target.join(dir), &plugins_out) {
             panic!("{e}");
         }
+    }
+    let python = iot2mqtt_plugin_build::PythonBuild {
+        plugins: &root.join("plugins"),
+        sdk: &root.join("plugins/python"),
+        wit: &root.join("wit"),
+        venv: &target.join("python-venv"),
+        cache: &target.join("python-plugins"),
+    };
+    if let Err(e) = iot2mqtt_plugin_build::build_python(&python, &plugins_out) {
+        panic!("{e}");
     }
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
     println!("cargo:rustc-env=IOT2MQTT_TEST_PLUGINS={}", plugins_out.display());

@@ -1,7 +1,9 @@
 // Longer than 500 lines: one test per rule of the contract, in the contract's order.
 //! One test per rule of the connector contract (`shared/contract.md`), against a real broker, with
-//! the demo plugin running in-process, or with `IOT2MQTT_CONTRACT_TARGET=baseline` the Python
-//! reference connector the benchmarks compare with.
+//! the demo plugin running in-process; with `IOT2MQTT_CONTRACT_TARGET=demo-python` its Python
+//! port (`plugins/demo-python`, a component built by componentize-py) in the same host; with
+//! `IOT2MQTT_CONTRACT_TARGET=baseline` the Python reference connector the benchmarks compare
+//! with.
 
 use std::time::Duration;
 
@@ -54,7 +56,11 @@ impl Subject {
             let python = baseline::python()?;
             return Some(Self::Baseline(Baseline::start(&python, port, &config)));
         }
-        Some(Self::Host(TestInstance::start_on(port, "demo", config, InstanceOptions::default()).await))
+        let plugin = match std::env::var("IOT2MQTT_CONTRACT_TARGET").as_deref() {
+            Ok("demo-python") => "demo-python",
+            _ => "demo",
+        };
+        Some(Self::Host(TestInstance::start_on(port, plugin, config, InstanceOptions::default()).await))
     }
 
     fn topics(&self) -> &Topics {

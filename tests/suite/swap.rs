@@ -152,6 +152,48 @@ async fn a_plugin_in_use_is_shared_not_loaded_again() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_swaps_between_rust_and_python_and_keeps_its_values() {
+    let Some((_broker, instance, mut obs)) = demo_instance().await else { return };
+    let t = instance.topics.clone();
+    obs.publish(&t.command("l1"), json!({"id": "set", "values": {"power": true, "brightness": 41}}).to_string()).await;
+    obs.next_json(&t.command_response("l1"), WAIT, |r| r["cmd_id"] == "set" && r["status"] == "success").await;
+
+    // To the Python port: the values cross in the demo's hand-over format.
+    let rust = instance.handle.status().plugin.sha256;
+    let report = instance.handle.swap_wasm(plugin("demo-python")).await.expect("the swap to Python succeeds");
+    assert_eq!(report.devices, 2);
+    obs.publish(&t.get("l1"), "{}").await;
+    obs.next_json(&t.state("l1"), WAIT, |s| s["state"]["power"] == true && s["state"]["brightness"] == 41).await;
+    obs.publish(&t.command("l1"), json!({"id": "py", "values": {"brightness": 7}}).to_string()).await;
+    let done = obs.next_json(&t.command_response("l1"), WAIT, |r| r["cmd_id"] == "py").await;
+    assert_eq!(done["result"], json!({"brightness": 7}), "{done}");
+    obs.publish(&t.command("l1"), json!({"id": "bad", "values": {"brightness": 700}}).to_string()).await;
+    let refused = obs.next_json(&t.command_response("l1"), WAIT, |r| r["cmd_id"] == "bad").await;
+    assert_eq!(refused["error"]["code"], "INVALID_VALUE", "{refused}");
+
+    // And back to Rust, with what Python changed.
+    let back = new_version(&plugin("demo"), &unique_id("back"));
+    instance.handle.swap_wasm(back).await.expect("the swap back to Rust succeeds");
+    obs.publish(&t.get("l1"), "{}").await;
+    obs.next_json(&t.state("l1"), WAIT, |s| s["state"]["power"] == true && s["state"]["brightness"] == 7).await;
+    assert_ne!(instance.handle.status().plugin.sha256, rust);
+    let statuses = obs.collect(&t.status(), Duration::from_millis(100)).await;
+    assert!(statuses.iter().all(|s| s.text() == "online"), "never offline: {statuses:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loads_of_the_same_plugin_at_once_compile_it_once() {
+    let wasm = new_version(&plugin("demo"), &unique_id("together"));
+    // No compile cache: a second compile would show as a second plugin.
+    let runtime = Runtime::new(EngineConfig { cache_dir: None }).unwrap();
+    let loads = (0..4).map(|_| runtime.load_plugin(wasm.clone()));
+    let loaded: Vec<_> = futures_util::future::join_all(loads).await.into_iter().map(Result::unwrap).collect();
+    for other in &loaded[1..] {
+        assert!(other.is_same(&loaded[0]), "a load that waited compiled its own copy");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compiled_components_are_cached_by_content() {
     let cache = tempfile::tempdir().unwrap();
     let wasm = new_version(&plugin("demo"), &unique_id("cache"));

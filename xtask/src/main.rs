@@ -74,8 +74,16 @@ pub(crate) fn plugins() -> anyhow::Result<Vec<PathBuf>> {
     let install = root().join("../shared/toolchain/install-wasm-target.sh");
     iot2mqtt_plugin_build::ensure_target(Some(&install)).map_err(anyhow::Error::msg)?;
     let out = target_dir().join("plugins");
-    let built = iot2mqtt_plugin_build::build(&root().join("plugins/Cargo.toml"), &target_dir().join("wasm"), &out)
+    let mut built = iot2mqtt_plugin_build::build(&root().join("plugins/Cargo.toml"), &target_dir().join("wasm"), &out)
         .map_err(anyhow::Error::msg)?;
+    let python = iot2mqtt_plugin_build::PythonBuild {
+        plugins: &root().join("plugins"),
+        sdk: &root().join("plugins/python"),
+        wit: &root().join("wit"),
+        venv: &target_dir().join("python-venv"),
+        cache: &target_dir().join("python-plugins"),
+    };
+    built.extend(iot2mqtt_plugin_build::build_python(&python, &out).map_err(anyhow::Error::msg)?);
     for plugin in &built {
         let size = std::fs::metadata(&plugin.path).map(|m| m.len()).unwrap_or(0);
         println!("plugin {:<12} {:>8} bytes  {}", plugin.name, size, plugin.path.display());
@@ -189,6 +197,16 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
             &["test", "--release", "-p", "iot2mqtt-tests", "--", "contract::"],
             &root,
             ("IOT2MQTT_CONTRACT_TARGET", "baseline"),
+        )?;
+    }
+    // And against the demo's Python port, in the same host: a component built by
+    // componentize-py holds to the contract like one built from Rust.
+    if extra.is_empty() {
+        println!("xtask: the contract tests against the Python demo plugin");
+        cargo_with_env(
+            &["test", "--release", "-p", "iot2mqtt-tests", "--", "contract::"],
+            &root,
+            ("IOT2MQTT_CONTRACT_TARGET", "demo-python"),
         )?;
     }
     // Plugin logic is tested natively (it is plain Rust apart from the exports).

@@ -43,6 +43,9 @@ pub(crate) struct Inner {
     pub(crate) cache: Option<CompileCache>,
     /// Plugins loaded and still in use, by sha256 (see [`Engine::load`]).
     pub(crate) loaded: Mutex<HashMap<String, Weak<crate::plugin::Inner>>>,
+    /// Loads in progress, by sha256: a second load of the same content waits for the first
+    /// instead of compiling it again (a Python component takes seconds and hundreds of MB).
+    pub(crate) loading: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
     _ticker: Ticker,
 }
 
@@ -85,6 +88,7 @@ impl Engine {
                 linker,
                 cache: config.cache_dir.map(CompileCache::new),
                 loaded: Mutex::default(),
+                loading: Mutex::default(),
                 _ticker: ticker,
             }),
         })

@@ -40,6 +40,13 @@ impl Engine {
         if let Some(plugin) = self.loaded(&sha256) {
             return Ok(plugin);
         }
+        // One load per content at a time; whoever waited finds the plugin loaded, or at worst
+        // (it was dropped meanwhile) in the compile cache.
+        let turn = self.turn(&sha256);
+        let _turn = turn.lock().await;
+        if let Some(plugin) = self.loaded(&sha256) {
+            return Ok(plugin);
+        }
         let started = Instant::now();
         let engine = self.clone();
         let hash = sha256.clone();
@@ -93,6 +100,18 @@ impl Engine {
     pub fn loaded(&self, sha256: &str) -> Option<Plugin> {
         let loaded = self.inner.loaded.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         loaded.get(sha256).and_then(Weak::upgrade).map(|inner| Plugin { inner })
+    }
+
+    /// The lock that orders loads of content `sha256`.
+    fn turn(&self, sha256: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut loading = self.inner.loading.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        loading.retain(|_, weak| weak.strong_count() > 0);
+        if let Some(turn) = loading.get(sha256).and_then(Weak::upgrade) {
+            return turn;
+        }
+        let turn = Arc::new(tokio::sync::Mutex::new(()));
+        loading.insert(sha256.to_string(), Arc::downgrade(&turn));
+        turn
     }
 
     fn remember(&self, plugin: &Plugin) {
