@@ -61,4 +61,4 @@ class Template(Connector):
             raise CodedError("UNKNOWN_DEVICE", f'no device "{device_id}"')
 
 
-Device, Events, Tools, Handover, Capabilities = export(Template)
+Device, Events, Tools, Handover, Capabilities, Lanes = export(Template)

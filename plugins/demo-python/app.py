@@ -176,4 +176,4 @@ def climate(now: int):
     return round(21.5 + 1.5 * math.sin(phase), 1), round(45.0 + 5.0 * math.cos(phase), 1)
 
 
-Device, Events, Tools, Handover, Capabilities = export(Demo)
+Device, Events, Tools, Handover, Capabilities, Lanes = export(Demo)

@@ -15,7 +15,7 @@ use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::p2::{DynPollable, Pollable, subscribe};
 
 use crate::bindings::exports::iot2mqtt::connector::capabilities::{self, Description};
-use crate::bindings::exports::iot2mqtt::connector::{device, events, handover, tools};
+use crate::bindings::exports::iot2mqtt::connector::{device, events, handover, lanes, tools};
 use crate::bindings::iot2mqtt::connector::types;
 use crate::ctx::{CpuMeter, HostSink, LaneCtx, parse_object, parse_value};
 use crate::engine::{EPOCH_TICK, Engine};
@@ -114,6 +114,7 @@ struct Exports {
     tools: Option<tools::Guest>,
     handover: Option<handover::Guest>,
     capabilities: Option<capabilities::Guest>,
+    lanes: Option<lanes::Guest>,
 }
 
 impl Lane {
@@ -154,6 +155,7 @@ impl Lane {
                 tools: indices.tools.as_ref().map(|i| i.load(&mut store, &instance)).transpose()?,
                 handover: indices.handover.as_ref().map(|i| i.load(&mut store, &instance)).transpose()?,
                 capabilities: indices.capabilities.as_ref().map(|i| i.load(&mut store, &instance)).transpose()?,
+                lanes: indices.lanes.as_ref().map(|i| i.load(&mut store, &instance)).transpose()?,
             })
         })()
         .map_err(|e| Fault { kind: FaultKind::Broken, message: format!("the plugin breaks the interface: {e:#}") })?;
@@ -221,6 +223,15 @@ impl Lane {
         let result = tokio::time::timeout(self.call_limit, call).await;
         let outcome = self.finish("apply", result)?;
         Ok(outcome.map_err(Failure::from).and_then(|json| parse_object(&json, "apply")))
+    }
+
+    /// `lanes.sharing`: whether the plugin wants one lane for all of an instance's devices
+    /// (false when it does not say).
+    pub async fn shares(&mut self) -> Result<bool, Fault> {
+        self.begin()?;
+        let Some(lanes) = &self.exports.lanes else { return Ok(false) };
+        let result = tokio::time::timeout(self.call_limit, lanes.call_sharing(&mut self.store)).await;
+        Ok(self.finish("sharing", result)? == lanes::LaneSharing::PerInstance)
     }
 
     /// Whether the plugin exports `events.listen`.

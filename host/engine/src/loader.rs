@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use crate::bindings::exports::iot2mqtt::connector::{capabilities, device, events, handover, tools};
+use crate::bindings::exports::iot2mqtt::connector::{capabilities, device, events, handover, lanes, tools};
 use crate::cache::CompileCache;
 use crate::ctx::HostSink;
 use crate::engine::Engine;
@@ -64,6 +64,7 @@ impl Engine {
             tools: tools::GuestIndices::new(&pre).ok(),
             handover: handover::GuestIndices::new(&pre).ok(),
             capabilities: capabilities::GuestIndices::new(&pre).ok(),
+            lanes: lanes::GuestIndices::new(&pre).ok(),
         };
         let mut plugin = Plugin {
             inner: Arc::new(Inner {
@@ -72,6 +73,7 @@ impl Engine {
                 about: PluginAbout { name: String::new(), version: String::new(), sha256 },
                 cache,
                 compile_time,
+                shared: false,
             }),
         };
         let config = LaneConfig {
@@ -83,14 +85,19 @@ impl Engine {
             sink: Arc::new(Discard),
         };
         let (engine, checked) = (self.clone(), plugin.clone());
-        let about = self
-            .spawn(async move { Lane::new(&engine, &checked, config).await?.about().await })
+        let (about, shared) = self
+            .spawn(async move {
+                let mut lane = Lane::new(&engine, &checked, config).await?;
+                let about = lane.about().await?;
+                Ok((about, lane.shares().await?))
+            })
             .await
             .map_err(|e| LoadError::Interrupted(e.to_string()))?
             .map_err(LoadError::Check)?;
         if let Some(inner) = Arc::get_mut(&mut plugin.inner) {
             inner.about.name = about.name;
             inner.about.version = about.version;
+            inner.shared = shared;
         }
         self.remember(&plugin);
         Ok(plugin)

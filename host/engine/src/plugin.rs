@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use wasmtime::component::InstancePre;
 
-use crate::bindings::exports::iot2mqtt::connector::{capabilities, device, events, handover, tools};
+use crate::bindings::exports::iot2mqtt::connector::{capabilities, device, events, handover, lanes, tools};
 use crate::cache::CacheOutcome;
 use crate::ctx::LaneCtx;
 use crate::outcome::Fault;
@@ -55,6 +55,7 @@ pub(crate) struct Inner {
     pub(crate) about: PluginAbout,
     pub(crate) cache: CacheOutcome,
     pub(crate) compile_time: Duration,
+    pub(crate) shared: bool,
 }
 
 pub(crate) struct Indices {
@@ -63,6 +64,7 @@ pub(crate) struct Indices {
     pub(crate) tools: Option<tools::GuestIndices>,
     pub(crate) handover: Option<handover::GuestIndices>,
     pub(crate) capabilities: Option<capabilities::GuestIndices>,
+    pub(crate) lanes: Option<lanes::GuestIndices>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -90,6 +92,12 @@ impl Plugin {
     /// Whether `other` is this very plugin (one load, shared), not merely the same content.
     pub fn is_same(&self, other: &Plugin) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// Whether it asked for one lane serving all the devices of an instance (`lanes.sharing`
+    /// = `per-instance`) rather than a lane per device.
+    pub fn shares_lane(&self) -> bool {
+        self.inner.shared
     }
 
     /// Whether it exports setup tools.

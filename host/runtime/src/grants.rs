@@ -1,6 +1,6 @@
-//! Network grants from an instance's configuration: each device may reach the addresses its
-//! own entry names (`host`, `ip` or `address`, with `port` when given), plus the instance's
-//! `connection` host. Host names are resolved here, once, when the lane is built, and the
+//! Network grants from an instance's configuration: each device's lane may reach the addresses
+//! its device's own entry names (`host`, `ip` or `address`, with `port` when given), plus the
+//! instance's `connection` host; a lane shared by several devices, those of all of them. Host names are resolved here, once, when the lane is built, and the
 //! plugin may look up those names and no other.
 
 use std::net::IpAddr;
@@ -12,10 +12,10 @@ use serde_json::Value;
 
 const ADDRESS_KEYS: [&str; 3] = ["host", "ip", "address"];
 
-/// The grants of one device's lane.
-pub(crate) async fn for_device(connection: &Object, device: &DeviceEntry) -> NetGrants {
+/// The grants of the lane that serves `devices`.
+pub(crate) async fn for_devices(connection: &Object, devices: &[DeviceEntry]) -> NetGrants {
     let mut grants = NetGrants::none();
-    for source in [connection, &device.extra] {
+    for source in std::iter::once(connection).chain(devices.iter().map(|d| &d.extra)) {
         let port = source.get("port").and_then(Value::as_u64).and_then(|p| u16::try_from(p).ok());
         for key in ADDRESS_KEYS {
             if let Some(host) = source.get(key).and_then(Value::as_str) {
@@ -71,13 +71,27 @@ mod tests {
             ),
         ];
         for (entry, expected) in cases {
-            let got = for_device(&none, &device(entry.clone())).await;
+            let got = for_devices(&none, &[device(entry.clone())]).await;
             if entry["host"] == "localhost" {
                 assert!(got.permits("127.0.0.1:80".parse().unwrap(), wasmtime_wasi_use()), "{entry}");
             } else {
                 assert_eq!(got, expected, "{entry}");
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_shared_lane_reaches_every_device_it_serves_and_no_other() {
+        let devices = [
+            device(json!({"device_id": "a", "ip": "192.168.1.5", "port": 55443})),
+            device(json!({"device_id": "b", "ip": "192.168.1.6", "port": 80})),
+        ];
+        let got = for_devices(&Object::new(), &devices).await;
+        let connect = wasmtime_wasi_use();
+        assert!(got.permits("192.168.1.5:55443".parse().unwrap(), connect));
+        assert!(got.permits("192.168.1.6:80".parse().unwrap(), connect));
+        assert!(!got.permits("192.168.1.6:55443".parse().unwrap(), connect));
+        assert!(!got.permits("192.168.1.7:80".parse().unwrap(), connect));
     }
 
     fn wasmtime_wasi_use() -> iot2mqtt_engine::SocketAddrUse {

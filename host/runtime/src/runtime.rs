@@ -22,7 +22,7 @@ use crate::dispatch::{Control, Dispatcher, Links};
 use crate::options::InstanceOptions;
 use crate::report::{self, Reporter};
 use crate::status::{FaultTimes, InstanceStatus, SwapError, SwapReport};
-use crate::worker::{LaneFactory, WorkerEvent};
+use crate::worker::{self, LaneFactory, WorkerEvent};
 
 /// Publications one device's round may make: its state, availability and a topic per key.
 const PUBLICATIONS_PER_DEVICE: usize = 32;
@@ -257,13 +257,14 @@ impl InstanceHandle {
     pub async fn swap(&self, plugin: Plugin) -> Result<SwapReport, SwapError> {
         let _serial = self.swap_lock.lock().await;
         let mut builds = JoinSet::new();
-        for device in &self.devices {
-            let (factory, plugin, device) = (self.factory.clone(), plugin.clone(), device.clone());
+        for devices in worker::lane_groups(&plugin, self.devices.clone()) {
+            let (factory, plugin) = (self.factory.clone(), plugin.clone());
             let threads = factory.engine.handle().clone();
             builds.spawn_on(
                 async move {
-                    let outcome = factory.build(&plugin, &device).await;
-                    (device.device_id.to_string(), outcome)
+                    let outcome = factory.build(&plugin, &devices).await;
+                    let ids: Vec<&str> = devices.iter().map(|d| d.device_id.as_str()).collect();
+                    (ids.join(", "), outcome)
                 },
                 &threads,
             );
@@ -272,7 +273,7 @@ impl InstanceHandle {
         let mut rejection = None;
         while let Some(joined) = builds.join_next().await {
             match joined {
-                Ok((device, Ok((lane, info)))) => lanes.push((device, lane, info)),
+                Ok((_, Ok(built))) => lanes.push(built),
                 Ok((device, Err(failure))) => {
                     rejection.get_or_insert(SwapError::Init { device, failure });
                 }

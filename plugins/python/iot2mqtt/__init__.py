@@ -13,7 +13,7 @@ A plugin's module (`app.py`) ends with one line that hands the class to the host
         name, version = "lamp", "0.1.0"
         ...
 
-    Device, Events, Tools, Handover, Capabilities = export(Lamp)
+    Device, Events, Tools, Handover, Capabilities, Lanes = export(Lamp)
 
 JSON crosses the boundary as Python values (`dict`, `list`, `str`, numbers, `bool`, `None`).
 A failure is an exception: raise :class:`InvalidValue`, :class:`ReadOnly`,
@@ -32,6 +32,7 @@ from typing import Any, Callable, Dict, List, Optional, Type
 from componentize_py_types import Err
 from wit_world import exports as _exports
 from wit_world.exports import capabilities as _caps
+from wit_world.exports import lanes as _lanes
 from wit_world.imports import host as _host
 from wit_world.imports import types as _types
 
@@ -63,6 +64,7 @@ __all__ = [
     "now_ms",
     "push_event",
     "push_state",
+    "net",
 ]
 
 Json = Any
@@ -103,6 +105,11 @@ class Connector:
     """The plugin's name, as shown in the instance's `meta/info`."""
     version: str = "0.1.0"
     """The plugin's version, semver."""
+    shared_lane: bool = True
+    """Whether one plugin instance (one Python interpreter) serves all the enabled devices of
+    an instance. On by default, so memory grows with instances, not devices; the price is that a
+    slow call delays every device of the instance and a crash restarts them all. Set it to
+    False for a lane (and an interpreter, about 8 MB) per device."""
 
     def __init__(self, instance: Dict[str, Json], devices: List[DeviceConfig]) -> None:
         """Prepare for `devices`. `instance` is the instance configuration (`instance_id`,
@@ -146,7 +153,9 @@ class Connector:
         return None
 
     def restore_state(self, state: bytes) -> None:
-        """Take what the previous version saved; raise to start from this version's own state."""
+        """Take what the previous version saved; raise to start from this version's own state.
+        When the versions spread devices differently (:attr:`shared_lane`), this is called once
+        for each old plugin instance that served some of these devices: merge."""
 
 
 def log(level: str, message: str) -> None:
@@ -206,7 +215,7 @@ def _json_object(text: str, what: str) -> Dict[str, Json]:
 
 def export(connector: Type[Connector]):
     """The classes `componentize-py` looks for in the plugin's module, bound to `connector`:
-    ``Device, Events, Tools, Handover, Capabilities = export(MyConnector)``."""
+    ``Device, Events, Tools, Handover, Capabilities, Lanes = export(MyConnector)``."""
     state: Dict[str, Connector] = {}
 
     def running() -> Connector:
@@ -267,4 +276,8 @@ def export(connector: Type[Connector]):
                 return None
             return described.wit() if described is not None else None
 
-    return Device, Events, Tools, Handover, Capabilities_
+    class Lanes(_exports.Lanes):
+        def sharing(self) -> _lanes.LaneSharing:
+            return _lanes.LaneSharing.PER_INSTANCE if connector.shared_lane else _lanes.LaneSharing.PER_DEVICE
+
+    return Device, Events, Tools, Handover, Capabilities_, Lanes

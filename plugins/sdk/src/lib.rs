@@ -92,6 +92,12 @@ impl DeviceInfo {
 /// The host calls one method at a time. A plugin instance may serve only some devices of its
 /// instance (the host isolates devices from each other), so keep per-device state keyed by id.
 pub trait Connector: Sized + 'static {
+    /// Whether one plugin instance serves all the enabled devices of an instance (one
+    /// connection to a hub, one cache) instead of one plugin instance per device. Off by
+    /// default: with it on, a slow call delays every device of the instance and a fault
+    /// restarts them all.
+    const SHARED_LANE: bool = false;
+
     /// Build the connector for `devices` (the enabled devices this plugin instance serves).
     /// A device that cannot be reached now is not an error here: let `read_state` fail.
     fn init(instance: &Instance, devices: &[DeviceConfig]) -> Result<Self, Error>;
@@ -129,7 +135,9 @@ pub trait Connector: Sized + 'static {
         None
     }
 
-    /// Take over what the previous version saved. Called after `init`.
+    /// Take over what the previous version saved. Called after `init`; called once for each
+    /// instance of the previous version that served some of these devices when the two
+    /// versions spread devices differently ([`Connector::SHARED_LANE`]), so merge.
     fn restore_state(&mut self, _state: &[u8]) -> Result<(), String> {
         Err("this plugin does not take over saved state".to_string())
     }
@@ -185,6 +193,16 @@ macro_rules! export {
             impl __exports::capabilities::Guest for __Iot2mqttPlugin {
                 fn describe(device_id: String) -> Option<__exports::capabilities::Description> {
                     $crate::glue::describe::<$connector>(&__STATE, device_id)
+                }
+            }
+
+            impl __exports::lanes::Guest for __Iot2mqttPlugin {
+                fn sharing() -> __exports::lanes::LaneSharing {
+                    if <$connector as $crate::Connector>::SHARED_LANE {
+                        __exports::lanes::LaneSharing::PerInstance
+                    } else {
+                        __exports::lanes::LaneSharing::PerDevice
+                    }
                 }
             }
 

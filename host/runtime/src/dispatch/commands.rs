@@ -95,8 +95,8 @@ impl Dispatcher {
         let token = self.next_token;
         self.pending.insert(token, Pending { device: device.to_string(), id, dedup_key, deadline, group });
         self.deadlines.insert((deadline, token));
-        let sent = match self.devices.get(device).and_then(|d| d.worker.as_ref()) {
-            Some(worker) => worker.send(Job::Command { token, values, deadline }).is_ok(),
+        let sent = match self.worker_of(device) {
+            Some(worker) => worker.send(Job::Command { device: device.to_string(), token, values, deadline }).is_ok(),
             None => false,
         };
         if !sent {

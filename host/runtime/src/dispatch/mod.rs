@@ -27,16 +27,12 @@ mod discovery;
 mod meta;
 mod polls;
 
-use crate::worker::{self, Job, LaneFactory, WorkerEvent, WorkerHandle};
+use crate::worker::{self, BuiltLane, Handover, LaneFactory, Start, WorkerEvent, WorkerHandle};
 
 /// What the instance's owner can ask of it.
 pub(crate) enum Control {
     /// Switch every device to `plugin`, whose lanes are built and initialised already.
-    Commit {
-        plugin: Plugin,
-        lanes: Vec<(String, iot2mqtt_engine::Lane, DeviceInfo)>,
-        reply: oneshot::Sender<Result<SwapReport, SwapError>>,
-    },
+    Commit { plugin: Plugin, lanes: Vec<BuiltLane>, reply: oneshot::Sender<Result<SwapReport, SwapError>> },
     /// Report a plugin that was rejected before it could be committed.
     Rejected { message: String },
 }
@@ -54,6 +50,9 @@ pub(crate) struct Dispatcher {
     /// The origin of the read schedule's grid.
     epoch: Instant,
     pub(crate) devices: BTreeMap<String, Device>,
+    /// The running workers, by number; each serves the devices whose `worker` is its number.
+    pub(crate) workers: BTreeMap<u64, WorkerHandle>,
+    next_worker: u64,
     pub(crate) worker_events: mpsc::Sender<WorkerEvent>,
     pub(crate) swaps: u64,
     /// Devices of the latest swap that have not switched yet.
@@ -92,7 +91,8 @@ pub(crate) struct Links {
 /// One configured device.
 pub(crate) struct Device {
     pub(crate) entry: DeviceEntry,
-    pub(crate) worker: Option<WorkerHandle>,
+    /// The worker serving it (a key of `Dispatcher::workers`); none while it is disabled.
+    pub(crate) worker: Option<u64>,
     pub(crate) info: Option<DeviceInfo>,
     poll_due: Option<Instant>,
     polling: bool,
@@ -180,6 +180,8 @@ impl Dispatcher {
             started: std::time::Instant::now(),
             epoch: Instant::now(),
             devices,
+            workers: BTreeMap::new(),
+            next_worker: 0,
             worker_events,
             swaps: 0,
             switching: 0,
@@ -198,20 +200,35 @@ impl Dispatcher {
         }
     }
 
-    /// Start a worker for every enabled device.
+    /// Start the workers of the enabled devices: one for each, or one for all of them when the
+    /// plugin asked for a shared lane.
     pub(crate) fn start_workers(&mut self) {
-        for device in self.devices.values_mut() {
-            if device.entry.enabled {
-                device.worker = Some(worker::spawn(
-                    self.factory.clone(),
-                    self.plugin.clone(),
-                    device.entry.clone(),
-                    self.worker_events.clone(),
-                ));
-                self.starting += 1;
-                self.unread += 1;
+        let enabled: Vec<DeviceEntry> =
+            self.devices.values().filter(|d| d.entry.enabled).map(|d| d.entry.clone()).collect();
+        self.starting += enabled.len();
+        self.unread += enabled.len();
+        for group in worker::lane_groups(&self.plugin, enabled) {
+            self.add_worker(group, Start::Fresh);
+        }
+    }
+
+    /// Start a worker of the current plugin for `devices`, and route their jobs to it.
+    fn add_worker(&mut self, devices: Vec<DeviceEntry>, start: Start) {
+        let number = self.next_worker;
+        self.next_worker += 1;
+        for entry in &devices {
+            if let Some(device) = self.devices.get_mut(entry.device_id.as_str()) {
+                device.worker = Some(number);
             }
         }
+        let handle =
+            worker::spawn(self.factory.clone(), self.plugin.clone(), devices, self.worker_events.clone(), start);
+        self.workers.insert(number, handle);
+    }
+
+    /// The worker serving `device`, when it is enabled.
+    pub(crate) fn worker_of(&self, device: &str) -> Option<&WorkerHandle> {
+        self.devices.get(device).and_then(|d| d.worker).and_then(|number| self.workers.get(&number))
     }
 
     /// Serve until `shutdown` completes; then call [`Dispatcher::stop`].
@@ -326,20 +343,9 @@ impl Dispatcher {
     fn control(&mut self, request: Control) {
         match request {
             Control::Commit { plugin, lanes, reply } => {
-                let mut switched = 0;
-                for (device, lane, info) in lanes {
-                    let Some(d) = self.devices.get_mut(&device) else { continue };
-                    d.info = Some(info);
-                    if let Some(worker) = &d.worker
-                        && worker.send(Job::Switch { plugin: plugin.clone(), lane: Box::new(lane) }).is_ok()
-                    {
-                        switched += 1;
-                    } else {
-                        tracing::warn!(%device, "cannot switch a device whose queue is full; it keeps the old plugin until restarted");
-                    }
-                }
                 let from = self.plugin.about().clone();
                 self.plugin = plugin;
+                let switched = self.replace_workers(lanes);
                 self.swaps += 1;
                 let about = self.plugin.about().clone();
                 tracing::info!(instance = %self.config.instance_id, from = %from.version, to = %about.version, sha256 = %about.sha256, "plugin swapped");
@@ -366,8 +372,47 @@ impl Dispatcher {
         }
     }
 
+    /// Start a worker of the new plugin for each of `lanes` and retire the old workers: each
+    /// old worker finishes its queued jobs, then hands its plugin's saved state to the new
+    /// workers that serve its devices, which restore it before their first job. The number of
+    /// devices that switch.
+    fn replace_workers(&mut self, lanes: Vec<BuiltLane>) -> usize {
+        let mut successors: BTreeMap<u64, Vec<mpsc::Sender<Handover>>> = BTreeMap::new();
+        let mut switched = 0;
+        for BuiltLane { devices, lane, infos } in lanes {
+            let devices: Vec<DeviceEntry> =
+                devices.into_iter().filter(|d| self.devices.contains_key(d.device_id.as_str())).collect();
+            if devices.is_empty() {
+                continue;
+            }
+            let predecessors: BTreeSet<u64> =
+                devices.iter().filter_map(|d| self.devices.get(d.device_id.as_str())?.worker).collect();
+            let (handover, handovers) = mpsc::channel(predecessors.len().max(1));
+            for old in &predecessors {
+                successors.entry(*old).or_default().push(handover.clone());
+            }
+            for info in infos {
+                if let Some(d) = self.devices.get_mut(&info.id) {
+                    d.info = Some(info);
+                }
+            }
+            switched += devices.len();
+            let start = Start::Succeed { lane: Box::new(lane), handovers, expected: predecessors.len() };
+            self.add_worker(devices, start);
+        }
+        let current: BTreeSet<u64> = self.devices.values().filter_map(|d| d.worker).collect();
+        let retired: Vec<u64> = self.workers.keys().copied().filter(|n| !current.contains(n)).collect();
+        for number in retired {
+            if let Some(old) = self.workers.remove(&number) {
+                old.retire(successors.remove(&number).unwrap_or_default());
+            }
+        }
+        switched
+    }
+
     /// Stop the workers and announce `offline`.
     pub(crate) fn stop(&mut self) {
+        self.workers.clear();
         for device in self.devices.values_mut() {
             device.worker = None;
         }
@@ -380,7 +425,7 @@ impl Dispatcher {
 impl Drop for Dispatcher {
     fn drop(&mut self) {
         // Dropping the handles wakes and ends every worker.
-        self.devices.clear();
+        self.workers.clear();
     }
 }
 

@@ -28,6 +28,7 @@ impl Dispatcher {
             }
         };
         let worker = match self.devices.get(device) {
+            Some(_) => self.worker_of(device),
             None => {
                 let message = format!("the instance has no device \"{device}\"");
                 return self.reporter.device_error(
@@ -38,7 +39,6 @@ impl Dispatcher {
                     None,
                 );
             }
-            Some(d) => d.worker.as_ref(),
         };
         let Some(worker) = worker else {
             let message = format!("the device \"{device}\" is disabled");
@@ -50,7 +50,8 @@ impl Dispatcher {
                 None,
             );
         };
-        if worker.send(Job::Read { purpose: ReadPurpose::Get { properties: request.properties } }).is_err() {
+        let purpose = ReadPurpose::Get { properties: request.properties };
+        if worker.send(Job::Read { device: device.to_string(), purpose }).is_err() {
             let message = format!("too many requests are waiting for \"{device}\"");
             self.reporter.device_error(device, ErrorCode::DeviceBusy.as_str(), &message, Severity::Warning, None);
         }
@@ -88,8 +89,9 @@ impl Dispatcher {
             if d.polling {
                 continue;
             }
-            if let Some(worker) = &d.worker
-                && worker.send(Job::Read { purpose: ReadPurpose::Poll }).is_ok()
+            let worker = d.worker.and_then(|number| self.workers.get(&number));
+            if let Some(worker) = worker
+                && worker.send(Job::Read { device: device.clone(), purpose: ReadPurpose::Poll }).is_ok()
             {
                 d.polling = true;
             } else {
@@ -113,9 +115,13 @@ impl Dispatcher {
                 }
                 None => tracing::debug!(%device, token, "a command expired before its device got to it"),
             },
-            WorkerEvent::Fault { device, fault } => {
-                tracing::error!(instance = %self.config.instance_id, %device, kind = ?fault.kind, "plugin fault: {}", fault.message);
-                let message = format!("device \"{device}\": {}", fault.message);
+            WorkerEvent::Fault { devices, fault } => {
+                let devices = match devices.as_slice() {
+                    [one] => format!("device \"{one}\""),
+                    all => format!("the {} devices of the shared lane", all.len()),
+                };
+                tracing::error!(instance = %self.config.instance_id, %devices, kind = ?fault.kind, "plugin fault: {}", fault.message);
+                let message = format!("{devices}: {}", fault.message);
                 self.reporter.instance_error(ErrorCode::PluginFault.as_str(), &message, Severity::Error);
                 self.status.send_modify(|s| s.record_fault(std::time::Instant::now(), message));
             }
