@@ -1,6 +1,7 @@
-//! Builds the plugins of `plugins/` (Rust and Python) and the fault fixtures of
-//! `tests/fixtures/plugins/` for wasm32-wasip2, so the suite always runs against components
-//! built from the current source. Their directory reaches the tests as `IOT2MQTT_TEST_PLUGINS`.
+//! Builds the plugins of `plugins/` (Rust and Python) and the fixtures of
+//! `tests/fixtures/plugins/` (Rust) and `tests/fixtures/python/` for wasm32-wasip2, so the
+//! suite always runs against components built from the current source. Their directory
+//! reaches the tests as `IOT2MQTT_TEST_PLUGINS`.
 
 use std::path::{Path, PathBuf};
 
@@ -21,15 +22,18 @@ fn main() {
             panic!("{e}");
         }
     }
-    let python = iot2mqtt_plugin_build::PythonBuild {
-        plugins: &root.join("plugins"),
-        sdk: &root.join("plugins/python"),
-        wit: &root.join("wit"),
-        venv: &target.join("python-venv"),
-        cache: &target.join("python-plugins"),
-    };
-    if let Err(e) = iot2mqtt_plugin_build::build_python(&python, &plugins_out) {
-        panic!("{e}");
+    for plugins in [root.join("plugins"), tests.join("fixtures/python")] {
+        watch(&plugins);
+        let python = iot2mqtt_plugin_build::PythonBuild {
+            plugins: &plugins,
+            sdk: &root.join("plugins/python"),
+            wit: &root.join("wit"),
+            venv: &target.join("python-venv"),
+            cache: &target.join("python-plugins"),
+        };
+        if let Err(e) = iot2mqtt_plugin_build::build_python(&python, &plugins_out) {
+            panic!("{e}");
+        }
     }
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
     println!("cargo:rustc-env=IOT2MQTT_TEST_PLUGINS={}", plugins_out.display());

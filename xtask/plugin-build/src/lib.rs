@@ -142,7 +142,7 @@ pub fn build_python(build: &PythonBuild<'_>, out: &Path) -> Result<Vec<Built>, S
             command
                 .arg("--wit-path")
                 .arg(build.wit)
-                .args(["--world", "connector", "componentize", "app", "--python-path"])
+                .args(["--world", "python-connector", "componentize", "app", "--python-path"])
                 .arg(&folder)
                 .arg("--python-path")
                 .arg(build.sdk)

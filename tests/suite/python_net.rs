@@ -1,0 +1,86 @@
+//! A Python plugin reaches its devices over TCP through the SDK's `iot2mqtt.net`, and only
+//! them: the fixture `tests/fixtures/python/line-python` talks a line protocol to a device
+//! served here, and an address outside the instance's grant is refused before anything
+//! reaches it.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+use crate::support::{Observer, TestBroker, TestInstance, demo_config, unique_id};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+/// A device speaking the fixture's line protocol: `get`, `set <json>`. Returns its port and
+/// the lines it received.
+async fn line_device() -> (u16, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let state = Arc::new(Mutex::new(json!({"power": false, "level": 3})));
+    let log = Arc::clone(&heard);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (log, state) = (Arc::clone(&log), Arc::clone(&state));
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut lines = BufReader::new(read).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    log.lock().unwrap().push(line.clone());
+                    if let Some(values) = line.strip_prefix("set ") {
+                        let values: Value = serde_json::from_str(values).unwrap_or_default();
+                        let mut state = state.lock().unwrap();
+                        for (key, value) in values.as_object().into_iter().flatten() {
+                            state[key] = value.clone();
+                        }
+                    }
+                    let answer = format!("{}\r\n", state.lock().unwrap());
+                    if write.write_all(answer.as_bytes()).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (port, heard)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_plugin_talks_tcp_to_its_device_and_nowhere_else() {
+    let Some(broker) = TestBroker::start().await else { return };
+    let (port, heard) = line_device().await;
+    let forbidden = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    forbidden.set_nonblocking(true).unwrap();
+    let forbidden_port = forbidden.local_addr().unwrap().port();
+
+    let id = unique_id("pynet");
+    let mut obs = Observer::connect(broker.port(), &format!("IoT2mqtt/v1/instances/{id}/#")).await;
+    let devices = json!([{"device_id": "lamp", "host": "127.0.0.1", "port": port}]);
+    let instance = TestInstance::start(&broker, "line-python", demo_config(&id, devices)).await;
+    instance.ready().await;
+    let t = instance.topics.clone();
+
+    // Read over TCP: the device's own state, with the plugin's `online`.
+    let state = obs.next_json(&t.state("lamp"), WAIT, |s| s["state"]["level"] == 3).await;
+    assert_eq!(state["state"], json!({"power": false, "level": 3, "online": true}), "{state}");
+
+    // A command goes to the device as a line and its answer is the result.
+    obs.publish(&t.command("lamp"), json!({"id": "on", "values": {"power": true}}).to_string()).await;
+    let done = obs.next_json(&t.command_response("lamp"), WAIT, |r| r["cmd_id"] == "on").await;
+    assert_eq!(done["status"], "success", "{done}");
+    assert_eq!(done["result"]["power"], true, "{done}");
+    assert!(heard.lock().unwrap().iter().any(|l| l == r#"set {"power": true}"#), "{:?}", heard.lock().unwrap());
+
+    // An address the instance was not granted: refused by the host, named in the error.
+    let reach = json!({"id": "out", "values": {"reach": format!("127.0.0.1:{forbidden_port}")}});
+    obs.publish(&t.command("lamp"), reach.to_string()).await;
+    let refused = obs.next_json(&t.command_response("lamp"), WAIT, |r| r["cmd_id"] == "out").await;
+    assert_eq!(refused["error"]["code"], "DEVICE_UNREACHABLE", "{refused}");
+    let message = refused["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(&format!("127.0.0.1:{forbidden_port} is not granted")), "{refused}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(forbidden.accept().is_err(), "nothing reached the address outside the grant");
+}
