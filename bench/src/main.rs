@@ -49,8 +49,8 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
-    /// Run only these benchmarks (round_trip, footprint, density, start, swap, throughput,
-    /// control_plane, tools, sizes).
+    /// Run only these benchmarks (sizes, start, round_trip, throughput, swap, footprint,
+    /// control_plane, pages, tools, density, python).
     #[arg(long = "only", value_delimiter = ',')]
     only: Vec<String>,
     /// Shorter runs and smaller sizes (minutes instead of a quarter of an hour).
@@ -150,8 +150,19 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-const ALL: [&str; 10] =
-    ["sizes", "start", "round_trip", "throughput", "swap", "footprint", "control_plane", "pages", "tools", "density"];
+const ALL: [&str; 11] = [
+    "sizes",
+    "start",
+    "round_trip",
+    "throughput",
+    "swap",
+    "footprint",
+    "control_plane",
+    "pages",
+    "tools",
+    "density",
+    "python",
+];
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     for name in &args.only {
@@ -195,6 +206,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             "pages" => benches::pages(&mut ctx).await,
             "tools" => benches::tools(&mut ctx).await,
             "density" => benches::density(&mut ctx).await,
+            "python" => benches::python(&mut ctx).await,
             _ => unreachable!("checked above"),
         };
         if let Err(e) = outcome {

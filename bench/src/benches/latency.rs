@@ -18,15 +18,15 @@ const SUSTAINABLE_P99_MS: f64 = 50.0;
 
 /// What one load step saw.
 #[derive(Debug, Default)]
-struct Measured {
+pub(super) struct Measured {
     latencies: Vec<f64>,
-    sent: usize,
-    answered: usize,
+    pub(super) sent: usize,
+    pub(super) answered: usize,
     twice: usize,
 }
 
 impl Measured {
-    fn p(&mut self, p: f64) -> f64 {
+    pub(super) fn p(&mut self, p: f64) -> f64 {
         percentile(&mut self.latencies, p)
     }
 
@@ -36,7 +36,13 @@ impl Measured {
 }
 
 /// Send toggles to the 10 devices at `rate` for `duration`; time each response.
-async fn load(driver: &mut Driver, id: &str, rate: f64, duration: Duration, tag: &str) -> anyhow::Result<Measured> {
+pub(super) async fn load(
+    driver: &mut Driver,
+    id: &str,
+    rate: f64,
+    duration: Duration,
+    tag: &str,
+) -> anyhow::Result<Measured> {
     let t = topics(id)?;
     let mut sent_at: HashMap<String, Instant> = HashMap::new();
     let mut answered: HashMap<String, usize> = HashMap::new();
@@ -166,8 +172,8 @@ async fn embedded_round_trips(ctx: &mut Ctx, steady: Duration) -> anyhow::Result
 
 /// What a subscriber counting every state publication saw during a window.
 #[derive(Debug, Default)]
-struct Counted {
-    states: usize,
+pub(super) struct Counted {
+    pub(super) states: usize,
     bytes: usize,
     /// Seconds between one device's consecutive states.
     periods: Vec<f64>,
@@ -176,7 +182,7 @@ struct Counted {
 }
 
 /// Count every state and per-key publication under `root` for `window`.
-async fn count_states(driver: &mut Driver, root: &str, window: Duration) -> Counted {
+pub(super) async fn count_states(driver: &mut Driver, root: &str, window: Duration) -> Counted {
     let mut counted = Counted::default();
     let mut last: HashMap<String, Instant> = HashMap::new();
     let start = Instant::now();

@@ -4,6 +4,7 @@ mod density;
 mod latency;
 mod pages;
 mod process;
+mod python;
 mod swap;
 mod tools;
 
@@ -17,6 +18,7 @@ pub use density::{density, density_child};
 pub use latency::{round_trip, soak, throughput};
 pub use pages::pages;
 pub use process::{control_plane, footprint, sizes, start};
+pub use python::python;
 pub use swap::swap;
 pub use tools::tools;
 
@@ -46,6 +48,9 @@ pub fn find_python() -> Option<PathBuf> {
 pub async fn warm_cache(ctx: &Ctx) -> anyhow::Result<()> {
     let runtime = Runtime::new(EngineConfig { cache_dir: Some(ctx.cache.path().to_path_buf()) })?;
     runtime.load_plugin(std::fs::read(ctx.paths.plugin("demo"))?).await?;
+    if let Ok(python) = std::fs::read(ctx.paths.plugin("demo-python")) {
+        runtime.load_plugin(python).await?;
+    }
     Ok(())
 }
 
@@ -63,13 +68,32 @@ pub async fn start_online(
     config: &serde_json::Value,
     filters: &[&str],
 ) -> anyhow::Result<(Proc, Driver, Duration)> {
+    online(ctx, config, filters, || ctx.start(subject, config)).await
+}
+
+/// [`start_online`] for `iot2mqtt-host` running the plugin `plugin` (`demo-python`).
+pub async fn start_online_with(
+    ctx: &Ctx,
+    plugin: &str,
+    config: &serde_json::Value,
+    filters: &[&str],
+) -> anyhow::Result<(Proc, Driver, Duration)> {
+    online(ctx, config, filters, || crate::procs::host(&ctx.paths, ctx.broker, config, plugin, ctx.cache.path())).await
+}
+
+async fn online(
+    ctx: &Ctx,
+    config: &serde_json::Value,
+    filters: &[&str],
+    start: impl FnOnce() -> anyhow::Result<Proc>,
+) -> anyhow::Result<(Proc, Driver, Duration)> {
     let id = config["instance_id"].as_str().unwrap_or_default();
     let t = topics(id)?;
     let mut subscriptions = vec![t.status()];
     subscriptions.extend(filters.iter().map(|f| format!("{}/{f}", t.root())));
     let mut driver = Driver::connect(ctx.broker, &subscriptions).await?;
     let started = Instant::now();
-    let mut proc = ctx.start(subject, config)?;
+    let mut proc = start()?;
     let online = driver.wait_for(&t.status(), Some("online"), Duration::from_secs(60)).await;
     if online.is_err() {
         proc.check_alive()?;
