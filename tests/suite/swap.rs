@@ -139,7 +139,8 @@ async fn bad_plugin_binaries_are_rejected_with_a_clear_message() {
 async fn a_plugin_in_use_is_shared_not_loaded_again() {
     let cache = tempfile::tempdir().unwrap();
     let wasm = new_version(&plugin("demo"), &unique_id("shared"));
-    let runtime = Runtime::new(EngineConfig { cache_dir: Some(cache.path().to_path_buf()) }).unwrap();
+    let runtime =
+        Runtime::new(EngineConfig { cache_dir: Some(cache.path().to_path_buf()), shared_cache_dir: None }).unwrap();
     let first = runtime.load_plugin(wasm.clone()).await.unwrap();
     let second = runtime.load_plugin(wasm.clone()).await.unwrap();
     assert!(second.is_same(&first), "a second load of plugin in use gave another copy");
@@ -185,7 +186,7 @@ async fn the_demo_swaps_between_rust_and_python_and_keeps_its_values() {
 async fn loads_of_the_same_plugin_at_once_compile_it_once() {
     let wasm = new_version(&plugin("demo"), &unique_id("together"));
     // No compile cache: a second compile would show as a second plugin.
-    let runtime = Runtime::new(EngineConfig { cache_dir: None }).unwrap();
+    let runtime = Runtime::new(EngineConfig { cache_dir: None, shared_cache_dir: None }).unwrap();
     let loads = (0..4).map(|_| runtime.load_plugin(wasm.clone()));
     let loaded: Vec<_> = futures_util::future::join_all(loads).await.into_iter().map(Result::unwrap).collect();
     for other in &loaded[1..] {
@@ -197,10 +198,12 @@ async fn loads_of_the_same_plugin_at_once_compile_it_once() {
 async fn compiled_components_are_cached_by_content() {
     let cache = tempfile::tempdir().unwrap();
     let wasm = new_version(&plugin("demo"), &unique_id("cache"));
-    let first = Runtime::new(EngineConfig { cache_dir: Some(cache.path().to_path_buf()) }).unwrap();
+    let first =
+        Runtime::new(EngineConfig { cache_dir: Some(cache.path().to_path_buf()), shared_cache_dir: None }).unwrap();
     let loaded = first.load_plugin(wasm.clone()).await.unwrap();
     assert_eq!(loaded.cache_outcome(), CacheOutcome::Miss);
-    let second = Runtime::new(EngineConfig { cache_dir: Some(cache.path().to_path_buf()) }).unwrap();
+    let second =
+        Runtime::new(EngineConfig { cache_dir: Some(cache.path().to_path_buf()), shared_cache_dir: None }).unwrap();
     let again = second.load_plugin(wasm).await.unwrap();
     assert_eq!(again.cache_outcome(), CacheOutcome::Hit);
     assert_eq!(again.about(), loaded.about());

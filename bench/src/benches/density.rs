@@ -138,7 +138,7 @@ async fn measure_embedded(ctx: &Ctx, count: usize, idle: Duration) -> anyhow::Re
 /// closes.
 pub async fn density_child(port: u16, count: usize, plugin: PathBuf, cache: PathBuf) -> anyhow::Result<()> {
     procs::raise_limits();
-    let runtime = Runtime::new(EngineConfig { cache_dir: Some(cache) })?;
+    let runtime = Runtime::new(EngineConfig { cache_dir: Some(cache), shared_cache_dir: None })?;
     let plugin = runtime.load_plugin(std::fs::read(&plugin)?).await?;
     let mqtt = iot2mqtt_contract::MqttSettings { host: "127.0.0.1".into(), port, ..Default::default() };
     let started = Instant::now();

@@ -46,7 +46,8 @@ pub fn find_python() -> Option<PathBuf> {
 
 /// Compile the demo plugin into the shared cache, so "warm" means warm.
 pub async fn warm_cache(ctx: &Ctx) -> anyhow::Result<()> {
-    let runtime = Runtime::new(EngineConfig { cache_dir: Some(ctx.cache.path().to_path_buf()) })?;
+    let runtime =
+        Runtime::new(EngineConfig { cache_dir: Some(ctx.cache.path().to_path_buf()), shared_cache_dir: None })?;
     runtime.load_plugin(std::fs::read(ctx.paths.plugin("demo"))?).await?;
     if let Ok(python) = std::fs::read(ctx.paths.plugin("demo-python")) {
         runtime.load_plugin(python).await?;

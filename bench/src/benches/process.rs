@@ -79,7 +79,8 @@ pub async fn start(ctx: &mut Ctx) -> anyhow::Result<()> {
         ctx.report.figure("start_process_to_online", subject, "ms", took).note("spawn → retained online, warm cache");
     }
 
-    let runtime = Runtime::new(EngineConfig { cache_dir: Some(ctx.cache.path().to_path_buf()) })?;
+    let runtime =
+        Runtime::new(EngineConfig { cache_dir: Some(ctx.cache.path().to_path_buf()), shared_cache_dir: None })?;
     let plugin = runtime.load_plugin(std::fs::read(ctx.paths.plugin("demo"))?).await?;
     let mut took = Vec::new();
     for _ in 0..20 {
@@ -104,7 +105,8 @@ pub async fn start(ctx: &mut Ctx) -> anyhow::Result<()> {
     for _ in 0..ctx.runs.max(3) {
         let cache = tempfile::tempdir()?;
         for out in [&mut miss, &mut hit] {
-            let runtime = Runtime::new(EngineConfig { cache_dir: Some(cache.path().to_path_buf()) })?;
+            let runtime =
+                Runtime::new(EngineConfig { cache_dir: Some(cache.path().to_path_buf()), shared_cache_dir: None })?;
             let started = Instant::now();
             runtime.load_plugin(wasm.clone()).await?;
             out.push(ms(started.elapsed()));

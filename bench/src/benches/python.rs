@@ -62,7 +62,7 @@ pub async fn python(ctx: &mut Ctx) -> anyhow::Result<()> {
 /// Compile `wasm` into an empty cache, then load it from that cache in a new engine.
 async fn compile_and_load(wasm: &[u8]) -> anyhow::Result<(Duration, Duration)> {
     let cache = tempfile::tempdir()?;
-    let config = EngineConfig { cache_dir: Some(cache.path().to_path_buf()) };
+    let config = EngineConfig { cache_dir: Some(cache.path().to_path_buf()), shared_cache_dir: None };
     let began = Instant::now();
     Runtime::new(config.clone())?.load_plugin(wasm.to_vec()).await?;
     let compiled = began.elapsed();

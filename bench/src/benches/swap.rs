@@ -18,7 +18,8 @@ use crate::{Ctx, demo_config, devices};
 pub async fn swap(ctx: &mut Ctx) -> anyhow::Result<()> {
     ctx.report.section("hot swap: one instance, 10 devices, 100 commands/s");
     let swaps = if ctx.quick { 20 } else { 100 };
-    let runtime = Runtime::new(EngineConfig { cache_dir: Some(ctx.cache.path().to_path_buf()) })?;
+    let runtime =
+        Runtime::new(EngineConfig { cache_dir: Some(ctx.cache.path().to_path_buf()), shared_cache_dir: None })?;
     let wasm = std::fs::read(ctx.paths.plugin("demo"))?;
     let plugin = runtime.load_plugin(wasm.clone()).await?;
     let (mut p50, mut p99, mut lost, mut twice, mut reconnects) = (vec![], vec![], vec![], vec![], vec![]);

@@ -44,9 +44,12 @@ fn main() -> ExitCode {
 async fn run() -> Result<(), StartError> {
     let settings = HostSettings::load()?;
     let instance = settings.config.instance_id.clone();
-    let runtime = Runtime::new(EngineConfig { cache_dir: settings.cache_dir.clone() })
-        .context("cannot start the plugin engine")
-        .map_err(StartError::failure)?;
+    let runtime = Runtime::new(EngineConfig {
+        cache_dir: settings.cache_dir.clone(),
+        shared_cache_dir: settings.shared_cache_dir.clone(),
+    })
+    .context("cannot start the plugin engine")
+    .map_err(StartError::failure)?;
     let wasm = std::fs::read(&settings.plugin)
         .with_context(|| format!("cannot read the plugin {}", settings.plugin.display()))
         .map_err(StartError::failure)?;

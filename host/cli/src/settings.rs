@@ -35,6 +35,8 @@ pub(crate) struct HostSettings {
     pub(crate) mqtt: MqttSettings,
     pub(crate) plugin: PathBuf,
     pub(crate) cache_dir: Option<PathBuf>,
+    /// `IOT2MQTT_SHARED_CACHE_DIR`: compiled plugins serve wrote, read but never written.
+    pub(crate) shared_cache_dir: Option<PathBuf>,
     pub(crate) options: InstanceOptions,
 }
 
@@ -94,6 +96,7 @@ impl HostSettings {
             mqtt,
             plugin: path(&env, "IOT2MQTT_PLUGIN", "/app/plugin/connector.wasm"),
             cache_dir: cache_dir(&env),
+            shared_cache_dir: env.get("IOT2MQTT_SHARED_CACHE_DIR").filter(|d| !d.is_empty()).map(PathBuf::from),
             options,
         })
     }

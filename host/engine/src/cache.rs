@@ -1,6 +1,7 @@
 //! The compile cache: precompiled components on disk, keyed by the sha256 of the `.wasm` and
 //! the engine's compatibility hash, so a restart (or a second instance of the same plugin)
-//! never compiles twice. Only files this cache wrote are ever loaded back.
+//! never compiles twice. Only files this cache wrote are ever loaded back, and those of a
+//! shared cache that only a trusted process (serve) writes and this one may only read.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ use wasmtime::component::Component;
 #[derive(Debug, Clone)]
 pub(crate) struct CompileCache {
     dir: PathBuf,
+    shared: Option<PathBuf>,
 }
 
 /// How a component was obtained.
@@ -23,8 +25,8 @@ pub enum CacheOutcome {
 }
 
 impl CompileCache {
-    pub(crate) fn new(dir: PathBuf) -> Self {
-        Self { dir }
+    pub(crate) fn new(dir: PathBuf, shared: Option<PathBuf>) -> Self {
+        Self { dir, shared }
     }
 
     /// Load the precompiled form of `sha256`, or compile `wasm` and store it. Blocking: call
@@ -39,15 +41,21 @@ impl CompileCache {
             return Ok((Component::new(engine, wasm)?, CacheOutcome::Miss));
         };
         let path = cache.path(engine, sha256);
-        if path.exists() {
+        let shared = cache.shared.as_ref().zip(path.file_name()).map(|(dir, name)| dir.join(name));
+        for candidate in std::iter::once(&path).chain(shared.as_ref()) {
+            if !candidate.exists() {
+                continue;
+            }
             // SAFETY: `deserialize_file` trusts its input to be a wasmtime artifact. The file
-            // is named by content hash inside the cache directory and only `store` below
-            // writes there (atomically), so it is an artifact this engine produced. A stale or
-            // damaged file fails wasmtime's own header check and is recompiled.
+            // is named by content hash inside the cache directory, and only `store` below
+            // writes there (atomically), in this process or in serve for the shared
+            // directory (mounted read-only where instances run), so it is an artifact such an
+            // engine produced. A stale or damaged file fails wasmtime's own header check and
+            // is recompiled.
             #[allow(unsafe_code)]
-            match unsafe { Component::deserialize_file(engine, &path) } {
+            match unsafe { Component::deserialize_file(engine, candidate) } {
                 Ok(component) => return Ok((component, CacheOutcome::Hit)),
-                Err(e) => tracing::warn!(path = %path.display(), "discarding unusable cached component: {e:#}"),
+                Err(e) => tracing::warn!(path = %candidate.display(), "discarding unusable cached component: {e:#}"),
             }
         }
         let component = Component::new(engine, wasm)?;

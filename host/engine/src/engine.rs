@@ -21,6 +21,10 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 pub struct EngineConfig {
     /// Where compiled components are cached; `None` compiles every load.
     pub cache_dir: Option<PathBuf>,
+    /// Compiled components another, trusted process wrote (serve's own cache, mounted
+    /// read-only into each instance's container), looked up after `cache_dir` and never
+    /// written: a plugin is compiled once for every container that runs it.
+    pub shared_cache_dir: Option<PathBuf>,
 }
 
 /// The engine could not be created.
@@ -86,7 +90,7 @@ impl Engine {
                 threads,
                 wasm,
                 linker,
-                cache: config.cache_dir.map(CompileCache::new),
+                cache: config.cache_dir.map(|dir| CompileCache::new(dir, config.shared_cache_dir)),
                 loaded: Mutex::default(),
                 loading: Mutex::default(),
                 _ticker: ticker,

@@ -18,7 +18,7 @@ pub fn runtime() -> Runtime {
     RUNTIME
         .get_or_init(|| {
             let cache = std::env::temp_dir().join("iot2mqtt-test-cache");
-            Runtime::new(EngineConfig { cache_dir: Some(cache) }).expect("a runtime")
+            Runtime::new(EngineConfig { cache_dir: Some(cache), shared_cache_dir: None }).expect("a runtime")
         })
         .clone()
 }

@@ -484,7 +484,9 @@ mod tests {
     }
 
     fn flows(ttl: Duration) -> Flows {
-        let runtime = iot2mqtt_runtime::Runtime::new(iot2mqtt_runtime::EngineConfig { cache_dir: None }).unwrap();
+        let runtime =
+            iot2mqtt_runtime::Runtime::new(iot2mqtt_runtime::EngineConfig { cache_dir: None, shared_cache_dir: None })
+                .unwrap();
         Flows::new(Arc::new(ToolRunner::new(runtime)), OAuth::new(std::env::temp_dir())).with_ttl(ttl)
     }
 

@@ -143,9 +143,11 @@ pub async fn run(options: ServeOptions, shutdown: impl Future<Output = ()> + Sen
         None => None,
     };
     // One engine for the process: it checks uploads, runs setup tools and, embedded, instances.
-    let engine =
-        iot2mqtt_runtime::Runtime::new(iot2mqtt_runtime::EngineConfig { cache_dir: Some(data.engine_cache()) })
-            .context("cannot start the WebAssembly engine")?;
+    let engine = iot2mqtt_runtime::Runtime::new(iot2mqtt_runtime::EngineConfig {
+        cache_dir: Some(data.engine_cache()),
+        shared_cache_dir: None,
+    })
+    .context("cannot start the WebAssembly engine")?;
     // Instances run in containers or in this process; script tools run the same way.
     let (runtime, containers): (Arc<dyn InstanceRuntime>, _) = match (options.runtime, &docker) {
         (RuntimeChoice::Docker, None) => bail!("--runtime docker, but the Docker engine does not answer"),

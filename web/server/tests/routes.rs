@@ -57,7 +57,7 @@ impl TestApp {
         // Nothing listens on port 1: the MQTT service keeps trying, and nothing here needs it.
         let settings = MqttSettings { host: "127.0.0.1".into(), port: 1, ..MqttSettings::default() };
         let mqtt = MqttService::start(settings.clone());
-        let engine = Runtime::new(EngineConfig { cache_dir: None }).unwrap();
+        let engine = Runtime::new(EngineConfig { cache_dir: None, shared_cache_dir: None }).unwrap();
         let runtime = Arc::new(FakeRuntime::default());
         let secrets = SecretsManager::open(&data.secrets()).unwrap();
         let dotenv = data.dotenv();

@@ -666,6 +666,11 @@ impl Instances {
                 return Err(InstanceError::Unavailable(format!("connector \"{}\" has no plugin", connector.name)));
             }
         };
+        if self.runtime.name() == "docker"
+            && let Some(active) = program.plugin()
+        {
+            self.precompile(id, &active.path).await;
+        }
         let secrets = self.load_secrets(id).await?;
         let mut mqtt = lock(&self.settings).clone();
         if let Some(broker) = &self.broker {
@@ -681,11 +686,25 @@ impl Instances {
             mqtt,
             instances_dir: self.store.connector_dir(&connector.name),
             cache_dir: self.data.cache(id.as_str()),
+            shared_cache_dir: self.data.engine_cache(),
             memory_mb: connector.manifest.resources.memory_mb,
             cpus: connector.manifest.resources.cpus,
             network: connector.network,
         };
         self.runtime.start(spec).await.map_err(|e| InstanceError::Unavailable(e.to_string()))
+    }
+
+    /// Compile a container's plugin here, once per content, into serve's cache, which every
+    /// container reads: a Python plugin takes seconds and hundreds of MB to compile, once,
+    /// not once per container. A failure is the container's to report.
+    async fn precompile(&self, id: &InstanceId, path: &std::path::Path) {
+        let loaded = match tokio::fs::read(path).await {
+            Ok(wasm) => self.engine.load_plugin(wasm).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = loaded {
+            tracing::warn!(instance = %id, "cannot compile the plugin ahead of its container: {e}");
+        }
     }
 
     async fn view(&self, instance: &StoredInstance) -> Result<InstanceView, InstanceError> {

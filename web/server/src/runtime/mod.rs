@@ -41,6 +41,9 @@ pub struct RunSpec {
     pub instances_dir: PathBuf,
     /// Where its host may cache compiled plugins.
     pub cache_dir: PathBuf,
+    /// serve's own compile cache, which a container's host may read (never write): the
+    /// plugin is compiled once, by serve, for every container that runs it.
+    pub shared_cache_dir: PathBuf,
     /// Memory cap, MiB.
     pub memory_mb: Option<u64>,
     /// CPU limit.

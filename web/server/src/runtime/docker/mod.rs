@@ -41,6 +41,8 @@ pub const TYPE_CONNECTOR: &str = "connector";
 /// orchestrators on one Docker engine never touch each other's containers.
 pub const INSTALL_LABEL: &str = "iot2mqtt.install";
 /// The container's copies of the MQTT TLS files, in its secrets folder.
+/// Where serve's compile cache is mounted, read-only, in every instance's container.
+const SHARED_CACHE: &str = "/shared-cache";
 const TLS_CA: &str = "mqtt_ca.pem";
 const TLS_CERT: &str = "mqtt_cert.pem";
 const TLS_KEY: &str = "mqtt_key.pem";
@@ -261,6 +263,7 @@ impl DockerRuntime {
             format!("MQTT_KEEPALIVE={}", spec.mqtt.keepalive.as_secs()),
             format!("MQTT_DISCOVERY_PREFIX={}", spec.mqtt.discovery_prefix.as_deref().unwrap_or("off")),
             "IOT2MQTT_CACHE_DIR=/cache".to_string(),
+            format!("IOT2MQTT_SHARED_CACHE_DIR={SHARED_CACHE}"),
         ];
         if plugin_dir.is_some() {
             env.push("IOT2MQTT_PLUGIN=/app/plugin/connector.wasm".to_string());
@@ -296,6 +299,7 @@ impl DockerRuntime {
             format!("{}:/app/instances:ro", spec.instances_dir.display()),
             format!("{}:/run/secrets:ro", secrets.display()),
             format!("{}:/cache:rw", spec.cache_dir.display()),
+            format!("{}:{SHARED_CACHE}:ro", spec.shared_cache_dir.display()),
         ];
         if let Some(dir) = &plugin_dir {
             binds.push(format!("{}:/app/plugin:ro", dir.display()));
