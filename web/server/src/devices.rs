@@ -98,7 +98,15 @@ pub async fn command(
         return Err(unknown());
     }
     let topics = Topics::new(&mqtt.settings().base_topic, &id);
-    mqtt.command(&topics, device, Value::Object(values), timeout).await.ok_or(CommandError::Timeout(timeout))
+    // An instance that is still starting may not have subscribed yet, and a command published
+    // now would be lost: wait, within the command's time, for its retained `online`, which it
+    // publishes only once subscribed.
+    let began = tokio::time::Instant::now();
+    while mqtt.get(&topics.status()).is_none_or(|status| status.payload != "online") && began.elapsed() < timeout {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let left = timeout.saturating_sub(began.elapsed()).max(Duration::from_millis(100));
+    mqtt.command(&topics, device, Value::Object(values), left).await.ok_or(CommandError::Timeout(timeout))
 }
 
 /// Ask a device for its state now (`B/devices/{d}/get`); the answer arrives on its state topic.
