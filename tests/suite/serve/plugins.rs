@@ -65,3 +65,47 @@ async fn plugin_upload_and_rollback_docker() {
     }
     upload_and_rollback(Runtime::Docker).await;
 }
+
+/// The demo's Python port replaces the Rust demo by upload: validated and compiled by serve,
+/// swapped live, the lights' values handed over.
+async fn upload_python(runtime: Runtime) {
+    let serve = Serve::start(runtime).await;
+    let id = unique_id("py");
+    let root = format!("IoT2mqtt/v1/instances/{id}");
+    let mut obs = Observer::connect(serve.mqtt(), &format!("{root}/#")).await;
+    serve
+        .create(json!({"instance_id": id, "connector_type": "demo", "devices": [{"device_id": "l1", "kind": "light"}]}))
+        .await;
+    obs.next_json(&format!("{root}/meta/info"), WAIT, |i| i["plugin"]["name"] == "demo").await;
+    let device = format!("/api/devices/{id}/l1/command");
+    let command = |values: serde_json::Value| serve.call(Method::POST, &device, Some(json!({"values": values})));
+    let (status, set) = command(json!({"power": true, "brightness": 41})).await;
+    assert_eq!((status, set["status"].as_str()), (StatusCode::OK, Some("success")), "{set}");
+
+    let path = format!("/api/instances/demo/{id}/plugin");
+    let (status, body) = serve.call_bytes(Method::POST, &path, "application/wasm", plugin("demo-python")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let python_sha = body["sha256"].as_str().unwrap().to_string();
+    obs.next_json(&format!("{root}/meta/info"), WAIT, |i| i["plugin"]["sha256"] == python_sha.as_str()).await;
+    obs.clear();
+    // The Python plugin answers with the values the Rust one handed over.
+    let (status, after) = command(json!({"power": "toggle"})).await;
+    assert_eq!((status, after["status"].as_str()), (StatusCode::OK, Some("success")), "{after}");
+    let state = obs.next_json(&format!("{root}/devices/l1/state"), WAIT, |s| s["state"]["power"] == false).await;
+    assert_eq!(state["state"]["brightness"], 41, "the brightness crossed the swap: {state}");
+    let statuses = obs.collect(&format!("{root}/status"), Duration::from_millis(100)).await;
+    assert!(statuses.iter().all(|s| s.text() == "online"), "never offline: {statuses:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_plugin_is_uploaded_and_swapped_in_embedded() {
+    upload_python(Runtime::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_plugin_is_uploaded_and_swapped_in_a_container() {
+    if !require_docker() {
+        return;
+    }
+    upload_python(Runtime::Docker).await;
+}
