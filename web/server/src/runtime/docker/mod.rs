@@ -263,10 +263,10 @@ impl DockerRuntime {
             format!("MQTT_KEEPALIVE={}", spec.mqtt.keepalive.as_secs()),
             format!("MQTT_DISCOVERY_PREFIX={}", spec.mqtt.discovery_prefix.as_deref().unwrap_or("off")),
             "IOT2MQTT_CACHE_DIR=/cache".to_string(),
-            format!("IOT2MQTT_SHARED_CACHE_DIR={SHARED_CACHE}"),
         ];
         if plugin_dir.is_some() {
             env.push("IOT2MQTT_PLUGIN=/app/plugin/connector.wasm".to_string());
+            env.push(format!("IOT2MQTT_SHARED_CACHE_DIR={SHARED_CACHE}"));
         }
         let mut extra_hosts = None;
         let loopback = matches!(spec.mqtt.host.as_str(), "localhost" | "127.0.0.1" | "::1");
@@ -299,10 +299,10 @@ impl DockerRuntime {
             format!("{}:/app/instances:ro", spec.instances_dir.display()),
             format!("{}:/run/secrets:ro", secrets.display()),
             format!("{}:/cache:rw", spec.cache_dir.display()),
-            format!("{}:{SHARED_CACHE}:ro", spec.shared_cache_dir.display()),
         ];
         if let Some(dir) = &plugin_dir {
             binds.push(format!("{}:/app/plugin:ro", dir.display()));
+            binds.push(format!("{}:{SHARED_CACHE}:ro", spec.shared_cache_dir.display()));
         }
         // A connector's own image runs programs (supervisord, Python) that write their pid
         // and socket files: they get private, memory-backed /tmp and /run; the rest stays
