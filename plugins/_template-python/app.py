@@ -40,7 +40,11 @@ class Template(Connector):
 
     def read_state(self, device_id: str) -> Dict[str, Any]:
         self.known(device_id)
-        # Replace with a query to the device; map its answer to simple JSON keys.
+        # Replace with a query to the device; map its answer to simple JSON keys. Over TCP, to
+        # the address the device's entry grants (see `iot2mqtt.net`):
+        #     with net.connect(self.devices[device_id].get("host"), 55443, timeout=2) as conn:
+        #         conn.send(b"status\r\n")
+        #         answer = conn.recv_line()
         return {"power": self.power[device_id], "online": True}
 
     def apply(self, device_id: str, values: Dict[str, Any]) -> Dict[str, Any]:
