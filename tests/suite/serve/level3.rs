@@ -132,6 +132,13 @@ async fn a_multiprocess_connector_is_built_runs_under_supervisord_and_passes_the
     assert!(container["Config"]["Healthcheck"]["Test"].is_array(), "the template's HEALTHCHECK");
 
     named_lines(&serve, &path, &["service", "bridge"]).await;
+    // The kit checks a device the devices list says is online: wait until its first read says so.
+    obs.wait_for("the lamp online in the devices list", WAIT, |m| {
+        m.topic.ends_with("/meta/devices_list")
+            && serde_json::from_slice::<Value>(&m.payload)
+                .is_ok_and(|list| list.as_array().is_some_and(|l| l.iter().any(|d| d["online"] == true)))
+    })
+    .await;
 
     // The contract, from outside; the kill takes the bridge down hard to see its Last Will.
     let kill = format!("docker exec {name} pkill -9 -f bridge.py");
