@@ -351,8 +351,11 @@ async fn a_duplicate_id_is_answered_again_not_executed_again() {
     let command = json!({"id": "dup-1", "values": {"power": "toggle"}}).to_string();
     obs.publish(&t.command("l1"), command.clone()).await;
     obs.publish(&t.command("l1"), command.clone()).await;
-    let responses = obs.collect(&t.command_response("l1"), Duration::from_millis(800)).await;
-    assert_eq!(responses.len(), 2, "{responses:?}");
+    // Each waited for in full (a target with a shared lane may first finish a slow device's read).
+    let responses =
+        [obs.next_on(&t.command_response("l1"), WAIT).await, obs.next_on(&t.command_response("l1"), WAIT).await];
+    let more = obs.collect(&t.command_response("l1"), Duration::from_millis(300)).await;
+    assert!(more.is_empty(), "answered twice, not more: {more:?}");
     assert_eq!(responses[0].json()["result"], json!({"power": true}));
     assert_eq!(responses[0].json(), responses[1].json());
     obs.publish(&t.command("l1"), command).await;
@@ -377,8 +380,9 @@ async fn get_publishes_the_full_state_and_a_partial_one_only_when_asked() {
     );
 
     obs.publish(&t.get("l1"), json!({"properties": ["power"]}).to_string()).await;
-    let states = obs.collect(&t.state("l1"), Duration::from_millis(800)).await;
-    assert_eq!(states.len(), 2, "{states:?}");
+    let states = [obs.next_on(&t.state("l1"), WAIT).await, obs.next_on(&t.state("l1"), WAIT).await];
+    let more = obs.collect(&t.state("l1"), Duration::from_millis(300)).await;
+    assert!(more.is_empty(), "two publications for a get with properties: {more:?}");
     assert_eq!(states[0].json()["state"], json!({"power": false, "brightness": 100, "online": true}));
     assert_eq!(states[1].json()["state"], json!({"power": false}));
     // The retained state is still the whole state.
