@@ -36,9 +36,8 @@ async fn first_to_answer(plugin_name: &str) -> Option<String> {
     let instance = TestInstance::start(&broker, plugin_name, demo_config(&id, devices)).await;
     instance.ready().await;
     let t = instance.topics.clone();
+    // Sent in this order on one connection, so the instance queues the slow device's command first.
     obs.publish(&t.command("slow"), json!({"id": "to-slow", "values": {"power": true}}).to_string()).await;
-    // The slow device's call has begun by now (it takes SLOW_MS).
-    tokio::time::sleep(Duration::from_millis(SLOW_MS / 4)).await;
     obs.publish(&t.command("fast"), json!({"id": "to-fast", "values": {"power": true}}).to_string()).await;
     let first = obs
         .wait_for("a response of either device", WAIT, |m| {
