@@ -45,7 +45,7 @@ fn standard_devices() -> Value {
 
 /// What the tests run against: the host with the demo plugin, or the Python baseline.
 enum Subject {
-    Host(TestInstance),
+    Host(Box<TestInstance>),
     Baseline(Baseline),
 }
 
@@ -60,7 +60,7 @@ impl Subject {
             Ok("demo-python") => "demo-python",
             _ => "demo",
         };
-        Some(Self::Host(TestInstance::start_on(port, plugin, config, InstanceOptions::default()).await))
+        Some(Self::Host(Box::new(TestInstance::start_on(port, plugin, config, InstanceOptions::default()).await)))
     }
 
     fn topics(&self) -> &Topics {

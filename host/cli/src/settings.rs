@@ -91,6 +91,15 @@ impl HostSettings {
                 .ok_or_else(|| StartError::failure(anyhow!("IOT2MQTT_MEMORY_LIMIT_MB: must be 1 to 4096")))?;
             options.memory_limit = mb << 20;
         }
+        // The hosts the connector's manifest declares for HTTP, beside its devices.
+        if let Some(hosts) = env.get("IOT2MQTT_HTTP_HOSTS") {
+            options.http_hosts = hosts
+                .split(',')
+                .filter(|h| !h.trim().is_empty())
+                .map(iot2mqtt_runtime::HttpHost::parse)
+                .collect::<Result<_, _>>()
+                .map_err(|e| StartError::failure(anyhow!("IOT2MQTT_HTTP_HOSTS: {e}")))?;
+        }
         Ok(Self {
             config,
             mqtt,

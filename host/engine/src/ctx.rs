@@ -44,6 +44,9 @@ pub(crate) struct LaneCtx {
     pub(crate) sink: Arc<dyn HostSink>,
     /// The names it may look up.
     pub(crate) names: Names,
+    /// `wasi:http`: its state, and the hooks that grant and limit requests.
+    pub(crate) http_ctx: wasmtime_wasi_http::WasiHttpCtx,
+    pub(crate) http: crate::http::HttpHooks,
 }
 
 impl LaneCtx {
@@ -83,6 +86,12 @@ impl CpuMeter {
 impl WasiView for LaneCtx {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl wasmtime_wasi_http::WasiHttpView for LaneCtx {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView { ctx: &mut self.http_ctx, table: &mut self.table, hooks: &mut self.http }
     }
 }
 

@@ -75,6 +75,7 @@ impl Engine {
         let wasm = wasmtime::Engine::new(&wasm_config).map_err(EngineError)?;
         let mut linker = Linker::new(&wasm);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(EngineError)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(EngineError)?;
         host::add_to_linker::<LaneCtx, HasSelf<LaneCtx>>(&mut linker, |ctx| ctx).map_err(EngineError)?;
         // Name lookups only for the names a lane was granted: ours replaces wasmtime-wasi's.
         linker.allow_shadowing(true);

@@ -19,6 +19,7 @@ use crate::bindings::exports::iot2mqtt::connector::{device, events, handover, la
 use crate::bindings::iot2mqtt::connector::types;
 use crate::ctx::{CpuMeter, HostSink, LaneCtx, parse_object, parse_value};
 use crate::engine::{EPOCH_TICK, Engine};
+use crate::http::{HttpHooks, HttpLimits};
 use crate::outcome::{Failure, Fault, FaultKind};
 use crate::plugin::Plugin;
 use crate::sandbox::{MemoryCap, NetGrants, StderrTap};
@@ -38,6 +39,8 @@ pub struct LaneConfig {
     pub label: String,
     /// The network it may use.
     pub grants: NetGrants,
+    /// Limits on its HTTP requests.
+    pub http: HttpLimits,
     /// The most linear memory it may have, in bytes.
     pub memory_limit: usize,
     /// The most CPU time one call may spend in wasm.
@@ -130,6 +133,8 @@ impl Lane {
             stderr,
             sink: Arc::clone(&config.sink),
             names: config.grants.names().clone(),
+            http_ctx: wasmtime_wasi_http::WasiHttpCtx::new(),
+            http: HttpHooks::new(&config.label, &config.grants, config.http),
         };
         let mut store = Store::new(&engine.inner.wasm, ctx);
         store.limiter(|ctx| &mut ctx.memory);

@@ -10,11 +10,13 @@ mod bindings;
 mod cache;
 mod ctx;
 mod engine;
+mod http;
 mod lane;
 mod loader;
 mod outcome;
 mod plugin;
 mod sandbox;
+mod tls;
 
 pub use bindings::iot2mqtt::connector::types::Level;
 
@@ -27,6 +29,7 @@ pub mod capabilities {
 pub use cache::CacheOutcome;
 pub use ctx::HostSink;
 pub use engine::{Engine, EngineConfig, EngineError};
+pub use http::{HttpHost, HttpLimits};
 pub use lane::{DeviceInfo, Lane, LaneConfig, WakeSignal};
 pub use outcome::{Failure, Fault, FaultKind};
 pub use plugin::{LoadError, Plugin, PluginAbout};

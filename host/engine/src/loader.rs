@@ -79,6 +79,7 @@ impl Engine {
         let config = LaneConfig {
             label: format!("plugin {}", &plugin.inner.about.sha256[..12]),
             grants: NetGrants::none(),
+            http: crate::HttpLimits::default(),
             memory_limit: 64 << 20,
             cpu_budget: Duration::from_secs(1),
             call_limit: Duration::from_secs(5),

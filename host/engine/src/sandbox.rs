@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use iot2mqtt_contract::ids::is_local_name;
+
+use crate::http::HttpHost;
 use wasmtime::component::{HasData, Resource};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::bindings::sockets::ip_name_lookup::{self, ResolveAddressStream};
@@ -27,6 +29,10 @@ pub struct NetGrants {
     rules: Vec<Rule>,
     udp: bool,
     names: Names,
+    /// Hosts the connector declares for HTTP (its manifest's `network.http`).
+    http: Vec<HttpHost>,
+    /// Certificates pinned by SHA-256, by host (lowercase), for devices with their own.
+    pins: Vec<(String, [u8; 32])>,
 }
 
 /// The names a plugin may look up.
@@ -119,6 +125,35 @@ impl NetGrants {
     /// The names it may look up.
     pub fn names(&self) -> &Names {
         &self.names
+    }
+
+    /// Allow HTTP requests to `hosts` as well (a connector's declared hosts).
+    pub fn with_http(mut self, hosts: Vec<HttpHost>) -> Self {
+        self.http = hosts;
+        self
+    }
+
+    /// The hosts declared for HTTP.
+    pub fn http_hosts(&self) -> &[HttpHost] {
+        &self.http
+    }
+
+    /// Trust, for TLS to `host`, exactly the certificate whose SHA-256 is `pin`.
+    pub fn pin(mut self, host: &str, pin: [u8; 32]) -> Self {
+        let host = host.trim().trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        self.pins.retain(|(h, _)| *h != host);
+        self.pins.push((host, pin));
+        self
+    }
+
+    /// The certificate pinned for `host`, if any.
+    pub(crate) fn pinned(&self, host: &str) -> Option<[u8; 32]> {
+        self.pins.iter().find(|(h, _)| h == host).map(|(_, pin)| *pin)
+    }
+
+    /// Whether a TCP connection to `addr` is allowed.
+    pub(crate) fn permits_tcp(&self, addr: SocketAddr) -> bool {
+        self.matches(addr)
     }
 
     /// Whether anything at all is granted.
@@ -243,7 +278,7 @@ fn canonical(ip: IpAddr) -> IpAddr {
 
 /// Loopback, private, link-local and multicast addresses, and the networks this machine is
 /// directly connected to (whatever their range: a LAN need not use private addresses).
-fn is_local(ip: IpAddr) -> bool {
+pub(crate) fn is_local(ip: IpAddr) -> bool {
     let special = match ip {
         IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_multicast(),
         IpAddr::V6(v6) => {

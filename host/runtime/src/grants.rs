@@ -1,5 +1,6 @@
 //! Network grants from an instance's configuration: each device's lane may reach the addresses
-//! its device's own entry names (`host`, `ip` or `address`, with `port` when given), plus the
+//! its device's own entry names (`host`, `ip` or `address`, with `port` when given, and a pinned
+//! TLS certificate as `tls_sha256`), plus the
 //! instance's `connection` host; a lane shared by several devices, those of all of them. Host names are resolved here, once, when the lane is built, and the
 //! plugin may look up those names and no other.
 
@@ -11,6 +12,15 @@ use iot2mqtt_engine::NetGrants;
 use serde_json::Value;
 
 const ADDRESS_KEYS: [&str; 3] = ["host", "ip", "address"];
+/// A device's self-signed certificate, pinned: the SHA-256 of its DER form, in hex (colons
+/// and case as browsers show it are accepted).
+const PIN_KEY: &str = "tls_sha256";
+
+fn parse_pin(text: &str) -> Option<[u8; 32]> {
+    let hex: String = text.chars().filter(|c| *c != ':' && !c.is_whitespace()).collect();
+    let bytes = hex::decode(hex).ok()?;
+    bytes.try_into().ok()
+}
 
 /// The grants of the lane that serves `devices`.
 pub(crate) async fn for_devices(connection: &Object, devices: &[DeviceEntry]) -> NetGrants {
@@ -20,6 +30,14 @@ pub(crate) async fn for_devices(connection: &Object, devices: &[DeviceEntry]) ->
         for key in ADDRESS_KEYS {
             if let Some(host) = source.get(key).and_then(Value::as_str) {
                 grants = add(grants, host, port).await;
+                if let Some(pin) = source.get(PIN_KEY).and_then(Value::as_str) {
+                    match parse_pin(pin) {
+                        Some(pin) => grants = grants.pin(host, pin),
+                        None => {
+                            tracing::warn!(%host, "{PIN_KEY} is not a SHA-256 in hex; the certificate is checked against the system's roots")
+                        }
+                    }
+                }
             }
         }
     }

@@ -21,7 +21,8 @@ mod worker;
 
 pub use discovery::{discovery_filters, discovery_node_prefix};
 pub use iot2mqtt_engine::{
-    CacheOutcome, EngineConfig, Failure, Fault, FaultKind, LoadError, Names, NetGrants, Plugin, PluginAbout,
+    CacheOutcome, EngineConfig, Failure, Fault, FaultKind, HttpHost, HttpLimits, LoadError, Names, NetGrants, Plugin,
+    PluginAbout,
 };
 pub use options::InstanceOptions;
 pub use runtime::{InstanceHandle, InstanceSpec, Runtime, RuntimeError, client_tls};

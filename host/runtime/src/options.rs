@@ -1,5 +1,7 @@
 use std::time::Duration;
 
+use iot2mqtt_engine::{HttpHost, HttpLimits};
+
 /// Limits and sizes of one instance. The defaults suit a home installation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstanceOptions {
@@ -16,6 +18,10 @@ pub struct InstanceOptions {
     pub max_packet: usize,
     /// How long start waits for slow devices before announcing `online` anyway (default 10 s).
     pub init_grace: Duration,
+    /// Hosts the connector's manifest declares for HTTP (`network.http`), beside its devices.
+    pub http_hosts: Vec<HttpHost>,
+    /// Limits on each lane's HTTP requests.
+    pub http: HttpLimits,
 }
 
 impl Default for InstanceOptions {
@@ -27,6 +33,8 @@ impl Default for InstanceOptions {
             outbox_capacity: 1000,
             max_packet: 256 << 10,
             init_grace: Duration::from_secs(10),
+            http_hosts: Vec::new(),
+            http: HttpLimits::default(),
         }
     }
 }

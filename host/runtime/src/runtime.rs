@@ -202,6 +202,7 @@ impl Runtime {
         let config = LaneConfig {
             label: format!("tool {tool}"),
             grants,
+            http: InstanceOptions::default().http,
             memory_limit: InstanceOptions::default().memory_limit,
             cpu_budget: timeout,
             call_limit: timeout,

@@ -117,7 +117,8 @@ impl LaneFactory {
         let ids: Vec<String> = devices.iter().map(|d| d.device_id.to_string()).collect();
         let config = LaneConfig {
             label: format!("{}/{}", self.instance_id, lane_label(&ids)),
-            grants: grants::for_devices(&self.connection, devices).await,
+            grants: grants::for_devices(&self.connection, devices).await.with_http(self.options.http_hosts.clone()),
+            http: self.options.http,
             memory_limit: self.options.memory_limit,
             cpu_budget: self.options.cpu_budget,
             call_limit: self.options.call_limit,
