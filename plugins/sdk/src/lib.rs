@@ -34,6 +34,7 @@ mod error;
 #[doc(hidden)]
 pub mod glue;
 pub mod host;
+pub mod http;
 mod listen;
 pub mod net;
 
