@@ -21,6 +21,7 @@ mod process;
 mod python_net;
 mod security;
 mod serve;
+mod shelly;
 mod swap;
 mod ui;
 mod yeelight;

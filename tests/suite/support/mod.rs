@@ -9,6 +9,7 @@ pub mod oauth;
 pub mod observer;
 pub mod proxy;
 pub mod serve;
+pub mod shelly;
 pub mod tls;
 pub mod yeelight;
 
