@@ -62,6 +62,7 @@ async fn the_catalog_lists_connectors_and_names_what_is_broken() {
             "sensor-hub",
             "trappy",
             "unbuildable",
+            "wronghost",
             "yeelight"
         ],
         "_template is hidden"
@@ -76,6 +77,14 @@ async fn the_catalog_lists_connectors_and_names_what_is_broken() {
     assert_eq!(broken["broken"], true);
     let error = broken["error"].as_str().unwrap();
     assert!(error.contains("setup.json") && error.contains("flows[0].steps[0]") && error.contains("tool"), "{error}");
+    // Hosts a plugin may reach besides its devices are part of the catalog; a URL is not a host.
+    assert_eq!(by_name["cloudy"]["reaches"], json!(["api.cloudy.example", "*.cloudy.example:443"]));
+    assert_eq!(by_name["demo"]["reaches"], json!([]));
+    let wrong = by_name["wronghost"]["error"].as_str().unwrap();
+    assert!(
+        wrong.contains("network.http") && wrong.contains("\"https://api.example.com/v1\" is not a host name"),
+        "{wrong}"
+    );
 
     let (status, meta) = serve.call(Method::GET, "/api/integrations/yeelight/meta", None).await;
     assert_eq!(status, StatusCode::OK, "{meta}");

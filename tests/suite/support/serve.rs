@@ -295,8 +295,9 @@ impl Drop for Serve {
 /// A connectors folder: the real demo and Yeelight connectors; "probe" (the sandbox probe
 /// fixture, with a password field and plugin tools of each network); "scripted" (script tools
 /// that succeed, hang, crash, print garbage and echo secrets); "trappy" (the trap fixture);
-/// "bridged" (the demo plugin on Docker's bridge network); "cloudy" (an OAuth step);
-/// "broken" (an invalid setup.json); "sensor-hub" (the real one) and "lamps" (the multi-process
+/// "bridged" (the demo plugin on Docker's bridge network); "cloudy" (an OAuth step, and
+/// HTTP hosts declared); "broken" (an invalid setup.json); "wronghost" (a URL where its
+/// manifest should declare a host); "sensor-hub" (the real one) and "lamps" (the multi-process
 /// template copied as an author would), container connectors; "misbuilt" (a container
 /// connector whose Dockerfile fails); and a hidden `_template`.
 /// The files of folder `from` (not its subfolders, such as a `__pycache__`) into `to`.
@@ -458,6 +459,16 @@ fn write_connectors(dir: &Path) {
             ]}]
         }),
     );
+    // Its plugin may reach the provider's API: the catalog says so before anything is created.
+    let manifest = json!({"name": "cloudy", "display_name": "cloudy", "version": "0.1.0", "plugin": "demo",
+                          "network": {"http": ["api.cloudy.example", "*.cloudy.example:443"]}});
+    std::fs::write(dir.join("cloudy/manifest.json"), manifest.to_string()).unwrap();
+    // A manifest declaring something that is not a host.
+    let wrong = dir.join("wronghost");
+    std::fs::create_dir_all(&wrong).unwrap();
+    let manifest = json!({"name": "wronghost", "display_name": "wronghost", "version": "0.1.0", "plugin": "demo",
+                          "network": {"http": ["https://api.example.com/v1"]}});
+    std::fs::write(wrong.join("manifest.json"), manifest.to_string()).unwrap();
     connector(
         "broken",
         "demo",

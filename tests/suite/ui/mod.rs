@@ -140,6 +140,37 @@ async fn the_catalog_lists_searches_and_shows_broken_connectors_on_a_phone() {
     // The broken connector is listed with what breaks it.
     let broken = browser.text(".integration.broken").await;
     assert!(broken.contains("This connector cannot be used:") && broken.contains("setup.json"), "{broken}");
+    // What a connector's plugin may reach besides the devices is told before anything is added;
+    // a manifest that declares a URL instead of a host is refused with the reason.
+    let cloudy = browser
+        .client
+        .execute("return [...document.querySelectorAll('#catalog > li')].find(c => c.innerText.includes('Cloud service')).innerText", vec![])
+        .await
+        .unwrap();
+    let cloudy = cloudy.as_str().unwrap_or_default();
+    assert!(
+        cloudy.contains("Besides your devices, it may reach: api.cloudy.example, *.cloudy.example:443"),
+        "{cloudy}"
+    );
+    let wrong = browser
+        .client
+        .execute(
+            "return [...document.querySelectorAll('#catalog > li.broken')].map(c => c.innerText).join('|')",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let wrong = wrong.as_str().unwrap_or_default();
+    assert!(
+        wrong.contains("wronghost") && wrong.contains("network.http") && wrong.contains("https://api.example.com/v1"),
+        "{wrong}"
+    );
+    browser
+        .client
+        .execute("[...document.querySelectorAll('#catalog > li')].find(c => c.innerText.includes('Cloud service')).scrollIntoView()", vec![])
+        .await
+        .unwrap();
+    browser.screenshot("reaches").await;
     // A container connector says it needs Docker here, and offers no wizard that would end in an error.
     let needs_docker = browser
         .client

@@ -55,6 +55,29 @@ pub struct Manifest {
     /// Where to read more.
     #[serde(default)]
     pub homepage: Option<String>,
+    /// What its plugin may reach beyond its devices' own addresses.
+    #[serde(default)]
+    pub network: Reach,
+}
+
+/// Hosts a connector's plugin may reach besides its devices, shown to the person before an
+/// instance is created: `{"http": ["api.example.com", "*.example.net:443"]}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reach {
+    /// Hosts for HTTP(S) requests (see `iot2mqtt_runtime::HttpHost`).
+    #[serde(default)]
+    pub http: Vec<String>,
+}
+
+impl Reach {
+    /// The declared hosts, checked; the error names the first that is not a host.
+    pub fn http_hosts(&self) -> Result<Vec<iot2mqtt_runtime::HttpHost>, String> {
+        self.http
+            .iter()
+            .map(|h| iot2mqtt_runtime::HttpHost::parse(h).map_err(|e| format!("network.http: {e}")))
+            .collect()
+    }
 }
 
 /// How a connector's instances run.
@@ -142,6 +165,7 @@ impl Catalog {
         if manifest.name != name {
             return Err(invalid(format!("manifest.json names \"{}\", not the folder's name", manifest.name)));
         }
+        manifest.network.http_hosts().map_err(invalid)?;
         if manifest.kind == Kind::Container && !dir.join("Dockerfile").is_file() {
             return Err(invalid("its manifest says \"kind\": \"container\" but its folder has no Dockerfile".into()));
         }
@@ -238,6 +262,8 @@ pub struct Summary {
     pub tools: Vec<String>,
     /// The network it asks for.
     pub network: Network,
+    /// Hosts its plugin may reach over HTTP besides its devices (the manifest's `network.http`).
+    pub reaches: Vec<String>,
     /// How many instances it has.
     pub instances: usize,
     /// Always false here (see [`Listed::Broken`]).
@@ -322,6 +348,7 @@ impl Summary {
                 .unwrap_or_default(),
             tools: setup.map(|s| s.tools.keys().cloned().collect()).unwrap_or_default(),
             network: connector.network,
+            reaches: manifest.network.http.clone(),
             instances,
             broken: false,
         }

@@ -688,6 +688,7 @@ impl Instances {
             cache_dir: self.data.cache(id.as_str()),
             shared_cache_dir: self.data.engine_cache(),
             memory_mb: connector.manifest.resources.memory_mb,
+            http_hosts: connector.manifest.network.http_hosts().map_err(InstanceError::Unavailable)?,
             cpus: connector.manifest.resources.cpus,
             network: connector.network,
         };

@@ -61,7 +61,7 @@ impl EmbeddedRuntime {
         let mut config = spec.config;
         config.connector_type = Some(spec.connector);
         config.merge_secrets(spec.secrets);
-        let mut options = InstanceOptions::default();
+        let mut options = InstanceOptions { http_hosts: spec.http_hosts, ..InstanceOptions::default() };
         if let Some(mb) = spec.memory_mb {
             options.memory_limit = usize::try_from(mb).unwrap_or(usize::MAX >> 20) << 20;
         }

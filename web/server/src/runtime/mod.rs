@@ -46,6 +46,8 @@ pub struct RunSpec {
     pub shared_cache_dir: PathBuf,
     /// Memory cap, MiB.
     pub memory_mb: Option<u64>,
+    /// Hosts its plugin may reach over HTTP besides its devices (the manifest's, checked).
+    pub http_hosts: Vec<iot2mqtt_runtime::HttpHost>,
     /// CPU limit.
     pub cpus: Option<f64>,
     /// Host or bridge networking (containers only).

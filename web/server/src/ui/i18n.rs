@@ -362,6 +362,7 @@ pub struct Integrations {
     pub broken: String,
     pub no_setup: String,
     pub needs_docker: String,
+    pub reaches: String,
     pub none_found: String,
     pub setup_failed: String,
 }

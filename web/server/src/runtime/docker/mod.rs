@@ -281,6 +281,10 @@ impl DockerRuntime {
         if let Some(mb) = spec.memory_mb {
             env.push(format!("IOT2MQTT_MEMORY_LIMIT_MB={mb}"));
         }
+        if !spec.http_hosts.is_empty() {
+            let hosts: Vec<String> = spec.http_hosts.iter().map(ToString::to_string).collect();
+            env.push(format!("IOT2MQTT_HTTP_HOSTS={}", hosts.join(",")));
+        }
         // TLS: the variables name files beside the secrets (written by `write_secrets`).
         if let Some(tls) = &spec.mqtt.tls {
             env.push("MQTT_TLS=true".to_string());

@@ -261,6 +261,8 @@ pub struct IntegrationCard {
     pub has_setup: bool,
     /// It runs in a container image of its own and this serve has no Docker to run it.
     pub needs_docker: bool,
+    /// Hosts its plugin may reach besides the devices, told before an instance is created.
+    pub reaches: Vec<String>,
     /// What breaks it, when it is broken.
     pub broken: Option<String>,
     /// The words a search matches, lower case.
@@ -287,6 +289,7 @@ impl IntegrationsPage {
                     IntegrationCard {
                         has_setup: !s.flows.is_empty(),
                         needs_docker: s.kind == Kind::Container && runtime != "docker",
+                        reaches: s.reaches,
                         name: s.name,
                         display_name: s.display_name,
                         description: s.description,
@@ -307,6 +310,7 @@ impl IntegrationsPage {
                     instances,
                     has_setup: false,
                     needs_docker: false,
+                    reaches: Vec::new(),
                     broken: Some(error),
                 },
             })
