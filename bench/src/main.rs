@@ -50,7 +50,7 @@ enum Command {
 #[derive(Debug, clap::Args)]
 struct RunArgs {
     /// Run only these benchmarks (sizes, start, round_trip, throughput, swap, footprint,
-    /// control_plane, pages, tools, density, python).
+    /// control_plane, pages, tools, density, python, http).
     #[arg(long = "only", value_delimiter = ',')]
     only: Vec<String>,
     /// Shorter runs and smaller sizes (minutes instead of a quarter of an hour).
@@ -150,7 +150,7 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-const ALL: [&str; 11] = [
+const ALL: [&str; 12] = [
     "sizes",
     "start",
     "round_trip",
@@ -162,6 +162,7 @@ const ALL: [&str; 11] = [
     "tools",
     "density",
     "python",
+    "http",
 ];
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -207,6 +208,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             "tools" => benches::tools(&mut ctx).await,
             "density" => benches::density(&mut ctx).await,
             "python" => benches::python(&mut ctx).await,
+            "http" => benches::http(&mut ctx).await,
             _ => unreachable!("checked above"),
         };
         if let Err(e) = outcome {

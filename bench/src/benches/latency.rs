@@ -43,6 +43,18 @@ pub(super) async fn load(
     duration: Duration,
     tag: &str,
 ) -> anyhow::Result<Measured> {
+    load_values(driver, id, rate, duration, tag, &json!({"power": "toggle"})).await
+}
+
+/// The same with commands of `values`.
+pub(super) async fn load_values(
+    driver: &mut Driver,
+    id: &str,
+    rate: f64,
+    duration: Duration,
+    tag: &str,
+    values: &Value,
+) -> anyhow::Result<Measured> {
     let t = topics(id)?;
     let mut sent_at: HashMap<String, Instant> = HashMap::new();
     let mut answered: HashMap<String, usize> = HashMap::new();
@@ -57,7 +69,7 @@ pub(super) async fn load(
                 while measured.sent < due {
                     let n = measured.sent;
                     let cmd = format!("{tag}-{n}");
-                    let payload = json!({"id": cmd, "values": {"power": "toggle"}}).to_string();
+                    let payload = json!({"id": cmd, "values": values}).to_string();
                     sent_at.insert(cmd, Instant::now());
                     driver.publish(&t.command(&format!("d{}", n % 10)), payload).await?;
                     measured.sent += 1;

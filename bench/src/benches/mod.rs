@@ -1,6 +1,7 @@
 //! The benchmarks. Each takes the context, measures, and adds figures to the report.
 
 mod density;
+mod http;
 mod latency;
 mod pages;
 mod process;
@@ -15,6 +16,7 @@ use iot2mqtt_contract::{InstanceId, Topics};
 use iot2mqtt_runtime::{EngineConfig, Runtime};
 
 pub use density::{density, density_child};
+pub use http::http;
 pub use latency::{round_trip, soak, throughput};
 pub use pages::pages;
 pub use process::{control_plane, footprint, sizes, start};
