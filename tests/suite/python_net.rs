@@ -1,7 +1,7 @@
 //! A Python plugin reaches its devices over TCP through the SDK's `iot2mqtt.net`, and only
 //! them: the fixture `tests/fixtures/python/line-python` talks a line protocol to a device
 //! served here, and an address outside the instance's grant is refused before anything
-//! reaches it.
+//! reaches it. The same for HTTP through `iot2mqtt.http`, a redirect out of the grant included.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -81,6 +81,72 @@ async fn a_python_plugin_talks_tcp_to_its_device_and_nowhere_else() {
     assert_eq!(refused["error"]["code"], "DEVICE_UNREACHABLE", "{refused}");
     let message = refused["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains(&format!("127.0.0.1:{forbidden_port} is not granted")), "{refused}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(forbidden.accept().is_err(), "nothing reached the address outside the grant");
+}
+
+/// A web device: `GET /info` answers JSON, `POST /echo` answers with the JSON it was sent and
+/// the `x-test` header it got, `GET /away` redirects to `away`. Returns its port.
+async fn web_device(away: u16) -> u16 {
+    use axum::routing::{get, post};
+    let app = axum::Router::new()
+        .route("/info", get(|| async { axum::Json(json!({"model": "web-lamp", "gen": 2})) }))
+        .route(
+            "/echo",
+            post(|headers: http::HeaderMap, axum::Json(body): axum::Json<Value>| async move {
+                let header = headers.get("x-test").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+                axum::Json(json!({"got": body, "x-test": header}))
+            }),
+        )
+        .route(
+            "/away",
+            get(move || async move { axum::response::Redirect::temporary(&format!("http://127.0.0.1:{away}/info")) }),
+        );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_plugin_makes_http_requests_only_where_granted() {
+    let Some(broker) = TestBroker::start().await else { return };
+    let (port, _) = line_device().await;
+    let forbidden = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    forbidden.set_nonblocking(true).unwrap();
+    let forbidden_port = forbidden.local_addr().unwrap().port();
+    let web = web_device(forbidden_port).await;
+
+    let id = unique_id("pyhttp");
+    let mut obs = Observer::connect(broker.port(), &format!("IoT2mqtt/v1/instances/{id}/#")).await;
+    let devices = json!([{"device_id": "lamp", "host": "127.0.0.1", "port": port}]);
+    let mut config = demo_config(&id, devices);
+    // The instance's connection names the web device: its address is granted too.
+    config["connection"] = json!({"host": "127.0.0.1", "port": web});
+    let instance = TestInstance::start(&broker, "line-python", config).await;
+    instance.ready().await;
+    let t = instance.topics.clone();
+    let mut command = async |cmd: &str, values: Value| {
+        obs.publish(&t.command("lamp"), json!({"id": cmd, "values": values}).to_string()).await;
+        obs.next_json(&t.command_response("lamp"), WAIT, |r| r["cmd_id"] == cmd).await
+    };
+
+    let got = command("get", json!({"fetch": format!("http://127.0.0.1:{web}/info")})).await;
+    assert_eq!(got["result"]["fetched"], json!({"model": "web-lamp", "gen": 2}), "{got}");
+    let posted = command("post", json!({"post": format!("http://127.0.0.1:{web}/echo"), "json": {"a": [1, 2]}})).await;
+    assert_eq!(posted["result"]["fetched"], json!({"got": {"a": [1, 2]}, "x-test": "yes"}), "{posted}");
+
+    for (cmd, url) in [
+        ("out", format!("http://127.0.0.1:{forbidden_port}/info")),
+        ("redirected", format!("http://127.0.0.1:{web}/away")),
+    ] {
+        let refused = command(cmd, json!({"fetch": url})).await;
+        assert_eq!(refused["error"]["code"], "DEVICE_UNREACHABLE", "{refused}");
+        let message = refused["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("refused by the host"), "{refused}");
+    }
     std::thread::sleep(Duration::from_millis(200));
     assert!(forbidden.accept().is_err(), "nothing reached the address outside the grant");
 }

@@ -34,7 +34,7 @@ from wit_world import exports as _exports
 from wit_world.exports import capabilities as _caps
 from wit_world.exports import lanes as _lanes
 from wit_world.imports import host as _host
-from wit_world.imports import types as _types
+from wit_world.imports import iot2mqtt_connector_types as _types
 
 from .capabilities import Description
 from .errors import (
@@ -64,6 +64,7 @@ __all__ = [
     "now_ms",
     "push_event",
     "push_state",
+    "http",
     "net",
 ]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wit_world.imports import types as _types
+from wit_world.imports import iot2mqtt_connector_types as _types
 
 
 class ConnectorError(Exception):
