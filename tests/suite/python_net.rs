@@ -150,3 +150,84 @@ async fn a_python_plugin_makes_http_requests_only_where_granted() {
     std::thread::sleep(Duration::from_millis(200));
     assert!(forbidden.accept().is_err(), "nothing reached the address outside the grant");
 }
+
+/// `openssl s_server -WWW` on a free port of 127.0.0.1 with `pki`'s server certificate (signed
+/// by the test's own CA, which the system does not trust), serving `info` from its folder.
+/// Returns the server, its port and the certificate's SHA-256 as `openssl` prints it.
+fn https_device(pki: &crate::support::tls::Pki, folder: &std::path::Path) -> (KillOnDrop, u16, String) {
+    std::fs::write(folder.join("info"), r#"{"model": "tls-lamp"}"#).unwrap();
+    let port = crate::support::free_port();
+    let child = std::process::Command::new("openssl")
+        .args(["s_server", "-quiet", "-WWW", "-accept", &format!("127.0.0.1:{port}"), "-cert"])
+        .arg(&pki.server_cert)
+        .arg("-key")
+        .arg(&pki.server_key)
+        .current_dir(folder)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let print = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(&pki.server_cert)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(print.stdout).unwrap();
+    let fingerprint = text.trim().rsplit('=').next().unwrap().to_string();
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (KillOnDrop(child), port, fingerprint)
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_to_a_device_trusts_its_pinned_certificate_and_nothing_else() {
+    let Some(broker) = TestBroker::start().await else { return };
+    let Some(pki) = crate::support::tls::Pki::make() else { return };
+    let folder = tempfile::tempdir().unwrap();
+    let (_server, tls_port, fingerprint) = https_device(&pki, folder.path());
+    let (port, _) = line_device().await;
+    let url = format!("https://127.0.0.1:{tls_port}/info");
+
+    // Unpinned, then pinned to another certificate, then pinned to the device's own.
+    let wrong = "00".repeat(32);
+    for (pin, expected) in [
+        (None, Err("certificate is not trusted")),
+        (Some(wrong.as_str()), Err("certificate is not trusted")),
+        (Some(fingerprint.as_str()), Ok(json!({"model": "tls-lamp"}))),
+    ] {
+        let id = unique_id("pytls");
+        let mut obs = Observer::connect(broker.port(), &format!("IoT2mqtt/v1/instances/{id}/#")).await;
+        let devices = json!([{"device_id": "lamp", "host": "127.0.0.1", "port": port}]);
+        let mut config = demo_config(&id, devices);
+        config["connection"] = json!({"host": "127.0.0.1", "port": tls_port});
+        if let Some(pin) = pin {
+            config["connection"]["tls_sha256"] = json!(pin);
+        }
+        let instance = TestInstance::start(&broker, "line-python", config).await;
+        instance.ready().await;
+        let t = instance.topics.clone();
+        obs.publish(&t.command("lamp"), json!({"id": "tls", "values": {"fetch": url}}).to_string()).await;
+        let answer = obs.next_json(&t.command_response("lamp"), WAIT, |r| r["cmd_id"] == "tls").await;
+        match expected {
+            Ok(body) => assert_eq!(answer["result"]["fetched"], body, "pin {pin:?}: {answer}"),
+            Err(words) => {
+                assert_eq!(answer["error"]["code"], "DEVICE_UNREACHABLE", "pin {pin:?}: {answer}");
+                let message = answer["error"]["message"].as_str().unwrap_or_default();
+                assert!(message.contains(words), "pin {pin:?}: {answer}");
+            }
+        }
+    }
+}
