@@ -231,3 +231,70 @@ async fn https_to_a_device_trusts_its_pinned_certificate_and_nothing_else() {
         }
     }
 }
+
+/// An OAuth token endpoint: `refresh_token=r1` (and `grant_type=refresh_token`,
+/// `client_id=client-1`) is traded for `a2`/`r2`; anything else is `invalid_grant`.
+async fn token_endpoint() -> u16 {
+    use axum::routing::post;
+    let app = axum::Router::new().route(
+        "/token",
+        post(|axum::Form(form): axum::Form<std::collections::HashMap<String, String>>| async move {
+            let field = |k: &str| form.get(k).map(String::as_str);
+            if (field("grant_type"), field("refresh_token"), field("client_id"))
+                == (Some("refresh_token"), Some("r1"), Some("client-1"))
+            {
+                (
+                    http::StatusCode::OK,
+                    axum::Json(json!({"access_token": "a2", "refresh_token": "r2", "expires_in": 3600})),
+                )
+            } else {
+                (http::StatusCode::BAD_REQUEST, axum::Json(json!({"error": "invalid_grant"})))
+            }
+        }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refreshed_token_is_kept_for_every_later_start() {
+    let Some(broker) = TestBroker::start().await else { return };
+    let (port, _) = line_device().await;
+    let tokens = token_endpoint().await;
+    let id = unique_id("pyoauth");
+    let mut obs = Observer::connect(broker.port(), &format!("IoT2mqtt/v1/instances/{id}/#")).await;
+    let devices = json!([{"device_id": "lamp", "host": "127.0.0.1", "port": port}]);
+    let mut config = demo_config(&id, devices);
+    config["connection"] = json!({"host": "127.0.0.1", "port": tokens,
+                                  "fakeprov_access_token": "a1", "fakeprov_refresh_token": "r1"});
+    let instance = TestInstance::start(&broker, "line-python", config).await;
+    instance.ready().await;
+    let t = instance.topics.clone();
+    let mut command = async |cmd: &str, values: Value| {
+        obs.publish(&t.command("lamp"), json!({"id": cmd, "values": values}).to_string()).await;
+        obs.next_json(&t.command_response("lamp"), WAIT, |r| r["cmd_id"] == cmd).await
+    };
+
+    let refreshed = command("refresh", json!({"refresh": format!("http://127.0.0.1:{tokens}/token")})).await;
+    assert_eq!(refreshed["result"]["access"], "a2", "{refreshed}");
+    let refused = command("unknown", json!({"store": ["not_a_secret", "x"]})).await;
+    assert_eq!(refused["error"]["code"], "COMMAND_FAILED", "{refused}");
+    assert!(refused["error"]["message"].as_str().unwrap_or_default().contains("not one of this instance's settings"));
+
+    // The running plugin keeps what init gave it; every later init (a swap here) gets the new tokens.
+    let before = command("before", json!({"secret": "fakeprov_access_token"})).await;
+    assert_eq!(before["result"]["value"], "a1", "{before}");
+    instance.handle.swap_wasm(crate::support::plugin("line-python")).await.expect("the swap succeeds");
+    let access = command("access", json!({"secret": "fakeprov_access_token"})).await;
+    assert_eq!(access["result"]["value"], "a2", "{access}");
+    let refresh = command("refresh-token", json!({"secret": "fakeprov_refresh_token"})).await;
+    assert_eq!(refresh["result"]["value"], "r2", "{refresh}");
+    // A refresh token the provider refuses is a clear failure.
+    let again = command("again", json!({"refresh": format!("http://127.0.0.1:{tokens}/token")})).await;
+    assert_eq!(again["error"]["code"], "COMMAND_FAILED", "{again}");
+    assert!(again["error"]["message"].as_str().unwrap_or_default().contains("invalid_grant"), "{again}");
+}

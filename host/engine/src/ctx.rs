@@ -31,6 +31,11 @@ pub trait HostSink: Send + Sync + 'static {
     fn push_state(&self, device_id: &str, state: Map<String, Value>) -> Result<(), String>;
     /// An event of a device, pushed by the plugin.
     fn push_event(&self, device_id: &str, event: &str, data: Map<String, Value>) -> Result<(), String>;
+    /// A new value of one of the instance's secrets (`host.store-secret`), already bounded.
+    fn store_secret(&self, key: &str, value: &str) -> Result<(), String> {
+        let _ = (key, value);
+        Err("this host keeps no secrets".into())
+    }
 }
 
 /// What a lane's store holds.
@@ -139,7 +144,29 @@ impl host::Host for LaneCtx {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     }
+
+    fn store_secret(&mut self, key: String, value: String) -> Result<(), String> {
+        if key.is_empty() || key.len() > 128 {
+            return Err("a secret's name has 1 to 128 characters".into());
+        }
+        if value.len() > MAX_SECRET {
+            return Err(format!("a secret's value is at most {MAX_SECRET} bytes"));
+        }
+        if value.contains(['\n', '\r']) {
+            return Err("a secret's value has no line breaks".into());
+        }
+        let stored = self.sink.store_secret(&key, &value);
+        match &stored {
+            // The name only: never the value.
+            Ok(()) => tracing::info!(plugin = %self.label, %key, "the plugin stored a new value of a secret"),
+            Err(e) => tracing::warn!(plugin = %self.label, %key, "the plugin could not store a secret: {e}"),
+        }
+        stored
+    }
 }
+
+/// The longest value of a secret a plugin may store.
+const MAX_SECRET: usize = 16 << 10;
 
 /// A JSON value a plugin returned, or the failure that says why it is not acceptable: too
 /// large (refused before parsing) or not JSON.

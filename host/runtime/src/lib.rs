@@ -24,6 +24,6 @@ pub use iot2mqtt_engine::{
     CacheOutcome, EngineConfig, Failure, Fault, FaultKind, HttpHost, HttpLimits, LoadError, Names, NetGrants, Plugin,
     PluginAbout,
 };
-pub use options::InstanceOptions;
+pub use options::{InstanceOptions, SecretKeeper, SecretStore};
 pub use runtime::{InstanceHandle, InstanceSpec, Runtime, RuntimeError, client_tls};
 pub use status::{CRASH_LOOP_FAULTS, CRASH_LOOP_GAP, FaultTimes, InstanceStatus, SwapError, SwapReport};

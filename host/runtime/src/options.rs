@@ -1,3 +1,4 @@
+use std::sync::Arc;
 use std::time::Duration;
 
 use iot2mqtt_engine::{HttpHost, HttpLimits};
@@ -22,7 +23,46 @@ pub struct InstanceOptions {
     pub http_hosts: Vec<HttpHost>,
     /// Limits on each lane's HTTP requests.
     pub http: HttpLimits,
+    /// Where secrets the plugin refreshes are kept (`host.store-secret`); without one they
+    /// live as long as the instance runs.
+    pub secrets: SecretKeeper,
 }
+
+/// The orchestrator's store of an instance's secrets, for values a plugin refreshes.
+pub trait SecretStore: Send + Sync {
+    /// Replace the instance's secret `key` with `value`, encrypted at rest; the error says why
+    /// not (not a secret the instance has).
+    fn replace(&self, key: &str, value: &str) -> Result<(), String>;
+}
+
+/// A [`SecretStore`], or none.
+#[derive(Clone, Default)]
+pub struct SecretKeeper(pub(crate) Option<Arc<dyn SecretStore>>);
+
+impl SecretKeeper {
+    /// Keep refreshed secrets in `store`.
+    pub fn new(store: Arc<dyn SecretStore>) -> Self {
+        Self(Some(store))
+    }
+}
+
+impl std::fmt::Debug for SecretKeeper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "SecretKeeper(store)" } else { "SecretKeeper(memory)" })
+    }
+}
+
+impl PartialEq for SecretKeeper {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for SecretKeeper {}
 
 impl Default for InstanceOptions {
     fn default() -> Self {
@@ -35,6 +75,7 @@ impl Default for InstanceOptions {
             init_grace: Duration::from_secs(10),
             http_hosts: Vec::new(),
             http: HttpLimits::default(),
+            secrets: SecretKeeper::default(),
         }
     }
 }

@@ -135,6 +135,7 @@ impl Runtime {
             instance_id: instance_id.as_str().into(),
             instance_view: Arc::new(config.plugin_view()),
             connection: Arc::new(config.connection.clone()),
+            refreshed: Arc::default(),
             reporter: Arc::clone(&reporter),
         };
         let initial = InstanceStatus {

@@ -102,6 +102,9 @@ pub(crate) struct LaneFactory {
     pub(crate) instance_id: Arc<str>,
     pub(crate) instance_view: Arc<Object>,
     pub(crate) connection: Arc<Object>,
+    /// Secrets the plugin stored since the instance started (`host.store-secret`), given to
+    /// every later `init` in `connection`.
+    pub(crate) refreshed: Arc<std::sync::Mutex<Object>>,
     pub(crate) reporter: Arc<Reporter>,
 }
 
@@ -112,6 +115,25 @@ impl std::fmt::Debug for LaneFactory {
 }
 
 impl LaneFactory {
+    /// What `init` is given: the instance's view, with the secrets the plugin refreshed.
+    fn view(&self) -> Object {
+        let refreshed = self.refreshed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut view = (*self.instance_view).clone();
+        if !refreshed.is_empty()
+            && let Some(Value::Object(connection)) = view.get_mut("connection")
+        {
+            connection.extend(refreshed.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        view
+    }
+
+    fn secrets(&self) -> LaneSecrets {
+        LaneSecrets {
+            keeper: self.options.secrets.clone(),
+            connection: Arc::clone(&self.connection),
+            refreshed: Arc::clone(&self.refreshed),
+        }
+    }
     /// A lane for `devices`, initialised, with each device's description (in their order).
     pub(crate) async fn build(&self, plugin: &Plugin, devices: &[DeviceEntry]) -> Result<BuiltLane, Failure> {
         let ids: Vec<String> = devices.iter().map(|d| d.device_id.to_string()).collect();
@@ -122,11 +144,11 @@ impl LaneFactory {
             memory_limit: self.options.memory_limit,
             cpu_budget: self.options.cpu_budget,
             call_limit: self.options.call_limit,
-            sink: Arc::new(DeviceSink::new(&self.instance_id, &ids, Arc::clone(&self.reporter))),
+            sink: Arc::new(DeviceSink::new(&self.instance_id, &ids, Arc::clone(&self.reporter), self.secrets())),
         };
         let mut lane = Lane::new(&self.engine, plugin, config).await.map_err(fault_failure)?;
         let configs: Vec<(String, Object)> = devices.iter().map(|d| (d.device_id.to_string(), d.to_object())).collect();
-        let mut described = lane.init(&self.instance_view, &configs).await.map_err(fault_failure)??;
+        let mut described = lane.init(&self.view(), &configs).await.map_err(fault_failure)??;
         let mut infos = Vec::with_capacity(ids.len());
         for id in &ids {
             let found = described.iter().position(|i| &i.id == id);
@@ -448,15 +470,38 @@ struct DeviceSink {
     label: String,
     devices: HashSet<String>,
     reporter: Arc<Reporter>,
+    secrets: LaneSecrets,
+}
+
+/// Where a lane's `store-secret` goes: the orchestrator's store when there is one, and the
+/// instance's memory in any case, so a lane built later gets the new value.
+struct LaneSecrets {
+    keeper: crate::SecretKeeper,
+    connection: Arc<Object>,
+    refreshed: Arc<std::sync::Mutex<Object>>,
+}
+
+impl LaneSecrets {
+    fn store(&self, key: &str, value: &str) -> Result<(), String> {
+        match &self.keeper.0 {
+            Some(store) => store.replace(key, value)?,
+            None if self.connection.contains_key(key) => {}
+            None => return Err(format!("\"{key}\" is not one of this instance's settings")),
+        }
+        let mut refreshed = self.refreshed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        refreshed.insert(key.to_string(), Value::String(value.to_string()));
+        Ok(())
+    }
 }
 
 impl DeviceSink {
-    fn new(instance: &Arc<str>, devices: &[String], reporter: Arc<Reporter>) -> Self {
+    fn new(instance: &Arc<str>, devices: &[String], reporter: Arc<Reporter>, secrets: LaneSecrets) -> Self {
         Self {
             instance: Arc::clone(instance),
             label: lane_label(devices).to_string(),
             devices: devices.iter().cloned().collect(),
             reporter,
+            secrets,
         }
     }
 
@@ -488,5 +533,9 @@ impl HostSink for DeviceSink {
         self.check(device)?;
         self.reporter.event(device, event, data);
         Ok(())
+    }
+
+    fn store_secret(&self, key: &str, value: &str) -> Result<(), String> {
+        self.secrets.store(key, value)
     }
 }

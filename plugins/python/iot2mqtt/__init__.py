@@ -64,6 +64,7 @@ __all__ = [
     "now_ms",
     "push_event",
     "push_state",
+    "store_secret",
     "http",
     "net",
 ]
@@ -172,6 +173,16 @@ def push_state(device_id: str, state: Dict[str, Json]) -> None:
 def push_event(device_id: str, event: str, data: Optional[Dict[str, Json]] = None) -> None:
     """Publish an event of a device now (`button_pressed`, `motion`)."""
     _host.push_event(device_id, event, json.dumps(data or {}))
+
+
+def store_secret(key: str, value: str) -> None:
+    """Keep a new value of one of the instance's secrets (a refreshed OAuth token): stored
+    encrypted by the orchestrator and given to every later start in the connection settings.
+    Only a secret the instance has may be replaced; :class:`CommandFailed` says why not."""
+    try:
+        _host.store_secret(key, value)
+    except Err as error:
+        raise CommandFailed(f"cannot store the secret {key}: {error.value}") from None
 
 
 def now_ms() -> int:

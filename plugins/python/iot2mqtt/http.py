@@ -28,7 +28,7 @@ from wit_world.imports import wasi_http_types as _http
 
 from .errors import CommandFailed, Unreachable
 
-__all__ = ["MAX_REDIRECTS", "Response", "delete", "get", "post", "put", "request"]
+__all__ = ["MAX_REDIRECTS", "Response", "delete", "get", "post", "put", "refresh_oauth", "request"]
 
 #: Redirects followed for one request.
 MAX_REDIRECTS = 5
@@ -257,3 +257,40 @@ def _failure(url: str, code: Any) -> Exception:
     if isinstance(code, _http.ErrorCode_HttpResponseBodySize):
         return CommandFailed(f"{url}: the answer is larger than the host accepts")
     return Unreachable(f"{url}: {type(code).__name__.removeprefix('ErrorCode_')}")
+
+
+def refresh_oauth(provider: str, token_url: str, refresh_token: str, client_id: str,
+                  client_secret: Optional[str] = None, timeout: float = 10.0) -> str:
+    """Trade `refresh_token` for a new access token at an OAuth 2 token endpoint (its host
+    declared in the manifest), store the new tokens through the host as
+    `<provider>_access_token` and `<provider>_refresh_token` (so a restart or a hot swap starts
+    with them), and return the access token. A refused refresh raises
+    :class:`~iot2mqtt.CommandFailed` with the provider's reason."""
+    from . import store_secret
+
+    form = {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": client_id}
+    if client_secret is not None:
+        form["client_secret"] = client_secret
+    body = "&".join(f"{_form_encode(k)}={_form_encode(v)}" for k, v in form.items())
+    answer = request("POST", token_url, body=body.encode(),
+                     headers={"content-type": "application/x-www-form-urlencoded"}, timeout=timeout)
+    if not answer.ok:
+        try:
+            reason = answer.json().get("error") or f"HTTP status {answer.status}"
+        except (CommandFailed, AttributeError):
+            reason = f"HTTP status {answer.status}"
+        raise CommandFailed(f"{provider} refused to refresh the token ({reason}); sign in again")
+    tokens = answer.json()
+    access = tokens.get("access_token") if isinstance(tokens, dict) else None
+    if not isinstance(access, str):
+        raise CommandFailed(f"{provider}'s answer has no access_token")
+    store_secret(f"{provider}_access_token", access)
+    if isinstance(tokens.get("refresh_token"), str):
+        store_secret(f"{provider}_refresh_token", tokens["refresh_token"])
+    return access
+
+
+def _form_encode(text: str) -> str:
+    """`application/x-www-form-urlencoded` (componentize-py's standard library has no urllib)."""
+    safe = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
+    return "".join(chr(b) if b in safe else "+" if b == 0x20 else f"%{b:02X}" for b in text.encode())

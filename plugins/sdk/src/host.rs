@@ -1,5 +1,5 @@
 //! What the host offers a plugin besides WASI: logging, pushing state and events at any time,
-//! and the time.
+//! keeping refreshed secrets, and the time.
 
 use crate::Object;
 use crate::bindings::iot2mqtt::connector::host as wit;
@@ -13,6 +13,13 @@ pub fn push_state(device_id: &str, state: &Object) -> Result<(), String> {
 /// Publish an event of a device now (see `host.push-event`).
 pub fn push_event(device_id: &str, event: &str, data: &Object) -> Result<(), String> {
     wit::push_event(device_id, event, &serde_json::to_string(data).unwrap_or_default())
+}
+
+/// Keep a new value of one of the instance's secrets (a refreshed OAuth token): stored
+/// encrypted by the orchestrator and given to every later `init` in `connection` (see
+/// `host.store-secret`). Only a secret the instance has may be replaced.
+pub fn store_secret(key: &str, value: &str) -> Result<(), String> {
+    wit::store_secret(key, value)
 }
 
 /// Milliseconds since the Unix epoch, UTC.

@@ -321,6 +321,58 @@ impl Url {
     }
 }
 
+/// What an OAuth 2 token endpoint needs to refresh a provider's access token; see
+/// [`OAuthRefresh::refresh`].
+#[derive(Debug, Clone)]
+pub struct OAuthRefresh<'a> {
+    /// The provider's name as the setup flow stored its tokens: the secrets are
+    /// `<provider>_access_token` and `<provider>_refresh_token`.
+    pub provider: &'a str,
+    /// The token endpoint (`https://auth.example.com/oauth/token`); the connector's manifest
+    /// must declare its host.
+    pub token_url: &'a str,
+    /// The connector's client id at the provider.
+    pub client_id: &'a str,
+    /// Its client secret, for providers that want one.
+    pub client_secret: Option<&'a str>,
+}
+
+impl OAuthRefresh<'_> {
+    /// Trade `refresh_token` for a new access token, store the new tokens through the host
+    /// (so a restart or a hot swap starts with them), and return the access token. A
+    /// refused refresh is `COMMAND_FAILED` with the provider's reason; the person then signs
+    /// in again through the setup flow.
+    pub fn refresh(&self, client: &Client, refresh_token: &str) -> Result<String, Error> {
+        let mut form =
+            vec![("grant_type", "refresh_token"), ("refresh_token", refresh_token), ("client_id", self.client_id)];
+        if let Some(secret) = self.client_secret {
+            form.push(("client_secret", secret));
+        }
+        let answer = client.post(self.token_url).form(&form).send()?;
+        if !answer.is_success() {
+            let reason = answer
+                .json::<serde_json::Value>()
+                .ok()
+                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(String::from));
+            return Err(Error::failed(format!(
+                "{} refused to refresh the token ({}); sign in again",
+                self.provider,
+                reason.unwrap_or_else(|| format!("HTTP status {}", answer.status))
+            )));
+        }
+        let tokens: serde_json::Value = answer.json()?;
+        let access = tokens
+            .get("access_token")
+            .and_then(|t| t.as_str())
+            .ok_or_else(|| Error::failed(format!("{}'s answer has no access_token", self.provider)))?;
+        crate::host::store_secret(&format!("{}_access_token", self.provider), access).map_err(Error::failed)?;
+        if let Some(rotated) = tokens.get("refresh_token").and_then(|t| t.as_str()) {
+            crate::host::store_secret(&format!("{}_refresh_token", self.provider), rotated).map_err(Error::failed)?;
+        }
+        Ok(access.to_string())
+    }
+}
+
 fn send_once(
     method: &str,
     url: &Url,

@@ -689,6 +689,7 @@ impl Instances {
             shared_cache_dir: self.data.engine_cache(),
             memory_mb: connector.manifest.resources.memory_mb,
             http_hosts: connector.manifest.network.http_hosts().map_err(InstanceError::Unavailable)?,
+            secret_store: Arc::new(PluginSecrets { manager: Arc::clone(&self.secrets), id: id.clone() }),
             cpus: connector.manifest.resources.cpus,
             network: connector.network,
         };
@@ -819,5 +820,64 @@ async fn blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> 
     match tokio::task::spawn_blocking(f).await {
         Ok(result) => result,
         Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// An instance's encrypted secrets, as its plugin refreshes them (`host.store-secret`): only a
+/// secret the instance has may be replaced.
+struct PluginSecrets {
+    manager: Arc<SecretsManager>,
+    id: InstanceId,
+}
+
+impl iot2mqtt_runtime::SecretStore for PluginSecrets {
+    fn replace(&self, key: &str, value: &str) -> Result<(), String> {
+        let mut secrets = self.manager.load(&self.id).map_err(|e| e.to_string())?;
+        match secrets.get_mut(key) {
+            Some(old) => *old = value.to_string(),
+            None => return Err(format!("\"{key}\" is not one of this instance's secrets")),
+        }
+        self.manager.store(&self.id, &secrets).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iot2mqtt_runtime::SecretStore;
+
+    #[test]
+    fn a_plugin_replaces_only_secrets_its_instance_has_and_they_stay_encrypted() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = Arc::new(SecretsManager::open(dir.path()).unwrap());
+        let id = InstanceId::new("cloud_1").unwrap();
+        let secrets = BTreeMap::from([
+            ("prov_access_token".to_string(), "a1".to_string()),
+            ("prov_refresh_token".to_string(), "r1".to_string()),
+        ]);
+        manager.store(&id, &secrets).unwrap();
+        let store = PluginSecrets { manager: Arc::clone(&manager), id: id.clone() };
+
+        store.replace("prov_access_token", "a2-secret-value").unwrap();
+        let err = store.replace("password", "x").unwrap_err();
+        assert!(err.contains("\"password\" is not one of this instance's secrets"), "{err}");
+        let now = SecretsManager::open(dir.path()).unwrap().load(&id).unwrap();
+        assert_eq!(now.get("prov_access_token").map(String::as_str), Some("a2-secret-value"));
+        assert_eq!(now.get("prov_refresh_token").map(String::as_str), Some("r1"));
+        assert!(!now.contains_key("password"));
+        // Nothing on disk holds the value in the clear.
+        for entry in walk(dir.path()) {
+            let bytes = std::fs::read(&entry).unwrap();
+            assert!(!bytes.windows(15).any(|w| w == b"a2-secret-value"), "{}", entry.display());
+        }
+    }
+
+    fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() { files.extend(walk(&path)) } else { files.push(path) }
+        }
+        files
     }
 }

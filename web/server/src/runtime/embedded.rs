@@ -61,7 +61,11 @@ impl EmbeddedRuntime {
         let mut config = spec.config;
         config.connector_type = Some(spec.connector);
         config.merge_secrets(spec.secrets);
-        let mut options = InstanceOptions { http_hosts: spec.http_hosts, ..InstanceOptions::default() };
+        let mut options = InstanceOptions {
+            http_hosts: spec.http_hosts,
+            secrets: iot2mqtt_runtime::SecretKeeper::new(spec.secret_store),
+            ..InstanceOptions::default()
+        };
         if let Some(mb) = spec.memory_mb {
             options.memory_limit = usize::try_from(mb).unwrap_or(usize::MAX >> 20) << 20;
         }

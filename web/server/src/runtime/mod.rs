@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use iot2mqtt_contract::config::InstanceConfig;
@@ -48,6 +49,8 @@ pub struct RunSpec {
     pub memory_mb: Option<u64>,
     /// Hosts its plugin may reach over HTTP besides its devices (the manifest's, checked).
     pub http_hosts: Vec<iot2mqtt_runtime::HttpHost>,
+    /// Where secrets its plugin refreshes are stored (the embedded runtime uses it).
+    pub secret_store: Arc<dyn iot2mqtt_runtime::SecretStore>,
     /// CPU limit.
     pub cpus: Option<f64>,
     /// Host or bridge networking (containers only).
