@@ -98,6 +98,16 @@ async fn web_device(away: u16) -> u16 {
                 axum::Json(json!({"got": body, "x-test": header}))
             }),
         )
+        // Over the host's 4 MiB limit for a response.
+        .route("/big", get(|| async { vec![b'x'; 5 << 20] }))
+        // Later than the plugin's 3 s.
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(20)).await;
+                "late"
+            }),
+        )
         .route(
             "/away",
             get(move || async move { axum::response::Redirect::temporary(&format!("http://127.0.0.1:{away}/info")) }),
@@ -147,6 +157,13 @@ async fn a_python_plugin_makes_http_requests_only_where_granted() {
         let message = refused["error"]["message"].as_str().unwrap_or_default();
         assert!(message.contains("refused by the host"), "{refused}");
     }
+    // The host's limits: a response too large, an answer too late.
+    let big = command("big", json!({"fetch": format!("http://127.0.0.1:{web}/big")})).await;
+    assert_eq!(big["error"]["code"], "COMMAND_FAILED", "{big}");
+    assert!(big["error"]["message"].as_str().unwrap_or_default().contains("larger than the host accepts"), "{big}");
+    let slow = command("slow", json!({"fetch": format!("http://127.0.0.1:{web}/slow")})).await;
+    assert_eq!(slow["error"]["code"], "DEVICE_UNREACHABLE", "{slow}");
+    assert!(slow["error"]["message"].as_str().unwrap_or_default().contains("in time"), "{slow}");
     std::thread::sleep(Duration::from_millis(200));
     assert!(forbidden.accept().is_err(), "nothing reached the address outside the grant");
 }

@@ -206,8 +206,11 @@ impl WasiHttpHooks for HttpHooks {
                 .map_err(|_| Error::ConnectionTimeout)??;
             let conn = tokio::spawn(conn);
             let request = target.origin_form(request)?;
-            let response = tokio::time::timeout(cap(options.first_byte_timeout), sender.send_request(request))
+            // The first byte within its own time, and the whole request within the deadline.
+            let first_byte = tokio::time::timeout(cap(options.first_byte_timeout), sender.send_request(request));
+            let response = tokio::time::timeout_at(deadline, first_byte)
                 .await
+                .map_err(|_| Error::HttpResponseTimeout)?
                 .map_err(|_| Error::ConnectionReadTimeout)??;
             let (parts, incoming) = response.into_parts();
             let body = Limited {

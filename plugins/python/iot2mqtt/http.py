@@ -219,7 +219,7 @@ def _read(url: str, incoming: _http.IncomingBody, deadline: int, timeout: float)
             except Err as error:
                 if isinstance(error.value, _streams.StreamError_Closed):
                     return b"".join(chunks)
-                raise Unreachable(f"{url}: the answer broke off") from None
+                raise _broken(url, error.value.value) from None
             if data:
                 chunks.append(data)
             elif not _wait(stream.subscribe(), deadline):
@@ -237,6 +237,20 @@ def _wait(pollable: _poll.Pollable, deadline: int) -> bool:
     finally:
         timer.__exit__(None, None, None)
         pollable.__exit__(None, None, None)
+
+
+def _broken(url: str, io_error: Any) -> Exception:
+    """The SDK's error for a response body that broke off: the host's limit, a timeout, or the
+    connection. (wasmtime-wasi-http 48 gives body errors no `error-code`, only their text.)"""
+    code = _http.http_error_code(io_error)
+    if code is not None:
+        return _failure(url, code)
+    detail = io_error.to_debug_string()
+    if "body size exceeds limit" in detail:
+        return CommandFailed(f"{url}: the answer is larger than the host accepts")
+    if "timeout" in detail:
+        return Unreachable(f"{url}: no answer in time")
+    return Unreachable(f"{url}: the answer broke off ({detail})")
 
 
 def _failure(url: str, code: Any) -> Exception:

@@ -471,7 +471,17 @@ fn stream_error(e: StreamError) -> HttpError {
         StreamError::Closed => HttpError::Unreachable("the connection was closed".into()),
         StreamError::LastOperationFailed(e) => match wasip2::http::types::http_error_code(&e) {
             Some(code) => from_code(code),
-            None => HttpError::Unreachable(e.to_debug_string()),
+            // wasmtime-wasi-http 48 gives a response body's errors no code, only their text.
+            None => {
+                let detail = e.to_debug_string();
+                if detail.contains("body size exceeds limit") {
+                    HttpError::Invalid("the answer is larger than the host accepts".into())
+                } else if detail.contains("timeout") {
+                    HttpError::Timeout
+                } else {
+                    HttpError::Unreachable(format!("the answer broke off ({detail})"))
+                }
+            }
         },
     }
 }
