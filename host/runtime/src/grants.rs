@@ -1,8 +1,8 @@
 //! Network grants from an instance's configuration: each device's lane may reach the addresses
-//! its device's own entry names (`host`, `ip` or `address`, with `port` when given, and a pinned
-//! TLS certificate as `tls_sha256`), plus the
-//! instance's `connection` host; a lane shared by several devices, those of all of them. Host names are resolved here, once, when the lane is built, and the
-//! plugin may look up those names and no other.
+//! its device's own entry names (`host`, `ip` or `address`, with `port` when given, and a
+//! pinned TLS certificate as `tls_sha256`), plus the instance's `connection` host; a lane
+//! shared by several devices, those of all of them. Host names are resolved here, once, when
+//! the lane is built, and the plugin may look up those names and no other.
 
 use std::net::IpAddr;
 

@@ -134,6 +134,7 @@ impl LaneFactory {
             refreshed: Arc::clone(&self.refreshed),
         }
     }
+
     /// A lane for `devices`, initialised, with each device's description (in their order).
     pub(crate) async fn build(&self, plugin: &Plugin, devices: &[DeviceEntry]) -> Result<BuiltLane, Failure> {
         let ids: Vec<String> = devices.iter().map(|d| d.device_id.to_string()).collect();
