@@ -163,7 +163,8 @@ async fn a_python_plugin_makes_http_requests_only_where_granted() {
     assert!(big["error"]["message"].as_str().unwrap_or_default().contains("larger than the host accepts"), "{big}");
     let slow = command("slow", json!({"fetch": format!("http://127.0.0.1:{web}/slow")})).await;
     assert_eq!(slow["error"]["code"], "DEVICE_UNREACHABLE", "{slow}");
-    assert!(slow["error"]["message"].as_str().unwrap_or_default().contains("in time"), "{slow}");
+    // The host's first-byte timeout or the SDK's own wait, whichever ends first, says so.
+    assert!(slow["error"]["message"].as_str().unwrap_or_default().contains("no answer"), "{slow}");
     std::thread::sleep(Duration::from_millis(200));
     assert!(forbidden.accept().is_err(), "nothing reached the address outside the grant");
 }

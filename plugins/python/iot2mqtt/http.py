@@ -22,11 +22,11 @@ from typing import Any, Dict, List, Optional, Tuple
 from componentize_py_types import Err
 from wit_world.imports import monotonic_clock as _clock
 from wit_world.imports import outgoing_handler as _handler
-from wit_world.imports import poll as _poll
 from wit_world.imports import streams as _streams
 from wit_world.imports import wasi_http_types as _http
 
 from .errors import CommandFailed, Unreachable
+from .net import _wait
 
 __all__ = ["MAX_REDIRECTS", "Response", "delete", "get", "post", "put", "refresh_oauth", "request"]
 
@@ -227,16 +227,6 @@ def _read(url: str, incoming: _http.IncomingBody, deadline: int, timeout: float)
     finally:
         stream.__exit__(None, None, None)
         incoming.__exit__(None, None, None)
-
-
-def _wait(pollable: _poll.Pollable, deadline: int) -> bool:
-    """Wait for `pollable` until `deadline` (monotonic nanoseconds); whether it got ready."""
-    timer = _clock.subscribe_duration(max(0, deadline - _clock.now()))
-    try:
-        return 0 in _poll.poll([pollable, timer])
-    finally:
-        timer.__exit__(None, None, None)
-        pollable.__exit__(None, None, None)
 
 
 def _broken(url: str, io_error: Any) -> Exception:
