@@ -3,11 +3,15 @@
 //! applies the settings and says which instances restarted.
 
 use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
 
 use serde_json::json;
 
 use crate::support::browser::Browser;
 use crate::support::serve::{KEY, Runtime, Serve};
+use crate::support::tls::{Pki, TlsMosquitto};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_broker_setting_is_tested_and_refused_before_anything_is_saved() {
@@ -63,4 +67,87 @@ async fn a_wrong_broker_setting_is_tested_and_refused_before_anything_is_saved()
     browser.screenshot("saved").await;
     browser.assert_clean_console().await;
     browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_that_asks_for_a_client_certificate_is_set_up_from_the_form() {
+    let Some(pki) = Pki::make() else { return };
+    let Some(broker) = TlsMosquitto::start(&pki, true).await else { return };
+    let serve = Serve::start(Runtime::Embedded).await;
+    let Some(browser) = Browser::start("broker-client-certificate", 1280, 1600).await else { return };
+    browser.open(&serve.url("/login?next=/settings")).await;
+    browser.type_into("#key", KEY).await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_text("h1", "Settings").await;
+
+    // TLS and the CA alone: the broker wants a certificate, and the outcome says so.
+    browser.type_into("#mqtt-host", "localhost").await;
+    browser.type_into("#mqtt-port", &broker.tls_port.to_string()).await;
+    browser.click("#mqtt-tls").await;
+    browser.type_into("#mqtt-ca-file", &pki.ca.display().to_string()).await;
+    browser.click("#broker-test").await;
+    browser.wait_for_text("#broker-outcome", "The connection failed").await;
+    let outcome = browser.text("#broker-outcome").await;
+    assert!(outcome.contains("client certificate"), "{outcome}");
+    browser.screenshot("certificate-missing").await;
+
+    // A key file that does not exist is named beside its field, and nothing is saved.
+    let env_before = std::fs::read_to_string(serve.data().join(".env")).unwrap_or_default();
+    browser.type_into("#mqtt-cert-file", &pki.client_cert.display().to_string()).await;
+    browser.type_into("#mqtt-key-file", "/nonexistent/client.key").await;
+    browser.click("#broker-save").await;
+    let refused = browser.find("#mqtt-key-file-error").await.text().await.unwrap();
+    assert!(refused.contains("/nonexistent/client.key"), "{refused}");
+    assert_eq!(std::fs::read_to_string(serve.data().join(".env")).unwrap_or_default(), env_before, "nothing saved");
+
+    // The certificate and its key: the broker accepts, the settings are saved and kept.
+    browser.type_into("#mqtt-key-file", &pki.client_key.display().to_string()).await;
+    browser.click("#broker-test").await;
+    browser.wait_for_text("#broker-outcome", "accepted").await;
+    browser.click("#broker-save").await;
+    browser.wait_for_text("#broker-outcome", "Saved").await;
+    let env = std::fs::read_to_string(serve.data().join(".env")).unwrap();
+    assert!(env.contains(&format!("MQTT_CERT_FILE={}", pki.client_cert.display())), "{env}");
+    assert!(env.contains(&format!("MQTT_KEY_FILE={}", pki.client_key.display())), "{env}");
+    connected(&serve, "with its client certificate").await;
+    browser.open(&serve.url("/settings")).await;
+    let broker_line = browser.text("#broker").await;
+    assert!(broker_line.contains("An external broker") && broker_line.contains("over TLS"), "{broker_line}");
+    assert_eq!(
+        browser.attr("#mqtt-key-file", "value").await.unwrap_or_default(),
+        pki.client_key.display().to_string(),
+        "the form shows the saved files"
+    );
+    browser.screenshot("certificate-saved").await;
+
+    // Back to the embedded broker: serve reconnects to it, not to the broker used before.
+    for field in ["#mqtt-host", "#mqtt-port", "#mqtt-ca-file", "#mqtt-cert-file", "#mqtt-key-file"] {
+        browser.type_into(field, "").await;
+    }
+    browser.click("#mqtt-tls").await;
+    browser.click("#broker-save").await;
+    browser.wait_for_text("#broker-outcome", "Saved").await;
+    browser.wait_for_text("#broker", "The embedded broker").await;
+    let (_, config) = serve.call(Method::GET, "/api/mqtt/config", None).await;
+    assert_eq!(
+        (config["broker"].clone(), config["port"].clone()),
+        (json!("embedded"), json!(serve.mqtt().port)),
+        "{config}"
+    );
+    connected(&serve, "to the embedded broker again").await;
+    browser.assert_clean_console().await;
+    browser.close().await;
+}
+
+/// Wait until `serve`'s own client is connected; `how` says to what, for the failure.
+async fn connected(serve: &Serve, how: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, health) = serve.call(Method::GET, "/api/health", None).await;
+        if health["mqtt_connected"] == true {
+            return;
+        }
+        assert!(Instant::now() < deadline, "serve did not connect {how}: {health}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

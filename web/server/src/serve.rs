@@ -156,6 +156,7 @@ pub async fn run(options: ServeOptions, shutdown: impl Future<Output = ()> + Sen
     };
     tracing::info!(runtime = runtime.name(), broker = %format!("{}:{}", mqtt_settings.host, mqtt_settings.port), embedded_broker = broker.is_some(), "starting");
 
+    let embedded_broker = broker.as_ref().map(|_| (mqtt_settings.host.clone(), mqtt_settings.port));
     let secrets = SecretsManager::open(&data.secrets()).context("cannot open the secrets store")?;
     let plugins_dir = options.plugins_dir.clone().or_else(default_plugins_dir);
     let catalog = Catalog::new(options.connectors.clone(), plugins_dir);
@@ -180,7 +181,7 @@ pub async fn run(options: ServeOptions, shutdown: impl Future<Output = ()> + Sen
         flows,
         settings: settings_file,
         docker,
-        embedded_broker: broker.is_some(),
+        embedded_broker,
         broker_accounts,
         hosts: crate::guard::HostNames::new(env.get("IOT2MQTT_HOSTNAMES")),
         logs: options.instance_logs.clone(),

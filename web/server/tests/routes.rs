@@ -74,7 +74,7 @@ impl TestApp {
             flows,
             settings: SettingsFile::new(dotenv),
             docker: None,
-            embedded_broker: false,
+            embedded_broker: None,
             broker_accounts: None,
             hosts: iot2mqtt_server::guard::HostNames::default(),
             logs: iot2mqtt_runtime::logging::InstanceLogs::default(),

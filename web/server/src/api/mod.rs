@@ -57,8 +57,9 @@ pub struct Shared {
     pub settings: SettingsFile,
     /// The Docker engine, when it answers (for the container API).
     pub docker: Option<Arc<DockerRuntime>>,
-    /// Whether the broker is the embedded one.
-    pub embedded_broker: bool,
+    /// The embedded broker's plain listener, for our own clients, when it runs (it runs when
+    /// `serve` starts without `MQTT_HOST`, and keeps running if a broker is set later).
+    pub embedded_broker: Option<(String, u16)>,
     /// The embedded broker's accounts (none with an external broker).
     pub broker_accounts: Option<Arc<crate::mqtt_accounts::BrokerAccounts>>,
     /// The names this server answers to (see [`crate::guard`]).
@@ -87,6 +88,15 @@ impl AppState {
     /// Wrap the services.
     pub fn new(shared: Shared) -> Self {
         Self { inner: Arc::new(shared) }
+    }
+
+    /// Whether `serve` and its instances use the embedded broker now (the settings in effect
+    /// name its address), not one set since.
+    pub fn uses_embedded_broker(&self) -> bool {
+        self.embedded_broker.as_ref().is_some_and(|(host, port)| {
+            let settings = self.mqtt.settings();
+            settings.host == *host && settings.port == *port
+        })
     }
 }
 

@@ -45,7 +45,7 @@ fn config_view(state: &AppState) -> Result<Value, AppError> {
         "cert_file": settings.tls.as_ref().and_then(|t| t.cert_file.as_ref()),
         "key_file": settings.tls.as_ref().and_then(|t| t.key_file.as_ref()),
         "discovery_prefix": settings.discovery_prefix.as_deref().unwrap_or("off"),
-        "broker": if state.embedded_broker { "embedded" } else { "external" },
+        "broker": if state.uses_embedded_broker() { "embedded" } else { "external" },
         "overridden_by_env": overridden,
     }))
 }
@@ -159,7 +159,7 @@ pub(crate) fn plan(state: &AppState, body: &Map<String, Value>) -> Result<Planne
         }
     }
     let mut external = None;
-    if !state.embedded_broker || env.contains_key("MQTT_HOST") {
+    if state.embedded_broker.is_none() || env.contains_key("MQTT_HOST") {
         let checked = iot2mqtt_contract::MqttSettings::from_env(&iot2mqtt_contract::settings::Env::from_pairs(env))
             .map_err(|e| match e {
                 iot2mqtt_contract::SettingsError::Invalid { name, reason } => {
@@ -188,11 +188,11 @@ pub(crate) async fn apply(
         .map_err(AppError::internal)?
         .map_err(AppError::internal)?;
     let mut settings = state.settings.mqtt().map_err(|e| AppError::invalid("", e.to_string()))?;
-    if state.embedded_broker && state.settings.env().ok().and_then(|e| e.get("MQTT_HOST").map(str::to_string)).is_none()
-    {
-        let current = state.mqtt.settings();
-        settings.host = current.host;
-        settings.port = current.port;
+    let broker_set = state.settings.env().ok().is_some_and(|env| env.get("MQTT_HOST").is_some());
+    if let Some((host, port)) = state.embedded_broker.clone().filter(|_| !broker_set) {
+        // Back to the embedded broker (or still on it): its address, whatever was used before.
+        settings.host = host;
+        settings.port = port;
         // Our own clients reach the embedded broker on its plain listener.
         settings.tls = None;
     }

@@ -13,7 +13,7 @@ pub async fn health(State(state): State<AppState>) -> Json<Value> {
         "mqtt_connected": state.mqtt.connected(),
         "runtime": state.instances.runtime_name(),
         "docker_available": state.docker.is_some(),
-        "broker": if state.embedded_broker { "embedded" } else { "external" },
+        "broker": if state.uses_embedded_broker() { "embedded" } else { "external" },
         "version": env!("CARGO_PKG_VERSION"),
     }))
 }

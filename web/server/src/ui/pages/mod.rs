@@ -83,7 +83,7 @@ pub async fn root(State(state): State<AppState>, headers: HeaderMap, Query(query
 
 /// What MQTT says of the instances, for a page: `cached` holds the topics the page reads.
 fn bus_view<'a>(state: &AppState, base: &'a str, cached: &'a [crate::mqtt::Cached]) -> BusView<'a> {
-    BusView { base, connected: state.mqtt.connected(), embedded: state.embedded_broker, cached }
+    BusView { base, connected: state.mqtt.connected(), embedded: state.uses_embedded_broker(), cached }
 }
 
 async fn dashboard(state: AppState, session: PageSession) -> Response {

@@ -61,7 +61,7 @@ fn page(state: &AppState, session: &PageSession) -> SettingsPage {
     SettingsPage {
         chrome: Chrome::page(t, &session.csrf, "settings"),
         broker: format!("{}:{}", settings.host, settings.port),
-        embedded: state.embedded_broker,
+        embedded: state.uses_embedded_broker(),
         tls: settings.tls.is_some(),
         connected: state.mqtt.connected(),
         accounts,
@@ -80,7 +80,7 @@ fn page(state: &AppState, session: &PageSession) -> SettingsPage {
 fn about(state: &AppState) -> Vec<(String, String)> {
     let t = t();
     let settings = state.mqtt.settings();
-    let broker = if state.embedded_broker { &t.settings.broker_embedded } else { &t.settings.broker_external };
+    let broker = if state.uses_embedded_broker() { &t.settings.broker_embedded } else { &t.settings.broker_external };
     vec![
         (t.settings.version.clone(), format!("iot2mqtt {}", env!("CARGO_PKG_VERSION"))),
         (t.settings.contract.clone(), "IoT2mqtt/v1 (MQTT 3.1.1, 5.0)".to_string()),
@@ -96,7 +96,7 @@ fn broker_form(state: &AppState) -> BrokerForm {
     let env = state.settings.env().ok();
     let raw = |key: &str| env.as_ref().and_then(|e| e.get(key)).unwrap_or_default().to_string();
     let host = raw("MQTT_HOST");
-    let embedded = state.embedded_broker && host.is_empty();
+    let embedded = state.embedded_broker.is_some() && host.is_empty();
     BrokerForm {
         port: if embedded { raw("MQTT_PORT") } else { settings.port.to_string() },
         host,
@@ -109,6 +109,8 @@ fn broker_form(state: &AppState) -> BrokerForm {
         keepalive: settings.keepalive.as_secs().to_string(),
         tls: !raw("MQTT_TLS").is_empty() && raw("MQTT_TLS") != "false",
         ca_file: raw("MQTT_CA_FILE"),
+        cert_file: raw("MQTT_CERT_FILE"),
+        key_file: raw("MQTT_KEY_FILE"),
         error: None,
         outcome: None,
     }
@@ -143,6 +145,10 @@ pub struct BrokerPost {
     tls: Option<String>,
     #[serde(default)]
     ca_file: String,
+    #[serde(default)]
+    cert_file: String,
+    #[serde(default)]
+    key_file: String,
 }
 
 impl BrokerPost {
@@ -175,6 +181,8 @@ impl BrokerPost {
         body.insert("keepalive".into(), number("keepalive", &self.keepalive)?);
         body.insert("tls".into(), json!(self.tls.is_some()));
         body.insert("ca_file".into(), text(&self.ca_file));
+        body.insert("cert_file".into(), text(&self.cert_file));
+        body.insert("key_file".into(), text(&self.key_file));
         Ok(body)
     }
 
@@ -192,6 +200,8 @@ impl BrokerPost {
             keepalive: self.keepalive.clone(),
             tls: self.tls.is_some(),
             ca_file: self.ca_file.clone(),
+            cert_file: self.cert_file.clone(),
+            key_file: self.key_file.clone(),
             error: None,
             outcome: None,
         }
@@ -248,6 +258,8 @@ pub async fn broker(State(state): State<AppState>, session: PageSession, Form(fo
                 let settings = state.mqtt.settings();
                 page.broker = format!("{}:{}", settings.host, settings.port);
                 page.tls = settings.tls.is_some();
+                page.embedded = state.uses_embedded_broker();
+                page.about = about(&state);
             }
             shown.outcome = Some(outcome);
         }

@@ -578,6 +578,10 @@ pub struct BrokerForm {
     pub tls: bool,
     /// `MQTT_CA_FILE`.
     pub ca_file: String,
+    /// `MQTT_CERT_FILE`: a client certificate, for brokers that ask for one.
+    pub cert_file: String,
+    /// `MQTT_KEY_FILE`: its private key.
+    pub key_file: String,
     /// The field at fault and why.
     pub error: Option<(String, String)>,
     /// What "Test connection" or "Save" said: (good, words).
