@@ -10,6 +10,9 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
+use iot2mqtt_engine::HttpHost;
+use iot2mqtt_runtime::InstanceOptions;
+
 use crate::support::{Observer, TestBroker, TestInstance, demo_config, unique_id};
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -157,6 +160,25 @@ async fn a_python_plugin_makes_http_requests_only_where_granted() {
         let message = refused["error"]["message"].as_str().unwrap_or_default();
         assert!(message.contains("refused by the host"), "{refused}");
     }
+    // Several at once, answered in order: a redirect out of the grant is refused in its place.
+    let info = format!("http://127.0.0.1:{web}/info");
+    let all = command("all", json!({"fetch_all": [info, info, format!("http://127.0.0.1:{web}/away")]})).await;
+    let answers = all["result"]["answers"].as_array().cloned().unwrap_or_default();
+    assert_eq!(answers.len(), 3, "{all}");
+    assert_eq!((&answers[0], &answers[1]), (&json!({"model": "web-lamp", "gen": 2}), &answers[0]), "{all}");
+    assert!(answers[2]["error"].as_str().unwrap_or_default().contains("refused by the host"), "{all}");
+    // More requests open at once than the host allows a plugin (4): one is refused, saying why.
+    let slow = vec![format!("http://127.0.0.1:{web}/slow"); 5];
+    let crowd = command("crowd", json!({"fetch_all": slow, "timeout": 2})).await;
+    let errors: Vec<String> = crowd["result"]["answers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| a["error"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(errors.len(), 5, "{crowd}");
+    assert_eq!(errors.iter().filter(|e| e.contains("too many requests open at once")).count(), 1, "{crowd}");
+    assert_eq!(errors.iter().filter(|e| e.contains("no answer")).count(), 4, "{crowd}");
     // The host's limits: a response too large, an answer too late.
     let big = command("big", json!({"fetch": format!("http://127.0.0.1:{web}/big")})).await;
     assert_eq!(big["error"]["code"], "COMMAND_FAILED", "{big}");
@@ -168,6 +190,48 @@ async fn a_python_plugin_makes_http_requests_only_where_granted() {
     // Had the host connected, the kernel would have queued the connection before the refusal
     // was answered: no wait is needed to see that nothing came.
     assert!(forbidden.accept().is_err(), "nothing reached the address outside the grant");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_plugin_reaches_the_hosts_its_connector_declares() {
+    let Some(broker) = TestBroker::start().await else { return };
+    let (port, _) = line_device().await;
+    let elsewhere = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    elsewhere.set_nonblocking(true).unwrap();
+    let elsewhere_port = elsewhere.local_addr().unwrap().port();
+    let web = web_device(elsewhere_port).await;
+
+    // No device of the instance is the web service: only the manifest's declaration lets the
+    // plugin reach it, by name and on that port alone.
+    let id = unique_id("pydecl");
+    let mut obs = Observer::connect(broker.port(), &format!("IoT2mqtt/v1/instances/{id}/#")).await;
+    let devices = json!([{"device_id": "lamp", "host": "127.0.0.1", "port": port}]);
+    let options = InstanceOptions {
+        http_hosts: vec![HttpHost::parse(&format!("localhost:{web}")).unwrap()],
+        ..InstanceOptions::default()
+    };
+    let instance = TestInstance::start_with(&broker, "line-python", demo_config(&id, devices), options).await;
+    instance.ready().await;
+    let t = instance.topics.clone();
+    let mut command = async |cmd: &str, values: Value| {
+        obs.publish(&t.command("lamp"), json!({"id": cmd, "values": values}).to_string()).await;
+        obs.next_json(&t.command_response("lamp"), WAIT, |r| r["cmd_id"] == cmd).await
+    };
+
+    let got = command("declared", json!({"fetch": format!("http://localhost:{web}/info")})).await;
+    assert_eq!(got["result"]["fetched"], json!({"model": "web-lamp", "gen": 2}), "{got}");
+    // The same service by its address, and the same name on another port, were not declared.
+    for (cmd, url) in [
+        ("by-address", format!("http://127.0.0.1:{web}/info")),
+        ("other-port", format!("http://localhost:{elsewhere_port}/info")),
+        ("redirected", format!("http://localhost:{web}/away")),
+    ] {
+        let refused = command(cmd, json!({"fetch": url})).await;
+        assert_eq!(refused["error"]["code"], "DEVICE_UNREACHABLE", "{cmd}: {refused}");
+        let message = refused["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("refused by the host"), "{cmd}: {refused}");
+    }
+    assert!(elsewhere.accept().is_err(), "nothing reached the port that was not declared");
 }
 
 /// `openssl s_server -WWW` on a free port of 127.0.0.1 with `pki`'s server certificate (signed

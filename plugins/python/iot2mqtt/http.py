@@ -1,6 +1,7 @@
 """HTTP requests, for devices that speak HTTP and for cloud services, over `wasi:http`.
 
-Blocking, one request at a time, the whole answer read into memory::
+Blocking, the whole answer read into memory (:func:`get_all` sends several requests at
+once)::
 
     from iot2mqtt import http
 
@@ -17,7 +18,7 @@ are followed here (at most :data:`MAX_REDIRECTS`), each one a new request the ho
 from __future__ import annotations
 
 import json as _json
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 from componentize_py_types import Err
 from wit_world.imports import monotonic_clock as _clock
@@ -28,7 +29,7 @@ from wit_world.imports import wasi_http_types as _http
 from .errors import CommandFailed, Unreachable
 from .net import _wait
 
-__all__ = ["MAX_REDIRECTS", "Response", "delete", "get", "post", "put", "refresh_oauth", "request"]
+__all__ = ["MAX_REDIRECTS", "Response", "delete", "get", "get_all", "post", "put", "refresh_oauth", "request"]
 
 #: Redirects followed for one request.
 MAX_REDIRECTS = 5
@@ -119,6 +120,39 @@ def delete(url: str, **options: Any) -> Response:
     return request("DELETE", url, **options)
 
 
+def get_all(urls: List[str], *, headers: Optional[Dict[str, str]] = None,
+            timeout: float = 10.0) -> List[Union[Response, Exception]]:
+    """`GET` every URL at once, for polling many devices in the time of the slowest.
+
+    The requests are in flight together (the host allows a few per plugin at a time and
+    refuses the rest with :class:`~iot2mqtt.Unreachable` saying so). The answers come back
+    in the order of `urls`, each a :class:`Response`, or the exception its request raised;
+    a redirect is then followed on its own, as :func:`get` would.
+    """
+    fields = {k.lower(): v for k, v in (headers or {}).items()}
+    started: List[Union[_InFlight, Exception]] = []
+    for url in urls:
+        try:
+            started.append(_start("GET", url, fields, b"", timeout))
+        except (CommandFailed, Unreachable) as error:
+            started.append(error)
+    answers: List[Union[Response, Exception]] = []
+    for flight in started:
+        try:
+            answers.append(flight.finish() if isinstance(flight, _InFlight) else flight)
+        except (CommandFailed, Unreachable) as error:
+            answers.append(error)
+    # Redirects once every first request is done, so they do not count against the others.
+    for i, answer in enumerate(answers):
+        location = answer.header("location") if isinstance(answer, Response) else None
+        if location is not None and answer.status in (301, 302, 303, 307, 308):
+            try:
+                answers[i] = request("GET", _join(urls[i], location), headers=fields, timeout=timeout)
+            except (CommandFailed, Unreachable) as error:
+                answers[i] = error
+    return answers
+
+
 def _split(url: str) -> Tuple[bool, str, str]:
     """`(https, authority, path-with-query)` of an absolute http(s) URL."""
     if url.startswith("https://"):
@@ -148,6 +182,42 @@ def _join(base: str, location: str) -> str:
 
 
 def _send(method: str, url: str, headers: Dict[str, str], body: bytes, timeout: float) -> Response:
+    return _start(method, url, headers, body, timeout).finish()
+
+
+class _InFlight:
+    """A request the host is making: its answer is read by :meth:`finish`."""
+
+    def __init__(self, url: str, pending: Any, deadline: int, timeout: float) -> None:
+        self.url, self.pending, self.deadline, self.timeout = url, pending, deadline, timeout
+
+    def finish(self) -> Response:
+        url, pending = self.url, self.pending
+        while True:
+            answer = pending.get()
+            if answer is not None:
+                break
+            if not _wait(pending.subscribe(), self.deadline):
+                pending.__exit__(None, None, None)
+                raise Unreachable(f"{url}: no answer within {self.timeout:g} s")
+        pending.__exit__(None, None, None)
+        if isinstance(answer, Err):
+            raise CommandFailed(f"{url}: the answer was already taken")
+        inner = answer.value
+        if isinstance(inner, Err):
+            raise _failure(url, inner.value)
+        response = inner.value
+        status = response.status()
+        with response.headers() as got:
+            pairs = [(name.lower(), value.decode("utf-8", "replace")) for name, value in got.entries()]
+        incoming = response.consume()
+        data = _read(url, incoming, self.deadline, self.timeout)
+        response.__exit__(None, None, None)
+        return Response(url, status, pairs, data)
+
+
+def _start(method: str, url: str, headers: Dict[str, str], body: bytes, timeout: float) -> _InFlight:
+    """Hand the request to the host, body included; the answer is awaited by the caller."""
     https, authority, path = _split(url)
     try:
         fields = _http.Fields.from_list([(k, v.encode()) for k, v in headers.items()])
@@ -185,28 +255,7 @@ def _send(method: str, url: str, headers: Dict[str, str], body: bytes, timeout: 
         _http.OutgoingBody.finish(out_body, None)
     except Err as error:
         raise _failure(url, error.value) from None
-
-    while True:
-        answer = pending.get()
-        if answer is not None:
-            break
-        if not _wait(pending.subscribe(), deadline):
-            pending.__exit__(None, None, None)
-            raise Unreachable(f"{url}: no answer within {timeout:g} s")
-    pending.__exit__(None, None, None)
-    if isinstance(answer, Err):
-        raise CommandFailed(f"{url}: the answer was already taken")
-    inner = answer.value
-    if isinstance(inner, Err):
-        raise _failure(url, inner.value)
-    response = inner.value
-    status = response.status()
-    with response.headers() as got:
-        pairs = [(name.lower(), value.decode("utf-8", "replace")) for name, value in got.entries()]
-    incoming = response.consume()
-    data = _read(url, incoming, deadline, timeout)
-    response.__exit__(None, None, None)
-    return Response(url, status, pairs, data)
+    return _InFlight(url, pending, deadline, timeout)
 
 
 def _read(url: str, incoming: _http.IncomingBody, deadline: int, timeout: float) -> bytes:
