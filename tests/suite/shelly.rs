@@ -8,8 +8,9 @@ use std::time::Duration;
 use iot2mqtt_runtime::NetGrants;
 use serde_json::{Value, json};
 
+use crate::support::serve::{Runtime, Serve};
 use crate::support::shelly::{Output, ShellySim, device};
-use crate::support::{Observer, TestBroker, TestInstance, plugin, unique_id};
+use crate::support::{Observer, TestBroker, TestInstance, plugin, require_docker, unique_id};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -183,4 +184,38 @@ async fn the_validation_tool_reads_a_device_and_refuses_gen1() {
     let err = tool(json!({"host": "127.0.0.1", "port": sim.port()}), NetGrants::none()).await.unwrap_err();
     assert!(err.message.contains("refused by the host"), "{}", err.message);
     assert_eq!(sim.calls().len(), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_container_the_plugin_reaches_its_device_and_the_declared_hosts_are_passed_on() {
+    if !require_docker() {
+        return;
+    }
+    let sim = ShellySim::start(&[Output::Relay]).await;
+    let serve = Serve::start(Runtime::Docker).await;
+    let id = unique_id("shellyc");
+    let root = format!("IoT2mqtt/v1/instances/{id}");
+    let mut obs = Observer::connect(serve.mqtt(), &format!("{root}/#")).await;
+    serve
+        .create(json!({"instance_id": id, "connector_type": "shelly", "update_interval": 60,
+                       "devices": [device("heater", &sim)]}))
+        .await;
+    let state = obs.next_json(&format!("{root}/devices/heater/state"), Duration::from_secs(30), |_| true).await;
+    assert_eq!(state["state"]["power"], false, "{state}");
+    obs.publish(&format!("{root}/devices/heater/cmd"), json!({"id": "on", "values": {"power": true}}).to_string())
+        .await;
+    let done = obs.next_json(&format!("{root}/devices/heater/cmd/response"), WAIT, |r| r["cmd_id"] == "on").await;
+    assert_eq!(done["status"], "success", "{done}");
+    assert!(sim.output(0), "the relay was switched on from the container");
+
+    // A connector that declares hosts: its container's host is told which, and starts with them.
+    let cloud = unique_id("cloudyc");
+    serve.create(json!({"instance_id": cloud, "connector_type": "cloudy", "devices": []})).await;
+    let mut status = Observer::connect(serve.mqtt(), &format!("IoT2mqtt/v1/instances/{cloud}/status")).await;
+    status.wait_for("the cloudy instance online", Duration::from_secs(30), |m| m.text() == "online").await;
+    let out =
+        std::process::Command::new("docker").args(["inspect", &format!("iot2mqtt_cloudy_{cloud}")]).output().unwrap();
+    let container: Value = serde_json::from_slice::<Value>(&out.stdout).unwrap()[0].clone();
+    let env: Vec<&str> = container["Config"]["Env"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert!(env.contains(&"IOT2MQTT_HTTP_HOSTS=api.cloudy.example,*.cloudy.example:443"), "{env:?}");
 }

@@ -60,6 +60,7 @@ async fn the_catalog_lists_connectors_and_names_what_is_broken() {
             "probe",
             "scripted",
             "sensor-hub",
+            "shelly",
             "trappy",
             "unbuildable",
             "wronghost",

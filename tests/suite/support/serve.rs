@@ -292,7 +292,7 @@ impl Drop for Serve {
     }
 }
 
-/// A connectors folder: the real demo and Yeelight connectors; "probe" (the sandbox probe
+/// A connectors folder: the real demo, Yeelight and Shelly connectors; "probe" (the sandbox probe
 /// fixture, with a password field and plugin tools of each network); "scripted" (script tools
 /// that succeed, hang, crash, print garbage and echo secrets); "trappy" (the trap fixture);
 /// "bridged" (the demo plugin on Docker's bridge network); "cloudy" (an OAuth step, and
@@ -313,6 +313,7 @@ fn write_connectors(dir: &Path) {
     for (name, files) in [
         ("demo", &["manifest.json", "icon.svg", "setup.json"]),
         ("yeelight", &["manifest.json", "icon.svg", "setup.json"]),
+        ("shelly", &["manifest.json", "icon.svg", "setup.json"]),
     ] {
         std::fs::create_dir_all(dir.join(name)).unwrap();
         for file in files {
