@@ -39,6 +39,10 @@ pub enum SecretsError {
 pub struct SecretsManager {
     cipher: XChaCha20Poly1305,
     dir: PathBuf,
+    /// Held for each change that reads what is stored first ([`SecretsManager::update`]), so
+    /// that two of them (an edit through the API, a token a plugin refreshed) do not each
+    /// write over the other.
+    changing: std::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for SecretsManager {
@@ -68,7 +72,7 @@ impl SecretsManager {
         let cipher = XChaCha20Poly1305::new_from_slice(&key).map_err(|_| SecretsError::BadKey(key_path))?;
         let dir = secrets_dir.join("instances");
         std::fs::create_dir_all(&dir)?;
-        Ok(Self { cipher, dir })
+        Ok(Self { cipher, dir, changing: std::sync::Mutex::new(()) })
     }
 
     /// Store an instance's secrets (replacing what it had); none removes the file. Blocking.
@@ -77,6 +81,22 @@ impl SecretsManager {
             return self.remove(instance);
         }
         self.seal(&self.path(instance), instance.as_str(), secrets)
+    }
+
+    /// Change an instance's secrets from what is stored now, as one step against other
+    /// updates; nothing is stored when `change` refuses (the inner error). Blocking.
+    pub fn update<E>(
+        &self,
+        instance: &InstanceId,
+        change: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), E>,
+    ) -> Result<Result<(), E>, SecretsError> {
+        let _changing = self.changing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut secrets = self.load(instance)?;
+        if let Err(refused) = change(&mut secrets) {
+            return Ok(Err(refused));
+        }
+        self.store(instance, &secrets)?;
+        Ok(Ok(()))
     }
 
     /// An instance's secrets (empty when it has none). Blocking.

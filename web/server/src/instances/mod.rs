@@ -228,6 +228,7 @@ impl Instances {
         request.instance_id = Some(old.config.instance_id.clone());
         let connector = self.connector(old.connector.as_str(), "connector_type")?;
         let previous_secrets = self.load_secrets(&old.config.instance_id).await?;
+        let previous_secrets_copy = previous_secrets.clone();
         let now = iot2mqtt_contract::time::now();
         let (config, secrets) = build_config(
             &old.config.instance_id,
@@ -238,7 +239,16 @@ impl Instances {
             now,
             old.config.plugin.clone(),
         )?;
-        self.save(&connector.name, &config, Some(&secrets)).await?;
+        let (id, loaded) = (old.config.instance_id.clone(), previous_secrets_copy);
+        self.secrets_blocking(move |s| {
+            s.update(&id, |now| {
+                merge_edit(&loaded, &secrets, now);
+                Ok::<(), std::convert::Infallible>(())
+            })
+            .map(|_| ())
+        })
+        .await?;
+        self.save(&connector.name, &config, None).await?;
         let stored = StoredInstance { connector: connector.name.clone(), config };
         if stored.config.enabled {
             self.start_or_record(&stored).await;
@@ -832,13 +842,33 @@ struct PluginSecrets {
 
 impl iot2mqtt_runtime::SecretStore for PluginSecrets {
     fn replace(&self, key: &str, value: &str) -> Result<(), String> {
-        let mut secrets = self.manager.load(&self.id).map_err(|e| e.to_string())?;
-        match secrets.get_mut(key) {
-            Some(old) => *old = value.to_string(),
-            None => return Err(format!("\"{key}\" is not one of this instance's secrets")),
-        }
-        self.manager.store(&self.id, &secrets).map_err(|e| e.to_string())
+        let replaced = self.manager.update(&self.id, |secrets| match secrets.get_mut(key) {
+            Some(old) => {
+                *old = value.to_string();
+                Ok(())
+            }
+            None => Err(format!("\"{key}\" is not one of this instance's secrets")),
+        });
+        replaced.map_err(|e| e.to_string())?
     }
+}
+
+/// What an edit stores: `edited` (built from `loaded`, what was stored when the edit began),
+/// except that a secret the edit left as it was keeps what is stored now, which a plugin may
+/// have refreshed meanwhile.
+fn merge_edit(
+    loaded: &BTreeMap<String, String>,
+    edited: &BTreeMap<String, String>,
+    now: &mut BTreeMap<String, String>,
+) {
+    let merged = edited
+        .iter()
+        .map(|(key, value)| {
+            let kept = (loaded.get(key) == Some(value)).then(|| now.get(key)).flatten();
+            (key.clone(), kept.unwrap_or(value).clone())
+        })
+        .collect();
+    *now = merged;
 }
 
 #[cfg(test)]
@@ -870,6 +900,41 @@ mod tests {
             let bytes = std::fs::read(&entry).unwrap();
             assert!(!bytes.windows(15).any(|w| w == b"a2-secret-value"), "{}", entry.display());
         }
+    }
+
+    #[test]
+    fn an_edit_keeps_tokens_a_plugin_refreshed_meanwhile_unless_it_changed_them() {
+        let map = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        // The edit began with these, changed the password, dropped "old" and set "refresh".
+        let loaded = map(&[("access", "a1"), ("refresh", "r1"), ("password", "p1"), ("old", "o1")]);
+        let edited = map(&[("access", "a1"), ("refresh", "r9"), ("password", "p2")]);
+        // Meanwhile the plugin refreshed both tokens.
+        let mut now = map(&[("access", "a2"), ("refresh", "r2"), ("password", "p1"), ("old", "o1")]);
+        merge_edit(&loaded, &edited, &mut now);
+        assert_eq!(now, map(&[("access", "a2"), ("refresh", "r9"), ("password", "p2")]));
+
+        // Through the store: an edit and a plugin's refresh, one after the other, both stay.
+        let dir = tempfile::tempdir().unwrap();
+        let manager = Arc::new(SecretsManager::open(dir.path()).unwrap());
+        let id = InstanceId::new("cloud_2").unwrap();
+        manager.store(&id, &loaded).unwrap();
+        let plugin = PluginSecrets { manager: Arc::clone(&manager), id: id.clone() };
+        plugin.replace("access", "a2").unwrap();
+        let merged = manager.update(&id, |now| {
+            merge_edit(&loaded, &edited, now);
+            Ok::<(), String>(())
+        });
+        assert_eq!(merged.unwrap(), Ok(()));
+        assert_eq!(manager.load(&id).unwrap(), map(&[("access", "a2"), ("refresh", "r9"), ("password", "p2")]));
+        // A refusal stores nothing.
+        let refused = manager.update(&id, |now| {
+            now.clear();
+            Err("no")
+        });
+        assert_eq!(refused.unwrap(), Err("no"));
+        assert_eq!(manager.load(&id).unwrap().len(), 3);
     }
 
     fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
