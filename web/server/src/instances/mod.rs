@@ -228,7 +228,8 @@ impl Instances {
         request.instance_id = Some(old.config.instance_id.clone());
         let connector = self.connector(old.connector.as_str(), "connector_type")?;
         let previous_secrets = self.load_secrets(&old.config.instance_id).await?;
-        let previous_secrets_copy = previous_secrets.clone();
+        // What the edit starts from: a secret it leaves as it was keeps a plugin's refresh.
+        let loaded = previous_secrets.clone();
         let now = iot2mqtt_contract::time::now();
         let (config, secrets) = build_config(
             &old.config.instance_id,
@@ -239,7 +240,7 @@ impl Instances {
             now,
             old.config.plugin.clone(),
         )?;
-        let (id, loaded) = (old.config.instance_id.clone(), previous_secrets_copy);
+        let id = old.config.instance_id.clone();
         self.secrets_blocking(move |s| {
             s.update(&id, |now| {
                 merge_edit(&loaded, &secrets, now);
