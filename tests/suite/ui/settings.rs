@@ -135,6 +135,24 @@ async fn a_broker_that_asks_for_a_client_certificate_is_set_up_from_the_form() {
         "{config}"
     );
     connected(&serve, "to the embedded broker again").await;
+
+    // On a phone the form fits the screen: nothing scrolls sideways.
+    browser.resize(375, 812).await;
+    browser.open(&serve.url("/settings")).await;
+    let widths = browser
+        .client
+        .execute(
+            "return [document.documentElement.scrollWidth, window.innerWidth, \
+             [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > window.innerWidth) \
+             .map(e => e.tagName + '.' + e.className + '#' + e.id + ' ' + Math.round(e.getBoundingClientRect().right))];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    browser.screenshot("phone").await;
+    browser.client.execute("document.getElementById('about').scrollIntoView();", vec![]).await.unwrap();
+    browser.screenshot("phone-about").await;
+    assert!(widths[0].as_u64() <= widths[1].as_u64(), "the page is wider than the screen: {widths}");
     browser.assert_clean_console().await;
     browser.close().await;
 }
