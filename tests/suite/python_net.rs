@@ -1,7 +1,9 @@
 //! A Python plugin reaches its devices over TCP through the SDK's `iot2mqtt.net`, and only
 //! them: the fixture `tests/fixtures/python/line-python` talks a line protocol to a device
 //! served here, and an address outside the instance's grant is refused before anything
-//! reaches it. The same for HTTP through `iot2mqtt.http`, a redirect out of the grant included.
+//! reaches it. The same for HTTP through `iot2mqtt.http`, a redirect out of the grant included,
+//! and for OAuth tokens a plugin refreshes; the HTTP and token tests run the Rust SDK's client
+//! too (the probe fixture), since both SDKs stand on the same host functions.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -123,8 +125,16 @@ async fn web_device(away: u16) -> u16 {
     port
 }
 
+/// Through the Python SDK's `iot2mqtt.http` and the Rust SDK's `http::Client` (the probe
+/// fixture), the same requests meet the same grant and limits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_python_plugin_makes_http_requests_only_where_granted() {
+async fn a_plugin_makes_http_requests_only_where_granted() {
+    for plugin in ["line-python", "forbidden-connect"] {
+        http_requests_only_where_granted(plugin).await;
+    }
+}
+
+async fn http_requests_only_where_granted(plugin: &str) {
     let Some(broker) = TestBroker::start().await else { return };
     let (port, _) = line_device().await;
     let forbidden = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -138,7 +148,7 @@ async fn a_python_plugin_makes_http_requests_only_where_granted() {
     let mut config = demo_config(&id, devices);
     // The instance's connection names the web device: its address is granted too.
     config["connection"] = json!({"host": "127.0.0.1", "port": web});
-    let instance = TestInstance::start(&broker, "line-python", config).await;
+    let instance = TestInstance::start(&broker, plugin, config).await;
     instance.ready().await;
     let t = instance.topics.clone();
     let mut command = async |cmd: &str, values: Value| {
@@ -343,8 +353,16 @@ async fn token_endpoint() -> u16 {
     port
 }
 
+/// The Python SDK's refresh helper, and the Rust SDK's (`OAuthRefresh`, in the probe fixture),
+/// over the same host function.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refreshed_token_is_kept_for_every_later_start() {
+    for plugin in ["line-python", "forbidden-connect"] {
+        refreshed_token_is_kept(plugin).await;
+    }
+}
+
+async fn refreshed_token_is_kept(plugin: &str) {
     let Some(broker) = TestBroker::start().await else { return };
     let (port, _) = line_device().await;
     let tokens = token_endpoint().await;
@@ -354,7 +372,7 @@ async fn a_refreshed_token_is_kept_for_every_later_start() {
     let mut config = demo_config(&id, devices);
     config["connection"] = json!({"host": "127.0.0.1", "port": tokens,
                                   "fakeprov_access_token": "a1", "fakeprov_refresh_token": "r1"});
-    let instance = TestInstance::start(&broker, "line-python", config).await;
+    let instance = TestInstance::start(&broker, plugin, config).await;
     instance.ready().await;
     let t = instance.topics.clone();
     let mut command = async |cmd: &str, values: Value| {
@@ -363,7 +381,7 @@ async fn a_refreshed_token_is_kept_for_every_later_start() {
     };
 
     let refreshed = command("refresh", json!({"refresh": format!("http://127.0.0.1:{tokens}/token")})).await;
-    assert_eq!(refreshed["result"]["access"], "a2", "{refreshed}");
+    assert_eq!(refreshed["result"]["access"], "a2", "{plugin}: {refreshed}");
     let refused = command("unknown", json!({"store": ["not_a_secret", "x"]})).await;
     assert_eq!(refused["error"]["code"], "COMMAND_FAILED", "{refused}");
     assert!(refused["error"]["message"].as_str().unwrap_or_default().contains("not one of this instance's settings"));
@@ -371,7 +389,7 @@ async fn a_refreshed_token_is_kept_for_every_later_start() {
     // The running plugin keeps what init gave it; every later init (a swap here) gets the new tokens.
     let before = command("before", json!({"secret": "fakeprov_access_token"})).await;
     assert_eq!(before["result"]["value"], "a1", "{before}");
-    instance.handle.swap_wasm(crate::support::plugin("line-python")).await.expect("the swap succeeds");
+    instance.handle.swap_wasm(crate::support::plugin(plugin)).await.expect("the swap succeeds");
     let access = command("access", json!({"secret": "fakeprov_access_token"})).await;
     assert_eq!(access["result"]["value"], "a2", "{access}");
     let refresh = command("refresh-token", json!({"secret": "fakeprov_refresh_token"})).await;
@@ -380,4 +398,83 @@ async fn a_refreshed_token_is_kept_for_every_later_start() {
     let again = command("again", json!({"refresh": format!("http://127.0.0.1:{tokens}/token")})).await;
     assert_eq!(again["error"]["code"], "COMMAND_FAILED", "{again}");
     assert!(again["error"]["message"].as_str().unwrap_or_default().contains("invalid_grant"), "{again}");
+}
+
+/// In a container the host cannot write serve's store: what the plugin refreshes is sealed in
+/// the instance's cache folder, used again when Docker restarts the container, and taken into
+/// the store before serve starts a new one, unless the person changed that secret since.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_container_a_refreshed_token_outlives_the_container() {
+    use crate::support::require_docker;
+    use crate::support::serve::{Runtime, Serve};
+    use reqwest::Method;
+
+    if !require_docker() {
+        return;
+    }
+    let (port, _) = line_device().await;
+    let tokens = token_endpoint().await;
+    let serve = Serve::start(Runtime::Docker).await;
+    let id = unique_id("pytok");
+    let root = format!("IoT2mqtt/v1/instances/{id}");
+    let mut obs = Observer::connect(serve.mqtt(), &format!("{root}/#")).await;
+    let body = json!({"instance_id": id, "connector_type": "tokened", "update_interval": 60,
+                      "connection": {"host": "127.0.0.1", "port": tokens},
+                      "secrets": {"fakeprov_access_token": "a1", "fakeprov_refresh_token": "r1"},
+                      "devices": [{"device_id": "lamp", "host": "127.0.0.1", "port": port}]});
+    serve.create(body.clone()).await;
+    let online = |m: &crate::support::observer::Received| m.topic.ends_with("/status") && m.text() == "online";
+    obs.wait_for("the instance online", Duration::from_secs(60), online).await;
+    let command = async |obs: &mut Observer, cmd: &str, values: Value| {
+        obs.publish(&format!("{root}/devices/lamp/cmd"), json!({"id": cmd, "values": values}).to_string()).await;
+        obs.next_json(&format!("{root}/devices/lamp/cmd/response"), WAIT, |r| r["cmd_id"] == cmd).await
+    };
+    let secret = |key: &str| json!({"secret": key});
+
+    let refreshed = command(&mut obs, "refresh", json!({"refresh": format!("http://127.0.0.1:{tokens}/token")})).await;
+    assert_eq!(refreshed["result"]["access"], "a2", "{refreshed}");
+    let sealed = serve.data().join("cache/instances").join(&id).join("refreshed-secrets");
+    let text = std::fs::read_to_string(&sealed).expect("the refresh is kept beside the container");
+    assert!(text.starts_with("v1:") && !text.contains("fakeprov"), "sealed, names and all: {text}");
+
+    // Docker restarts the container (a crash, a reboot): its host starts with the refresh.
+    let container = format!("iot2mqtt_tokened_{id}");
+    let restarted = std::process::Command::new("docker").args(["restart", "-t", "5", &container]).output().unwrap();
+    assert!(restarted.status.success(), "{}", String::from_utf8_lossy(&restarted.stderr));
+    obs.wait_for("offline on the restart", Duration::from_secs(30), |m| m.text() == "offline").await;
+    obs.wait_for("online again", Duration::from_secs(60), online).await;
+    let access = command(&mut obs, "access", secret("fakeprov_access_token")).await;
+    assert_eq!(access["result"]["value"], "a2", "{access}");
+    let refresh = command(&mut obs, "refresh-token", secret("fakeprov_refresh_token")).await;
+    assert_eq!(refresh["result"]["value"], "r2", "{refresh}");
+
+    // serve starts a new container: the refresh is taken into its store, and the file is gone.
+    let path = format!("/api/instances/tokened/{id}");
+    for action in ["stop", "start"] {
+        let (status, answer) = serve.call(Method::POST, &format!("{path}/{action}"), None).await;
+        assert!(status.is_success(), "{action}: {answer}");
+    }
+    obs.wait_for("online in a new container", Duration::from_secs(60), online).await;
+    assert!(!sealed.exists(), "taken into serve's store");
+    let refresh = command(&mut obs, "from-store", secret("fakeprov_refresh_token")).await;
+    assert_eq!(refresh["result"]["value"], "r2", "{refresh}");
+    assert!(serve.log().contains("kept the secrets the plugin refreshed in its container"));
+
+    // A refresh after which the person types a new token: the person's wins.
+    let stored = command(&mut obs, "store", json!({"store": ["fakeprov_refresh_token", "r3"]})).await;
+    assert_eq!(stored["status"], "success", "{stored}");
+    assert!(sealed.exists());
+    let mut edit = body.clone();
+    edit["friendly_name"] = json!("Tokens, signed in again");
+    edit["secrets"] = json!({"fakeprov_refresh_token": "r9"});
+    edit["connection"] = json!({"host": "127.0.0.1", "port": tokens,
+                                "fakeprov_access_token": "secret://fakeprov_access_token"});
+    let (status, answer) = serve.call(Method::PUT, &path, Some(edit)).await;
+    assert!(status.is_success(), "{answer}");
+    obs.wait_for("online after the edit", Duration::from_secs(60), online).await;
+    let refresh = command(&mut obs, "typed", secret("fakeprov_refresh_token")).await;
+    assert_eq!(refresh["result"]["value"], "r9", "{refresh}");
+    let access = command(&mut obs, "kept", secret("fakeprov_access_token")).await;
+    assert_eq!(access["result"]["value"], "a2", "{access}");
+    assert!(!sealed.exists());
 }

@@ -3,6 +3,7 @@
 //! `iot2mqtt-runtime`, swaps the plugin when its file is replaced, and stops cleanly on
 //! SIGTERM or SIGINT. No logic of the contract lives here.
 
+mod refreshed;
 mod settings;
 mod watch;
 

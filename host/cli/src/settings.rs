@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, anyhow};
 use iot2mqtt_contract::config::InstanceConfig;
 use iot2mqtt_contract::settings::Env;
-use iot2mqtt_contract::{ConnectorName, InstanceId, MqttSettings, creds};
+use iot2mqtt_contract::{ConnectorName, InstanceId, MqttSettings, creds, refreshed};
 use iot2mqtt_runtime::InstanceOptions;
+
+use crate::refreshed::SealedStore;
 
 /// Why the host could not start, and the exit code that says so.
 #[derive(Debug)]
@@ -67,8 +69,23 @@ impl HostSettings {
             config.connector_type = Some(connector);
         }
         let secrets_dir = path(&env, "IOT2MQTT_SECRETS_DIR", "/run/secrets");
-        config
-            .merge_secrets(read_secrets(&secrets_dir.join(format!("{instance}_creds"))).map_err(StartError::failure)?);
+        let mut secrets = read_secrets(&secrets_dir.join(format!("{instance}_creds"))).map_err(StartError::failure)?;
+        let mut options = InstanceOptions::default();
+        // In a container: secrets the plugin refreshes are sealed in its cache folder.
+        if let Some(file) = env.get("IOT2MQTT_REFRESHED_SECRETS").filter(|f| !f.is_empty()) {
+            let key_path = secrets_dir.join(refreshed::key_file(instance.as_str()));
+            let key = std::fs::read_to_string(&key_path)
+                .map_err(|e| {
+                    anyhow!("IOT2MQTT_REFRESHED_SECRETS is set, but {} cannot be read: {e}", key_path.display())
+                })
+                .and_then(|text| {
+                    refreshed::RefreshKey::parse(&text).map_err(|e| anyhow!("{}: {e}", key_path.display()))
+                })
+                .map_err(StartError::failure)?;
+            let store = SealedStore::open(PathBuf::from(file), key, instance.as_str(), &mut secrets);
+            options.secrets = iot2mqtt_runtime::SecretKeeper::new(std::sync::Arc::new(store));
+        }
+        config.merge_secrets(secrets);
         let login =
             read_secrets(&secrets_dir.join(creds::mqtt_file(instance.as_str()))).map_err(StartError::failure)?;
         if let Some(user) = login.get(creds::MQTT_USERNAME) {
@@ -82,7 +99,6 @@ impl HostSettings {
             tls.client_config().context("MQTT_TLS").map_err(StartError::failure)?;
         }
 
-        let mut options = InstanceOptions::default();
         if let Some(mb) = env.get("IOT2MQTT_MEMORY_LIMIT_MB") {
             let mb: usize = mb
                 .parse()

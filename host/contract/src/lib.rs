@@ -11,6 +11,7 @@ pub mod config;
 pub mod creds;
 pub mod ids;
 pub mod message;
+pub mod refreshed;
 pub mod settings;
 pub mod time;
 pub mod topics;

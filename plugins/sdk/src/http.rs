@@ -1,5 +1,6 @@
 //! A small HTTP client over `wasi:http`, for devices that speak HTTP (Shelly, Tasmota, WLED)
-//! and for cloud services. Blocking, one request at a time, JSON in and out.
+//! and for cloud services. Blocking, JSON in and out; one request at a time, or several at once
+//! with [`Client::get_all`].
 //!
 //! The host decides where a request may go: the instance's devices and the hosts its
 //! connector's manifest declares (`"network": {"http": [...]}`). It does TLS, and refuses
@@ -152,6 +153,24 @@ impl Client {
     pub fn delete(&self, url: &str) -> RequestBuilder {
         self.request("DELETE", url)
     }
+
+    /// `GET` every one of `urls` at once (a few devices, a few pages of an API) and read the
+    /// answers in their order, each request's own error in its place; redirects are followed
+    /// afterwards, one at a time. The host limits how many requests a plugin has open at once:
+    /// those past it fail with [`HttpError::Denied`].
+    pub fn get_all(&self, urls: &[&str]) -> Vec<Result<Response, HttpError>> {
+        let requests: Vec<RequestBuilder> = urls.iter().map(|url| self.get(url)).collect();
+        let started: Vec<_> = requests.iter().map(RequestBuilder::start).collect();
+        requests
+            .into_iter()
+            .zip(started)
+            .map(|(request, started)| {
+                let (url, in_flight) = started?;
+                let response = in_flight.finish()?;
+                request.follow(url, response)
+            })
+            .collect()
+    }
 }
 
 /// A request being put together; [`RequestBuilder::send`] sends it.
@@ -205,11 +224,22 @@ impl RequestBuilder {
 
     /// Send it and read the whole answer, following redirects.
     pub fn send(self) -> Result<Response, HttpError> {
-        let mut method = self.method;
-        let mut url = Url::parse(&self.url)?;
-        let mut body = self.body;
-        for _ in 0..=MAX_REDIRECTS {
-            let response = send_once(&method, &url, &self.headers, &body, self.timeout)?;
+        let url = Url::parse(&self.url)?;
+        let response = InFlight::start(&self.method, &url, &self.headers, &self.body, self.timeout)?.finish()?;
+        self.follow(url, response)
+    }
+
+    /// Start it without waiting for the answer (the first request of [`Client::get_all`]).
+    fn start(&self) -> Result<(Url, InFlight), HttpError> {
+        let url = Url::parse(&self.url)?;
+        let in_flight = InFlight::start(&self.method, &url, &self.headers, &self.body, self.timeout)?;
+        Ok((url, in_flight))
+    }
+
+    /// Follow the redirects of `response`, the answer to this request sent to `url`.
+    fn follow(self, mut url: Url, mut response: Response) -> Result<Response, HttpError> {
+        let (mut method, mut body) = (self.method, self.body);
+        for _ in 0..MAX_REDIRECTS {
             if !matches!(response.status, 301 | 302 | 303 | 307 | 308) {
                 return Ok(response);
             }
@@ -221,8 +251,12 @@ impl RequestBuilder {
                 method = "GET".to_string();
                 body.clear();
             }
+            response = InFlight::start(&method, &url, &self.headers, &body, self.timeout)?.finish()?;
         }
-        Err(HttpError::Invalid(format!("more than {MAX_REDIRECTS} redirects")))
+        if matches!(response.status, 301 | 302 | 303 | 307 | 308) && response.header("location").is_some() {
+            return Err(HttpError::Invalid(format!("more than {MAX_REDIRECTS} redirects")));
+        }
+        Ok(response)
     }
 }
 
@@ -373,68 +407,82 @@ impl OAuthRefresh<'_> {
     }
 }
 
-fn send_once(
-    method: &str,
-    url: &Url,
-    headers: &[(String, String)],
-    body: &[u8],
-    timeout: Duration,
-) -> Result<Response, HttpError> {
-    let invalid = |what: &str| HttpError::Invalid(format!("cannot build the request: {what}"));
-    let entries: Vec<(String, Vec<u8>)> =
-        headers.iter().map(|(n, v)| (n.to_ascii_lowercase(), v.as_bytes().to_vec())).collect();
-    let fields = Fields::from_list(&entries).map_err(|e| invalid(&format!("a header is not allowed ({e:?})")))?;
-    let request = OutgoingRequest::new(fields);
-    let method = match method {
-        "GET" => Method::Get,
-        "POST" => Method::Post,
-        "PUT" => Method::Put,
-        "DELETE" => Method::Delete,
-        "PATCH" => Method::Patch,
-        "HEAD" => Method::Head,
-        "OPTIONS" => Method::Options,
-        other => Method::Other(other.to_string()),
-    };
-    request.set_method(&method).map_err(|()| invalid("the method"))?;
-    request
-        .set_scheme(Some(if url.https { &Scheme::Https } else { &Scheme::Http }))
-        .map_err(|()| invalid("the scheme"))?;
-    request.set_authority(Some(&url.authority)).map_err(|()| invalid("the host"))?;
-    request.set_path_with_query(Some(&url.path)).map_err(|()| invalid("the path"))?;
-    let outgoing = request.body().map_err(|()| invalid("the body"))?;
-    let options = RequestOptions::new();
-    let nanos = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
-    // The host caps these at its own limits.
-    let _ = options.set_connect_timeout(Some(nanos));
-    let _ = options.set_first_byte_timeout(Some(nanos));
-    let _ = options.set_between_bytes_timeout(Some(nanos));
-    let pending = outgoing_handler::handle(request, Some(options)).map_err(from_code)?;
-    write_body(outgoing, body)?;
+/// A request sent, its answer not read yet; its time runs from the start.
+struct InFlight {
+    pending: wasip2::http::types::FutureIncomingResponse,
+    timer: wasip2::io::poll::Pollable,
+}
 
-    let timer = subscribe_duration(nanos);
-    let ready = pending.subscribe();
-    let answer = loop {
-        if let Some(answer) = pending.get() {
-            break answer;
-        }
-        poll(&[&ready, &timer]);
-        if timer.ready() && !ready.ready() {
-            return Err(HttpError::Timeout);
-        }
-    };
-    drop(ready);
-    let response = answer.map_err(|()| invalid("the answer was taken twice"))?.map_err(from_code)?;
-    let status = response.status();
-    let headers = response
-        .headers()
-        .entries()
-        .into_iter()
-        .map(|(n, v)| (n.to_ascii_lowercase(), String::from_utf8_lossy(&v).into_owned()))
-        .collect();
-    let incoming = response.consume().map_err(|()| invalid("the answer's body"))?;
-    let body = read_body(&incoming, &timer)?;
-    drop(response);
-    Ok(Response { status, headers, body })
+impl InFlight {
+    fn start(
+        method: &str,
+        url: &Url,
+        headers: &[(String, String)],
+        body: &[u8],
+        timeout: Duration,
+    ) -> Result<Self, HttpError> {
+        let invalid = |what: &str| HttpError::Invalid(format!("cannot build the request: {what}"));
+        let entries: Vec<(String, Vec<u8>)> =
+            headers.iter().map(|(n, v)| (n.to_ascii_lowercase(), v.as_bytes().to_vec())).collect();
+        let fields = Fields::from_list(&entries).map_err(|e| invalid(&format!("a header is not allowed ({e:?})")))?;
+        let request = OutgoingRequest::new(fields);
+        let method = match method {
+            "GET" => Method::Get,
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "DELETE" => Method::Delete,
+            "PATCH" => Method::Patch,
+            "HEAD" => Method::Head,
+            "OPTIONS" => Method::Options,
+            other => Method::Other(other.to_string()),
+        };
+        request.set_method(&method).map_err(|()| invalid("the method"))?;
+        request
+            .set_scheme(Some(if url.https { &Scheme::Https } else { &Scheme::Http }))
+            .map_err(|()| invalid("the scheme"))?;
+        request.set_authority(Some(&url.authority)).map_err(|()| invalid("the host"))?;
+        request.set_path_with_query(Some(&url.path)).map_err(|()| invalid("the path"))?;
+        let outgoing = request.body().map_err(|()| invalid("the body"))?;
+        let options = RequestOptions::new();
+        let nanos = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
+        // The host caps these at its own limits.
+        let _ = options.set_connect_timeout(Some(nanos));
+        let _ = options.set_first_byte_timeout(Some(nanos));
+        let _ = options.set_between_bytes_timeout(Some(nanos));
+        let pending = outgoing_handler::handle(request, Some(options)).map_err(from_code)?;
+        write_body(outgoing, body)?;
+        let timer = subscribe_duration(nanos);
+        Ok(Self { pending, timer })
+    }
+
+    /// Wait for the answer and read it whole.
+    fn finish(self) -> Result<Response, HttpError> {
+        let Self { pending, timer } = self;
+        let invalid = |what: &str| HttpError::Invalid(format!("cannot read the answer: {what}"));
+        let ready = pending.subscribe();
+        let answer = loop {
+            if let Some(answer) = pending.get() {
+                break answer;
+            }
+            poll(&[&ready, &timer]);
+            if timer.ready() && !ready.ready() {
+                return Err(HttpError::Timeout);
+            }
+        };
+        drop(ready);
+        let response = answer.map_err(|()| invalid("the answer was taken twice"))?.map_err(from_code)?;
+        let status = response.status();
+        let headers = response
+            .headers()
+            .entries()
+            .into_iter()
+            .map(|(n, v)| (n.to_ascii_lowercase(), String::from_utf8_lossy(&v).into_owned()))
+            .collect();
+        let incoming = response.consume().map_err(|()| invalid("the answer's body"))?;
+        let body = read_body(&incoming, &timer)?;
+        drop(response);
+        Ok(Response { status, headers, body })
+    }
 }
 
 fn write_body(outgoing: OutgoingBody, body: &[u8]) -> Result<(), HttpError> {

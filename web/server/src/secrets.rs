@@ -10,7 +10,10 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use hmac::{Hmac, Mac};
 use iot2mqtt_contract::InstanceId;
+use iot2mqtt_contract::refreshed::{Entries, apply};
+use sha2::Sha256;
 
 use crate::store::atomic::write;
 
@@ -38,6 +41,8 @@ pub enum SecretsError {
 /// Encrypts, stores, loads and removes instance secrets.
 pub struct SecretsManager {
     cipher: XChaCha20Poly1305,
+    /// The master key as a MAC key, from which each instance's refresh key is derived.
+    derive: Hmac<Sha256>,
     dir: PathBuf,
     /// Held for each change that reads what is stored first ([`SecretsManager::update`]), so
     /// that two of them (an edit through the API, a token a plugin refreshed) do not each
@@ -69,10 +74,11 @@ impl SecretsManager {
             }
             Err(e) => return Err(e.into()),
         };
-        let cipher = XChaCha20Poly1305::new_from_slice(&key).map_err(|_| SecretsError::BadKey(key_path))?;
+        let cipher = XChaCha20Poly1305::new_from_slice(&key).map_err(|_| SecretsError::BadKey(key_path.clone()))?;
+        let derive = <Hmac<Sha256> as Mac>::new_from_slice(&key).map_err(|_| SecretsError::BadKey(key_path))?;
         let dir = secrets_dir.join("instances");
         std::fs::create_dir_all(&dir)?;
-        Ok(Self { cipher, dir, changing: std::sync::Mutex::new(()) })
+        Ok(Self { cipher, derive, dir, changing: std::sync::Mutex::new(()) })
     }
 
     /// Store an instance's secrets (replacing what it had); none removes the file. Blocking.
@@ -149,6 +155,16 @@ impl SecretsManager {
         serde_json::from_slice(&plain).map_err(|_| undecryptable())
     }
 
+    /// The key of the file in which `instance`'s container keeps the secrets its plugin
+    /// refreshes: derived from the master key (HMAC-SHA-256 of the instance id), so it needs
+    /// no storage, differs for every instance and tells nothing of the master key.
+    pub fn refresh_key(&self, instance: &InstanceId) -> [u8; 32] {
+        let mut mac = self.derive.clone();
+        mac.update(b"iot2mqtt refreshed secrets v1\0");
+        mac.update(instance.as_str().as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
     /// Forget an instance's secrets. Blocking.
     pub fn remove(&self, instance: &InstanceId) -> Result<(), SecretsError> {
         match std::fs::remove_file(self.path(instance)) {
@@ -163,6 +179,56 @@ impl SecretsManager {
 
     fn settings_path(&self) -> PathBuf {
         self.dir.with_file_name("settings.secret")
+    }
+}
+
+/// One instance's secrets in the store, as its plugin refreshes them (`host.store-secret`):
+/// only a secret the instance has may be replaced.
+pub struct InstanceSecrets {
+    manager: std::sync::Arc<SecretsManager>,
+    id: InstanceId,
+}
+
+impl std::fmt::Debug for InstanceSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InstanceSecrets").field("instance", &self.id).finish_non_exhaustive()
+    }
+}
+
+impl InstanceSecrets {
+    pub fn new(manager: std::sync::Arc<SecretsManager>, id: InstanceId) -> Self {
+        Self { manager, id }
+    }
+
+    /// The key of the file of secrets its container's plugin refreshed.
+    pub fn refresh_key(&self) -> [u8; 32] {
+        self.manager.refresh_key(&self.id)
+    }
+
+    /// Take what its plugin refreshed in a container: each entry replaces its secret while the
+    /// store still holds the value the entry replaced (a secret changed since keeps its new
+    /// value); the keys taken. Blocking.
+    pub fn take_refreshed(&self, entries: &Entries) -> Result<Vec<String>, SecretsError> {
+        let mut taken = Vec::new();
+        self.manager
+            .update(&self.id, |secrets| {
+                taken = apply(secrets, entries);
+                if taken.is_empty() { Err(()) } else { Ok(()) }
+            })
+            .map(|_| taken)
+    }
+}
+
+impl iot2mqtt_runtime::SecretStore for InstanceSecrets {
+    fn replace(&self, key: &str, value: &str) -> Result<(), String> {
+        let replaced = self.manager.update(&self.id, |secrets| match secrets.get_mut(key) {
+            Some(old) => {
+                *old = value.to_string();
+                Ok(())
+            }
+            None => Err(format!("\"{key}\" is not one of this instance's secrets")),
+        });
+        replaced.map_err(|e| e.to_string())?
     }
 }
 
@@ -195,5 +261,29 @@ mod tests {
         manager.remove(&a).unwrap();
         assert!(manager.load(&a).unwrap().is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_containers_refresh_is_taken_only_over_the_value_it_replaced() {
+        use iot2mqtt_contract::refreshed::Refreshed;
+        let dir = tempfile::tempdir().unwrap();
+        let manager = std::sync::Arc::new(SecretsManager::open(dir.path()).unwrap());
+        let (a, b) = (InstanceId::new("a").unwrap(), InstanceId::new("b").unwrap());
+        // One key per instance, the same after a reopen.
+        assert_ne!(manager.refresh_key(&a), manager.refresh_key(&b));
+        assert_eq!(SecretsManager::open(dir.path()).unwrap().refresh_key(&a), manager.refresh_key(&a));
+
+        let stored =
+            BTreeMap::from([("access".to_string(), "a1".to_string()), ("refresh".to_string(), "r5".to_string())]);
+        manager.store(&a, &stored).unwrap();
+        let secrets = InstanceSecrets::new(std::sync::Arc::clone(&manager), a.clone());
+        let entry = |value: &str, was: &str| Refreshed { value: value.into(), was: was.into() };
+        // The refresh token was typed again since the container started with r1: it stays.
+        let entries =
+            Entries::from([("access".to_string(), entry("a2", "a1")), ("refresh".to_string(), entry("r2", "r1"))]);
+        assert_eq!(secrets.take_refreshed(&entries).unwrap(), ["access"]);
+        let now = manager.load(&a).unwrap();
+        assert_eq!((now["access"].as_str(), now["refresh"].as_str()), ("a2", "r5"));
+        assert!(secrets.take_refreshed(&Entries::new()).unwrap().is_empty());
     }
 }

@@ -20,7 +20,7 @@ use crate::mqtt::MqttService;
 use crate::mqtt_accounts::BrokerAccounts;
 use crate::request::InstanceRequest;
 use crate::runtime::{ActivePlugin, InstanceRuntime, LOG_TAIL, LogLine, LogStream, NewPlugin, Program, RunSpec};
-use crate::secrets::SecretsManager;
+use crate::secrets::{InstanceSecrets, SecretsManager};
 use crate::store::DataDir;
 use crate::store::instances::{InstanceStore, StoredInstance};
 use crate::store::plugins::{ChangeCause, ChangeOutcome, PluginChange, PluginRef, PluginStore};
@@ -700,7 +700,7 @@ impl Instances {
             shared_cache_dir: self.data.engine_cache(),
             memory_mb: connector.manifest.resources.memory_mb,
             http_hosts: connector.manifest.network.http_hosts().map_err(InstanceError::Unavailable)?,
-            secret_store: Arc::new(PluginSecrets { manager: Arc::clone(&self.secrets), id: id.clone() }),
+            secret_store: Arc::new(InstanceSecrets::new(Arc::clone(&self.secrets), id.clone())),
             cpus: connector.manifest.resources.cpus,
             network: connector.network,
         };
@@ -834,26 +834,6 @@ async fn blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> 
     }
 }
 
-/// An instance's encrypted secrets, as its plugin refreshes them (`host.store-secret`): only a
-/// secret the instance has may be replaced.
-struct PluginSecrets {
-    manager: Arc<SecretsManager>,
-    id: InstanceId,
-}
-
-impl iot2mqtt_runtime::SecretStore for PluginSecrets {
-    fn replace(&self, key: &str, value: &str) -> Result<(), String> {
-        let replaced = self.manager.update(&self.id, |secrets| match secrets.get_mut(key) {
-            Some(old) => {
-                *old = value.to_string();
-                Ok(())
-            }
-            None => Err(format!("\"{key}\" is not one of this instance's secrets")),
-        });
-        replaced.map_err(|e| e.to_string())?
-    }
-}
-
 /// What an edit stores: `edited` (built from `loaded`, what was stored when the edit began),
 /// except that a secret the edit left as it was keeps what is stored now, which a plugin may
 /// have refreshed meanwhile.
@@ -887,7 +867,7 @@ mod tests {
             ("prov_refresh_token".to_string(), "r1".to_string()),
         ]);
         manager.store(&id, &secrets).unwrap();
-        let store = PluginSecrets { manager: Arc::clone(&manager), id: id.clone() };
+        let store = InstanceSecrets::new(Arc::clone(&manager), id.clone());
 
         store.replace("prov_access_token", "a2-secret-value").unwrap();
         let err = store.replace("password", "x").unwrap_err();
@@ -921,7 +901,7 @@ mod tests {
         let manager = Arc::new(SecretsManager::open(dir.path()).unwrap());
         let id = InstanceId::new("cloud_2").unwrap();
         manager.store(&id, &loaded).unwrap();
-        let plugin = PluginSecrets { manager: Arc::clone(&manager), id: id.clone() };
+        let plugin = InstanceSecrets::new(Arc::clone(&manager), id.clone());
         plugin.replace("access", "a2").unwrap();
         let merged = manager.update(&id, |now| {
             merge_edit(&loaded, &edited, now);

@@ -49,8 +49,9 @@ pub struct RunSpec {
     pub memory_mb: Option<u64>,
     /// Hosts its plugin may reach over HTTP besides its devices (the manifest's, checked).
     pub http_hosts: Vec<iot2mqtt_runtime::HttpHost>,
-    /// Where secrets its plugin refreshes are stored (the embedded runtime uses it).
-    pub secret_store: Arc<dyn iot2mqtt_runtime::SecretStore>,
+    /// Its secrets in the store: where its plugin's refreshed secrets go (at once when
+    /// embedded; from the container's sealed file before a new container starts).
+    pub secret_store: Arc<crate::secrets::InstanceSecrets>,
     /// CPU limit.
     pub cpus: Option<f64>,
     /// Host or bridge networking (containers only).

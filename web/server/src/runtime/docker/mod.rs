@@ -2,7 +2,8 @@
 //! here, `FROM scratch` around the static `iot2mqtt-host` found beside this executable.
 //! Containers are named `iot2mqtt_{connector}_{id}`, labelled, restart `unless-stopped`, see
 //! their instance folder and plugin folder read-only and their decrypted secrets as
-//! `/run/secrets/{id}_creds` from a memory-backed folder.
+//! `/run/secrets/{id}_creds` from a memory-backed folder. Secrets its plugin refreshes are
+//! sealed in its cache folder and taken into the store before the next container starts.
 //!
 //! What happens inside a container (a plugin fault, a hot swap) is told by its host on MQTT;
 //! `reports.rs` reads it there, so the runtime answers `observe` and `swap` like any other.
@@ -25,7 +26,7 @@ use bollard::query_parameters::{
 };
 pub use containers::{ContainerAction, ContainerView, container_name};
 use futures_util::StreamExt as _;
-use iot2mqtt_contract::InstanceId;
+use iot2mqtt_contract::{InstanceId, refreshed};
 use tokio::sync::Mutex;
 
 use super::{BoxFuture, InstanceRuntime, LogLine, LogStream, NewPlugin, Observed, Program, RunSpec, RuntimeError};
@@ -40,12 +41,55 @@ pub const TYPE_CONNECTOR: &str = "connector";
 /// The label naming the installation (data directory) a container belongs to, so two
 /// orchestrators on one Docker engine never touch each other's containers.
 pub const INSTALL_LABEL: &str = "iot2mqtt.install";
-/// The container's copies of the MQTT TLS files, in its secrets folder.
 /// Where serve's compile cache is mounted, read-only, in every instance's container.
 const SHARED_CACHE: &str = "/shared-cache";
+/// The container's copies of the MQTT TLS files, in its secrets folder.
 const TLS_CA: &str = "mqtt_ca.pem";
 const TLS_CERT: &str = "mqtt_cert.pem";
 const TLS_KEY: &str = "mqtt_key.pem";
+
+/// Take into the store the secrets the instance's previous container refreshed (a token its
+/// plugin renewed), as far as the store still holds what they replaced, and give them to the
+/// next one; the file is then removed. A file that cannot be opened is said so and dropped; one
+/// the store cannot take (an error writing it) is kept, and the next container's host uses it.
+async fn take_refreshed(spec: &mut RunSpec) {
+    let id = spec.config.instance_id.clone();
+    let path = spec.cache_dir.join(refreshed::FILE);
+    let store = Arc::clone(&spec.secret_store);
+    let instance = id.clone();
+    let taken = tokio::task::spawn_blocking(move || {
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        };
+        let key = refreshed::RefreshKey::from_bytes(&store.refresh_key());
+        let entries = match key.unseal(instance.as_str(), &text) {
+            Ok(entries) => entries,
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                return Err(format!("{e}; they are dropped"));
+            }
+        };
+        store.take_refreshed(&entries).map_err(|e| format!("{e}; they are kept for the next start"))?;
+        if let Err(e) = std::fs::remove_file(&path) {
+            tracing::warn!(path = %path.display(), "cannot remove the refreshed secrets, which are taken: {e}");
+        }
+        Ok(Some(entries))
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()));
+    match taken {
+        Ok(None) => {}
+        Ok(Some(entries)) => {
+            let taken = refreshed::apply(&mut spec.secrets, &entries);
+            tracing::info!(instance = %id, secrets = ?taken, "kept the secrets the plugin refreshed in its container");
+        }
+        Err(e) => {
+            tracing::warn!(instance = %id, "the secrets its plugin refreshed in its container were not taken: {e}")
+        }
+    }
+}
 
 /// Copy the TLS files a container's host needs into its secrets folder: the CA file, or this
 /// machine's root certificates when none is set (the runner image has none of its own), and the
@@ -240,14 +284,16 @@ impl DockerRuntime {
     }
 
     /// Create and start the instance's container from `image`, replacing any it had.
-    async fn create(&self, spec: RunSpec, image: String) -> Result<(), RuntimeError> {
+    async fn create(&self, mut spec: RunSpec, image: String) -> Result<(), RuntimeError> {
         let id = spec.config.instance_id.clone();
         let name = container_name(spec.connector.as_str(), id.as_str());
-        let secrets = self.write_secrets(&id, &spec).await?;
+        // The old container goes first, so that nothing refreshes a secret after it is taken.
         let _ = self
             .docker
             .remove_container(&name, Some(RemoveContainerOptionsBuilder::default().force(true).build()))
             .await;
+        take_refreshed(&mut spec).await;
+        let secrets = self.write_secrets(&id, &spec).await?;
         let plugin_dir = spec.program.plugin().map(|p| p.path.parent().map(Path::to_path_buf).unwrap_or_default());
         let own_image = matches!(spec.program, Program::Image { .. });
         tokio::fs::create_dir_all(&spec.cache_dir).await.map_err(|e| RuntimeError::Io(e.to_string()))?;
@@ -263,6 +309,7 @@ impl DockerRuntime {
             format!("MQTT_KEEPALIVE={}", spec.mqtt.keepalive.as_secs()),
             format!("MQTT_DISCOVERY_PREFIX={}", spec.mqtt.discovery_prefix.as_deref().unwrap_or("off")),
             "IOT2MQTT_CACHE_DIR=/cache".to_string(),
+            format!("IOT2MQTT_REFRESHED_SECRETS=/cache/{}", refreshed::FILE),
         ];
         if plugin_dir.is_some() {
             env.push("IOT2MQTT_PLUGIN=/app/plugin/connector.wasm".to_string());
@@ -394,6 +441,8 @@ impl DockerRuntime {
         }
         let login = iot2mqtt_contract::creds::format(&login).map_err(RuntimeError::Io)?;
         let login_file = dir.join(iot2mqtt_contract::creds::mqtt_file(id.as_str()));
+        let key = refreshed::RefreshKey::text(&spec.secret_store.refresh_key());
+        let key_file = dir.join(refreshed::key_file(id.as_str()));
         let dir_for_task = dir.clone();
         let tls = spec.mqtt.tls.clone();
         tokio::task::spawn_blocking(move || {
@@ -401,6 +450,7 @@ impl DockerRuntime {
             crate::store::restrict(&dir_for_task)?;
             write(&file, text.as_bytes(), 0o600)?;
             write(&login_file, login.as_bytes(), 0o600)?;
+            write(&key_file, key.as_bytes(), 0o600)?;
             if let Some(tls) = tls {
                 write_tls_files(&dir_for_task, &tls)?;
             }
