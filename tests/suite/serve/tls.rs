@@ -2,7 +2,7 @@
 //! this process, and the instances it runs in containers (which get the CA as a file, not a
 //! variable) all connect with `MQTT_TLS` and `MQTT_CA_FILE`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -21,16 +21,7 @@ async fn over_tls(runtime: Runtime) {
         [("MQTT_HOST", "localhost"), ("MQTT_PORT", port.as_str()), ("MQTT_TLS", "true"), ("MQTT_CA_FILE", ca.as_str())];
     let serve = Serve::start_with(runtime, None, &env).await;
 
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let (status, health) = serve.call(Method::GET, "/api/health", None).await;
-        assert_eq!(status, StatusCode::OK);
-        if health["mqtt_connected"] == true {
-            break;
-        }
-        assert!(Instant::now() < deadline, "serve did not connect over TLS: {health}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    serve.wait_connected("over TLS").await;
     let (_, config) = serve.call(Method::GET, "/api/mqtt/config", None).await;
     assert_eq!((config["tls"].clone(), config["ca_file"].clone()), (json!(true), json!(ca)), "{config}");
 

@@ -63,6 +63,13 @@ impl Browser {
     }
 
     /// Open `url` and wait until the page has loaded.
+    /// Log in to `serve` with its access key, as a person does, and land on `next`.
+    pub async fn log_in(&self, serve: &super::serve::Serve, next: &str) {
+        self.open(&serve.url(&format!("/login?next={next}"))).await;
+        self.type_into("#key", super::serve::KEY).await;
+        self.click("button[type=submit]").await;
+    }
+
     pub async fn open(&self, url: &str) {
         self.client.goto(url).await.unwrap_or_else(|e| panic!("open {url}: {e}"));
     }

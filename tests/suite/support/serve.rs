@@ -266,6 +266,20 @@ impl Serve {
         &self.client
     }
 
+    /// Wait (up to 30 s) until serve's own MQTT client is connected; `how` says to what, for
+    /// the failure. `/api/health` is asked every 100 ms: nothing announces the connection.
+    pub async fn wait_connected(&self, how: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, health) = self.call(Method::GET, "/api/health", None).await;
+            if status == StatusCode::OK && health["mqtt_connected"] == true {
+                return;
+            }
+            assert!(Instant::now() < deadline, "serve did not connect {how}: {health}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Create a demo instance and return its view.
     pub async fn create(&self, body: Value) -> Value {
         let (status, view) = self.call(Method::POST, "/api/instances", Some(body)).await;
@@ -294,7 +308,8 @@ impl Drop for Serve {
 
 /// A connectors folder: the real demo, Yeelight and Shelly connectors; "probe" (the sandbox probe
 /// fixture, with a password field and plugin tools of each network); "scripted" (script tools
-/// that succeed, hang, crash, print garbage and echo secrets); "trappy" (the trap fixture);
+/// that succeed, hang, crash, print garbage and echo secrets); "tokened" (the Python line
+/// fixture, which refreshes OAuth tokens); "trappy" (the trap fixture);
 /// "bridged" (the demo plugin on Docker's bridge network); "cloudy" (an OAuth step, and
 /// HTTP hosts declared); "broken" (an invalid setup.json); "wronghost" (a URL where its
 /// manifest should declare a host); "sensor-hub" (the real one) and "lamps" (the multi-process
@@ -370,6 +385,12 @@ fn write_connectors(dir: &Path) {
                 {"id": "review", "type": "summary", "summary": [{"label": "Password", "value": "{{ form.ask.password }}"}]}
             ]}]
         }),
+    );
+    // The Python line fixture with OAuth tokens: what its plugin refreshes in a container.
+    connector(
+        "tokened",
+        "line-python",
+        json!({"version": "1.0", "display_name": "Tokens refreshed by the plugin", "flows": just_create("tokened")}),
     );
     connector(
         "trappy",

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::{focused, press};
 use crate::support::browser::Browser;
-use crate::support::serve::{KEY, Runtime, Serve};
+use crate::support::serve::{Runtime, Serve};
 
 /// The page's background colour, as the browser computed it.
 async fn background(browser: &Browser) -> Value {
@@ -21,9 +21,7 @@ async fn the_scheme_is_toggled_search_is_one_key_away_and_the_app_installs() {
         .create(json!({"connector_type": "demo", "instance_id": "porch", "devices": [{"device_id": "lamp", "kind": "light"}, {"device_id": "fan", "kind": "switch"}]}))
         .await;
     let Some(browser) = Browser::start("comfort", 1280, 900).await else { return };
-    browser.open(&serve.url("/login?next=/devices")).await;
-    browser.type_into("#key", KEY).await;
-    browser.click("button[type=submit]").await;
+    browser.log_in(&serve, "/devices").await;
     browser.wait_for_text("h1", "Devices").await;
 
     // "/" puts the cursor in the list's filter; typing filters the cards.

@@ -7,13 +7,11 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::support::browser::Browser;
-use crate::support::serve::{KEY, Runtime, Serve};
+use crate::support::serve::{Runtime, Serve};
 use crate::support::{require_docker, unique_id};
 
 async fn log_in(browser: &Browser, serve: &Serve) {
-    browser.open(&serve.url("/login?next=/containers")).await;
-    browser.type_into("#key", KEY).await;
-    browser.click("button[type=submit]").await;
+    browser.log_in(serve, "/containers").await;
     browser.wait_for_text("h1", "Containers").await;
 }
 

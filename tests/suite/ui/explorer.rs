@@ -5,7 +5,7 @@
 use serde_json::json;
 
 use crate::support::browser::Browser;
-use crate::support::serve::{KEY, Runtime, Serve};
+use crate::support::serve::{Runtime, Serve};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_is_published_from_the_explorer_and_its_response_arrives() {
@@ -15,9 +15,7 @@ async fn a_command_is_published_from_the_explorer_and_its_response_arrives() {
             "devices": [{"device_id": "lamp", "kind": "light"}]}))
         .await;
     let Some(browser) = Browser::start("explorer", 1280, 1100).await else { return };
-    browser.open(&serve.url("/login?next=/explorer")).await;
-    browser.type_into("#key", KEY).await;
-    browser.click("button[type=submit]").await;
+    browser.log_in(&serve, "/explorer").await;
     browser.wait_for_text("h1", "MQTT explorer").await;
     let root = "IoT2mqtt/v1/instances/hall";
     browser.wait_for_text("#topics", "hall").await;

@@ -7,7 +7,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::support::browser::Browser;
-use crate::support::serve::{KEY, Runtime, Serve};
+use crate::support::serve::{Runtime, Serve};
 
 /// How many lines of the log are shown now.
 async fn shown(browser: &Browser) -> usize {
@@ -23,9 +23,7 @@ async fn an_instance_log_is_followed_while_it_starts_filtered_paused_and_downloa
             "enabled": false, "devices": [{"device_id": "lamp", "kind": "light"}]}))
         .await;
     let Some(browser) = Browser::start("logs", 1280, 1000).await else { return };
-    browser.open(&serve.url("/login?next=/instances/demo/garden")).await;
-    browser.type_into("#key", KEY).await;
-    browser.click("button[type=submit]").await;
+    browser.log_in(&serve, "/instances/demo/garden").await;
     browser.wait_for_text("h1", "Garden").await;
     browser.click("#open-log").await;
     browser.wait_for_text("h1", "Log of Garden").await;

@@ -90,9 +90,7 @@ async fn instances_are_watched_stopped_started_and_deleted_from_the_browser() {
         .create(json!({"connector_type": "demo", "instance_id": "kitchen", "friendly_name": name,
             "devices": [{"device_id": "lamp", "kind": "light"}]}))
         .await;
-    browser.open(&serve.url("/login")).await;
-    browser.type_into("#key", KEY).await;
-    browser.click("button[type=submit]").await;
+    browser.log_in(&serve, "/").await;
     browser.wait_for_text("h1", "Dashboard").await;
     // The dashboard follows the bus: the instance's device comes online.
     browser.wait_for_text("[data-count=online]", "1 online").await;
@@ -131,9 +129,7 @@ async fn instances_are_watched_stopped_started_and_deleted_from_the_browser() {
 async fn the_catalog_lists_searches_and_shows_broken_connectors_on_a_phone() {
     let serve = Serve::start(Runtime::Embedded).await;
     let Some(browser) = Browser::start("catalog", 375, 812).await else { return };
-    browser.open(&serve.url("/login?next=/integrations")).await;
-    browser.type_into("#key", KEY).await;
-    browser.click("button[type=submit]").await;
+    browser.log_in(&serve, "/integrations").await;
     browser.wait_for_text("h1", "Integrations").await;
     let catalog = browser.text("#catalog").await;
     assert!(catalog.contains("Demo devices") && catalog.contains("Yeelight"), "{catalog}");
@@ -271,9 +267,7 @@ async fn a_change_with_the_session_cookie_needs_the_anti_forgery_token() {
 async fn the_demo_is_added_through_the_wizard_with_a_field_error_corrected() {
     let serve = Serve::start(Runtime::Embedded).await;
     let Some(browser) = Browser::start("wizard", 1280, 1000).await else { return };
-    browser.open(&serve.url("/login?next=/integrations")).await;
-    browser.type_into("#key", KEY).await;
-    browser.click("button[type=submit]").await;
+    browser.log_in(&serve, "/integrations").await;
     browser.wait_for_text("h1", "Integrations").await;
     browser.click("button[aria-label='Add Demo devices']").await;
     browser.wait_for_text("h1", "Name your demo").await;
@@ -335,9 +329,7 @@ async fn a_light_is_switched_and_dimmed_from_the_devices_page() {
         .create(json!({"connector_type": "demo", "instance_id": "hall", "friendly_name": "Hall",
             "devices": [{"device_id": "lamp", "kind": "light"}]}))
         .await;
-    browser.open(&serve.url("/login?next=/devices")).await;
-    browser.type_into("#key", KEY).await;
-    browser.click("button[type=submit]").await;
+    browser.log_in(&serve, "/devices").await;
     browser.wait_for_text("h1", "Devices").await;
     browser.wait_for_text("#device-hall-lamp", "online").await;
     let switch = "#device-hall-lamp button[role=switch]";
@@ -396,9 +388,7 @@ async fn yeelight_bulbs_are_found_and_added_through_the_wizard() {
     let serve = Serve::start(Runtime::Embedded).await;
     let sim = BulbSim::start(Model::Color).await;
     let Some(browser) = Browser::start("yeelight-wizard", 1280, 1000).await else { return };
-    browser.open(&serve.url("/login?next=/integrations")).await;
-    browser.type_into("#key", KEY).await;
-    browser.click("button[type=submit]").await;
+    browser.log_in(&serve, "/integrations").await;
     browser.wait_for_text("h1", "Integrations").await;
 
     // An address where no bulb answers: the check fails with the tool's reason and a retry.
@@ -452,9 +442,7 @@ async fn an_instance_is_edited_and_its_log_read_from_its_page() {
             "connection": {"zone": "front"}, "secrets": {"api_token": "do-not-show-me"},
             "devices": [{"device_id": "lamp", "kind": "light"}]}))
         .await;
-    browser.open(&serve.url("/login?next=/instances/demo/porch")).await;
-    browser.type_into("#key", KEY).await;
-    browser.click("button[type=submit]").await;
+    browser.log_in(&serve, "/instances/demo/porch").await;
     browser.wait_for_text("#instance-porch .state", "online").await;
     // The embedded runtime keeps the instance's log; its start is there.
     browser.open(&serve.url("/instances/demo/porch")).await;
@@ -513,9 +501,7 @@ async fn an_oauth_step_sends_the_person_to_the_provider_and_back() {
     let provider = FakeProvider::start().await;
     provider.configure(&serve);
     let Some(browser) = Browser::start("oauth", 1280, 900).await else { return };
-    browser.open(&serve.url("/login?next=/integrations")).await;
-    browser.type_into("#key", KEY).await;
-    browser.click("button[type=submit]").await;
+    browser.log_in(&serve, "/integrations").await;
     browser.wait_for_text("h1", "Integrations").await;
     browser.click("button[aria-label='Add Cloud service']").await;
     browser.wait_for_text(".wizard", "Connect with fakeprov").await;
@@ -618,9 +604,7 @@ async fn a_light_is_switched_with_the_keyboard_alone() {
 async fn an_mqtt_account_is_made_used_and_deleted_from_the_settings_page() {
     let serve = Serve::start(Runtime::Embedded).await;
     let Some(browser) = Browser::start("settings", 1280, 900).await else { return };
-    browser.open(&serve.url("/login?next=/settings")).await;
-    browser.type_into("#key", KEY).await;
-    browser.click("button[type=submit]").await;
+    browser.log_in(&serve, "/settings").await;
     browser.wait_for_text("h1", "Settings").await;
     browser.wait_for_text("#broker", "The embedded broker").await;
     browser.wait_for_text("#broker", "connected").await;
@@ -675,9 +659,7 @@ async fn an_mqtt_account_is_made_used_and_deleted_from_the_settings_page() {
 async fn the_access_key_is_changed_and_every_session_ended_from_the_settings_page() {
     let serve = Serve::start(Runtime::Embedded).await;
     let Some(browser) = Browser::start("access-key", 1280, 1000).await else { return };
-    browser.open(&serve.url("/login?next=/settings")).await;
-    browser.type_into("#key", KEY).await;
-    browser.click("button[type=submit]").await;
+    browser.log_in(&serve, "/settings").await;
     browser.wait_for_text("h1", "Settings").await;
     let new_key = "a-new-key-for-the-house";
 

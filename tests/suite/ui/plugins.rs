@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::support::browser::Browser;
-use crate::support::serve::{KEY, Runtime, Serve};
+use crate::support::serve::{Runtime, Serve};
 use crate::support::{Observer, plugin};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -39,12 +39,6 @@ async fn choose_file(browser: &Browser, css: &str, path: &Path) {
     browser.find(css).await.send_keys(&path.display().to_string()).await.unwrap();
 }
 
-async fn log_in(browser: &Browser, serve: &Serve, next: &str) {
-    browser.open(&serve.url(&format!("/login?next={next}"))).await;
-    browser.type_into("#key", KEY).await;
-    browser.click("button[type=submit]").await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_plugin_is_uploaded_swapped_live_rolled_back_and_remembered() {
     let mut serve = Serve::start(Runtime::Embedded).await;
@@ -56,7 +50,7 @@ async fn a_new_plugin_is_uploaded_swapped_live_rolled_back_and_remembered() {
         .await;
     bus.next_json(&format!("{root}/meta/info"), WAIT, |i| i["plugin"]["version"] == "0.1.0").await;
     let Some(browser) = Browser::start("plugins", 1280, 1400).await else { return };
-    log_in(&browser, &serve, "/instances/demo/porch").await;
+    browser.log_in(&serve, "/instances/demo/porch").await;
     browser.wait_for_text("h1", "Porch").await;
     browser.wait_for_text("#plugin-current", "demo 0.1.0").await;
     browser.wait_for_text("#plugin-previous", "None yet.").await;
@@ -119,7 +113,7 @@ async fn every_instance_of_a_connector_is_updated_and_a_rejection_stops_the_upda
             .await;
     }
     let Some(browser) = Browser::start("update-all", 1280, 1000).await else { return };
-    log_in(&browser, &serve, "/integrations").await;
+    browser.log_in(&serve, "/integrations").await;
     browser.wait_for_text("h1", "Integrations").await;
     browser.click("a[href='/integrations/demo']").await;
     browser.wait_for_text("h1", "Demo").await;

@@ -3,14 +3,13 @@
 //! applies the settings and says which instances restarted.
 
 use std::net::TcpListener;
-use std::time::{Duration, Instant};
 
 use reqwest::Method;
 
 use serde_json::json;
 
 use crate::support::browser::Browser;
-use crate::support::serve::{KEY, Runtime, Serve};
+use crate::support::serve::{Runtime, Serve};
 use crate::support::tls::{Pki, TlsMosquitto};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -20,9 +19,7 @@ async fn a_wrong_broker_setting_is_tested_and_refused_before_anything_is_saved()
         .create(json!({"connector_type": "demo", "instance_id": "loft", "devices": [{"device_id": "lamp", "kind": "light"}]}))
         .await;
     let Some(browser) = Browser::start("broker-settings", 1280, 1400).await else { return };
-    browser.open(&serve.url("/login?next=/settings")).await;
-    browser.type_into("#key", KEY).await;
-    browser.click("button[type=submit]").await;
+    browser.log_in(&serve, "/settings").await;
     browser.wait_for_text("h1", "Settings").await;
     let env_before = std::fs::read_to_string(serve.data().join(".env")).unwrap_or_default();
 
@@ -75,9 +72,7 @@ async fn a_broker_that_asks_for_a_client_certificate_is_set_up_from_the_form() {
     let Some(broker) = TlsMosquitto::start(&pki, true).await else { return };
     let serve = Serve::start(Runtime::Embedded).await;
     let Some(browser) = Browser::start("broker-client-certificate", 1280, 1600).await else { return };
-    browser.open(&serve.url("/login?next=/settings")).await;
-    browser.type_into("#key", KEY).await;
-    browser.click("button[type=submit]").await;
+    browser.log_in(&serve, "/settings").await;
     browser.wait_for_text("h1", "Settings").await;
 
     // TLS and the CA alone: the broker wants a certificate, and the outcome says so.
@@ -109,7 +104,7 @@ async fn a_broker_that_asks_for_a_client_certificate_is_set_up_from_the_form() {
     let env = std::fs::read_to_string(serve.data().join(".env")).unwrap();
     assert!(env.contains(&format!("MQTT_CERT_FILE={}", pki.client_cert.display())), "{env}");
     assert!(env.contains(&format!("MQTT_KEY_FILE={}", pki.client_key.display())), "{env}");
-    connected(&serve, "with its client certificate").await;
+    serve.wait_connected("with its client certificate").await;
     browser.open(&serve.url("/settings")).await;
     let broker_line = browser.text("#broker").await;
     assert!(broker_line.contains("An external broker") && broker_line.contains("over TLS"), "{broker_line}");
@@ -134,7 +129,7 @@ async fn a_broker_that_asks_for_a_client_certificate_is_set_up_from_the_form() {
         (json!("embedded"), json!(serve.mqtt().port)),
         "{config}"
     );
-    connected(&serve, "to the embedded broker again").await;
+    serve.wait_connected("to the embedded broker again").await;
 
     // On a phone the form fits the screen: nothing scrolls sideways.
     browser.resize(375, 812).await;
@@ -155,17 +150,4 @@ async fn a_broker_that_asks_for_a_client_certificate_is_set_up_from_the_form() {
     assert!(widths[0].as_u64() <= widths[1].as_u64(), "the page is wider than the screen: {widths}");
     browser.assert_clean_console().await;
     browser.close().await;
-}
-
-/// Wait until `serve`'s own client is connected; `how` says to what, for the failure.
-async fn connected(serve: &Serve, how: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, health) = serve.call(Method::GET, "/api/health", None).await;
-        if health["mqtt_connected"] == true {
-            return;
-        }
-        assert!(Instant::now() < deadline, "serve did not connect {how}: {health}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
