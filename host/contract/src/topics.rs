@@ -27,6 +27,17 @@ impl Topics {
         Self { root: format!("{}/v1/instances/{instance}", base.trim_end_matches('/')) }
     }
 
+    /// `B` followed by `parts`, in one allocation of the right size: the topics of every
+    /// state publication are built here, thousands of times a second on a busy instance.
+    fn under(&self, parts: &[&str]) -> String {
+        let mut topic = String::with_capacity(self.root.len() + parts.iter().map(|p| p.len()).sum::<usize>());
+        topic.push_str(&self.root);
+        for part in parts {
+            topic.push_str(part);
+        }
+        topic
+    }
+
     /// `B` itself.
     pub fn root(&self) -> &str {
         &self.root
@@ -49,17 +60,17 @@ impl Topics {
 
     /// `B/devices/{d}/state`
     pub fn state(&self, device: &str) -> String {
-        format!("{}/devices/{device}/state", self.root)
+        self.under(&["/devices/", device, "/state"])
     }
 
     /// `B/devices/{d}/state/{key}`
     pub fn state_key(&self, device: &str, key: &str) -> String {
-        format!("{}/devices/{device}/state/{key}", self.root)
+        self.under(&["/devices/", device, "/state/", key])
     }
 
     /// `B/devices/{d}/availability`
     pub fn availability(&self, device: &str) -> String {
-        format!("{}/devices/{device}/availability", self.root)
+        self.under(&["/devices/", device, "/availability"])
     }
 
     /// `B/devices/{d}/error`

@@ -80,7 +80,11 @@ impl Reporter {
         self.publish_state(device, &timestamp, &state, self.retain, true);
         let changed = {
             let mut devices = self.lock();
-            let view = devices.entry(device.to_string()).or_default();
+            // The device is known after its first state: no key to allocate for the lookup.
+            if !devices.contains_key(device) {
+                devices.insert(device.to_string(), DeviceView::default());
+            }
+            let Some(view) = devices.get_mut(device) else { return };
             let changed = view.online != Some(online);
             view.online = Some(online);
             view.state = Some(state);
@@ -187,7 +191,7 @@ impl Reporter {
     fn publish_state(&self, device: &str, timestamp: &str, state: &Object, retain: bool, replaceable: bool) {
         let per_key = state.iter().map(|(key, value)| Message {
             topic: self.topics.state_key(device, key),
-            payload: Bytes::from(value.to_string()),
+            payload: to_bytes(value),
             qos: self.qos,
             retain,
             replaceable,
