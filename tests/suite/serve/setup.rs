@@ -61,6 +61,7 @@ async fn the_catalog_lists_connectors_and_names_what_is_broken() {
             "scripted",
             "sensor-hub",
             "shelly",
+            "tokened",
             "trappy",
             "unbuildable",
             "wronghost",
