@@ -4,8 +4,6 @@
 //! [`iot2mqtt_contract::refreshed`]).
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -48,18 +46,7 @@ impl SealedStore {
     /// Write `entries` so that a crash leaves the old file or the new one, readable by this
     /// process's user alone.
     fn write(&self, entries: &Entries) -> std::io::Result<()> {
-        let tmp = self.path.with_extension("tmp");
-        let result = (|| {
-            let mut file =
-                std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-            file.write_all(self.key.seal(&self.instance, entries).as_bytes())?;
-            file.sync_all()?;
-            std::fs::rename(&tmp, &self.path)
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result
+        iot2mqtt_contract::atomic::write(&self.path, self.key.seal(&self.instance, entries).as_bytes(), 0o600)
     }
 }
 

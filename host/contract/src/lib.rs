@@ -5,6 +5,7 @@
 //! no async. The host, the orchestrator and the test suite share it, so a rule of the
 //! contract is written once.
 
+pub mod atomic;
 pub mod codes;
 pub mod command;
 pub mod config;

@@ -1,33 +1,11 @@
-//! Writing files so that a crash at any moment leaves either the old or the new content:
-//! write a temporary file beside the target, flush it to disk, rename it over the target,
-//! flush the directory. Writers of one directory are serialised by an advisory lock file, so
-//! two processes on one data directory cannot interleave.
+//! Writing files so that a crash at any moment leaves either the old or the new content
+//! ([`write`], shared with the host), with the writers of one directory serialised by an
+//! advisory lock file, so two processes on one data directory cannot interleave.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Write `bytes` to `path` atomically with permissions `mode`.
-pub fn write(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let dir = path.parent().ok_or_else(|| std::io::Error::other("a file needs a directory"))?;
-    std::fs::create_dir_all(dir)?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}-{}.tmp", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
-    let result = (|| {
-        let mut file = OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
+pub use iot2mqtt_contract::atomic::write;
 
 /// An exclusive advisory lock on `<dir>/.lock`, held until dropped.
 #[derive(Debug)]
@@ -50,7 +28,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn replaces_whole_files_and_leaves_no_temporaries() {
+    fn writers_under_the_lock_replace_whole_files() {
         let dir = std::env::temp_dir().join(format!("iot2mqtt-atomic-{}", std::process::id()));
         let path = dir.join("a.json");
         write(&path, b"old", 0o600).unwrap();
