@@ -224,8 +224,8 @@ impl RequestBuilder {
 
     /// Send it and read the whole answer, following redirects.
     pub fn send(self) -> Result<Response, HttpError> {
-        let url = Url::parse(&self.url)?;
-        let response = InFlight::start(&self.method, &url, &self.headers, &self.body, self.timeout)?.finish()?;
+        let (url, in_flight) = self.start()?;
+        let response = in_flight.finish()?;
         self.follow(url, response)
     }
 
