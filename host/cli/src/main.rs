@@ -17,6 +17,11 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::settings::{HostSettings, StartError};
 use crate::watch::PluginWatcher;
 
+/// glibc's malloc is slow when one thread allocates what another frees, which is how a read's
+/// result travels from a plugin's lane to the instance's thread (see `ARCHITECTURE.md`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The contract allows five seconds from SIGTERM to exit.
 const STOP_DEADLINE: Duration = Duration::from_millis(4500);
 
