@@ -6,6 +6,7 @@
 //! a restart.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -93,6 +94,10 @@ struct Inner {
     live: broadcast::Sender<Arc<Live>>,
     connected: watch::Sender<bool>,
     stop: Mutex<Option<oneshot::Sender<()>>>,
+    /// Counts the sessions started: a session replaced by a newer one may still report while
+    /// it winds down (a TLS session's goodbye takes a while), and must not touch what the
+    /// newer one reports.
+    session: AtomicU64,
 }
 
 #[derive(Default)]
@@ -121,6 +126,7 @@ impl MqttService {
                 live,
                 connected: watch::channel(false).0,
                 stop: Mutex::new(None),
+                session: AtomicU64::new(0),
             }),
         };
         service.connect();
@@ -172,12 +178,19 @@ impl MqttService {
         let session = Session::new(options, filters, outbox, tx);
         let (stop, stopped) = oneshot::channel::<()>();
         *lock(&self.inner.stop) = Some(stop);
+        let session_number = self.inner.session.fetch_add(1, Ordering::SeqCst) + 1;
+        // Not connected until the new session says so.
+        self.inner.connected.send_replace(false);
         tokio::spawn(session.run(async {
             let _ = stopped.await;
         }));
         let service = self.clone();
         tokio::spawn(async move {
+            let current = |service: &MqttService| service.inner.session.load(Ordering::SeqCst) == session_number;
             while let Some(event) = rx.recv().await {
+                if !current(&service) {
+                    continue;
+                }
                 match event {
                     ClientEvent::Connected => {
                         service.inner.connected.send_replace(true);
@@ -191,7 +204,9 @@ impl MqttService {
                     }
                 }
             }
-            service.inner.connected.send_replace(false);
+            if current(&service) {
+                service.inner.connected.send_replace(false);
+            }
         });
     }
 
