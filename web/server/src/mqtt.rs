@@ -149,6 +149,13 @@ impl MqttService {
         lock(&self.inner.settings).clone()
     }
 
+    /// Whether the settings in use name the broker at `host`:`port` (checked under the lock,
+    /// without copying the settings: `/api/health` asks this on every call).
+    pub fn uses_broker_at(&self, host: &str, port: u16) -> bool {
+        let settings = lock(&self.inner.settings);
+        settings.host == host && settings.port == port
+    }
+
     /// Reconnect with new settings.
     pub fn reconfigure(&self, settings: MqttSettings) {
         *lock(&self.inner.settings) = settings;

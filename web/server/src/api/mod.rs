@@ -93,10 +93,7 @@ impl AppState {
     /// Whether `serve` and its instances use the embedded broker now (the settings in effect
     /// name its address), not one set since.
     pub fn uses_embedded_broker(&self) -> bool {
-        self.embedded_broker.as_ref().is_some_and(|(host, port)| {
-            let settings = self.mqtt.settings();
-            settings.host == *host && settings.port == *port
-        })
+        self.embedded_broker.as_ref().is_some_and(|(host, port)| self.mqtt.uses_broker_at(host, *port))
     }
 }
 
