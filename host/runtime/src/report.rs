@@ -189,22 +189,31 @@ impl Reporter {
     }
 
     fn publish_state(&self, device: &str, timestamp: &str, state: &Object, retain: bool, replaceable: bool) {
-        let per_key = state.iter().map(|(key, value)| Message {
-            topic: self.topics.state_key(device, key),
-            payload: to_bytes(value),
-            qos: self.qos,
-            retain,
-            replaceable,
-        });
-        let whole = Message {
-            topic: self.topics.state(device),
-            payload: to_bytes(&StateView { timestamp, device_id: device, state }),
-            qos: self.qos,
-            retain,
-            replaceable,
+        // Every payload of the state goes into one buffer, and each message takes a slice of
+        // it: one allocation for the payloads of all of them instead of two each.
+        let mut buffer = Vec::with_capacity(128 + 32 * state.len());
+        let mut ends = Vec::with_capacity(state.len() + 1);
+        for value in state.values() {
+            write_json(&mut buffer, value);
+            ends.push(buffer.len());
+        }
+        write_json(&mut buffer, &StateView { timestamp, device_id: device, state });
+        ends.push(buffer.len());
+        let buffer = Bytes::from(buffer);
+        let mut start = 0;
+        let mut payload = |end: usize| {
+            let slice = buffer.slice(start..end);
+            start = end;
+            slice
         };
+        let mut messages = Vec::with_capacity(ends.len());
+        for (key, &end) in state.keys().zip(&ends) {
+            let topic = self.topics.state_key(device, key);
+            messages.push(Message { topic, payload: payload(end), qos: self.qos, retain, replaceable });
+        }
+        let whole = payload(buffer.len());
+        messages.push(Message { topic: self.topics.state(device), payload: whole, qos: self.qos, retain, replaceable });
         // Built before the outbox's lock is taken.
-        let messages: Vec<Message> = per_key.chain([whole]).collect();
         self.outbox.extend(messages);
     }
 
@@ -236,8 +245,18 @@ fn error_message(code: &str, message: &str, severity: Severity, retry_info: Opti
 }
 
 fn to_bytes(payload: &impl Serialize) -> Bytes {
-    // Serialising these plain structs cannot fail: every map key is a string.
-    Bytes::from(serde_json::to_vec(payload).unwrap_or_default())
+    let mut buffer = Vec::with_capacity(128);
+    write_json(&mut buffer, payload);
+    Bytes::from(buffer)
+}
+
+/// Append `payload` as JSON. Serialising these plain values cannot fail (every map key is a
+/// string, and a `Vec` takes every write); should it, the buffer is left as it was.
+fn write_json(buffer: &mut Vec<u8>, payload: &impl Serialize) {
+    let before = buffer.len();
+    if serde_json::to_writer(&mut *buffer, payload).is_err() {
+        buffer.truncate(before);
+    }
 }
 
 /// The QoS of the contract's `MQTT_QOS` setting.
@@ -255,5 +274,35 @@ mod tests {
         let owned = StateMessage { timestamp: "t".into(), device_id: "d".into(), state: state.clone() };
         let borrowed = StateView { timestamp: "t", device_id: "d", state: &state };
         assert_eq!(serde_json::to_string(&owned).unwrap(), serde_json::to_string(&borrowed).unwrap());
+    }
+
+    #[test]
+    fn a_state_publishes_each_key_and_the_whole_from_one_buffer() {
+        let id = iot2mqtt_contract::InstanceId::new("house").unwrap();
+        let outbox = Outbox::new(100);
+        let reporter = Reporter::new(Topics::new("IoT2mqtt", &id), outbox.clone(), QoS::AtLeastOnce, true);
+        let state: Object =
+            serde_json::from_value(serde_json::json!({"temperature": 21.5, "label": "hall \"A\"", "on": true}))
+                .unwrap();
+        reporter.state("d1", state);
+
+        let sent: Vec<Message> = std::iter::from_fn(|| outbox.pop()).collect();
+        let pairs: Vec<(&str, &str)> =
+            sent.iter().map(|m| (m.topic.as_str(), std::str::from_utf8(&m.payload).unwrap())).collect();
+        let root = "IoT2mqtt/v1/instances/house/devices/d1";
+        // In the state's order (the map keeps it), `online` added last.
+        let keys = [("temperature", "21.5"), ("label", r#""hall \"A\"""#), ("on", "true"), ("online", "true")];
+        for (i, (key, payload)) in keys.iter().enumerate() {
+            assert_eq!(pairs[i], (format!("{root}/state/{key}").as_str(), *payload));
+        }
+        let (topic, whole) = pairs[keys.len()];
+        assert_eq!(topic, format!("{root}/state"));
+        let whole: StateMessage = serde_json::from_str(whole).unwrap();
+        assert_eq!(whole.device_id, "d1");
+        assert_eq!(whole.state.len(), 4);
+        assert_eq!(whole.state["label"], "hall \"A\"");
+        // The device's first state also makes it available.
+        assert_eq!(pairs[keys.len() + 1..], [(format!("{root}/availability").as_str(), "online")]);
+        assert!(sent.iter().all(|m| m.retain && m.replaceable && m.qos == QoS::AtLeastOnce));
     }
 }
