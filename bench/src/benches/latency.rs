@@ -214,6 +214,24 @@ pub(super) async fn count_states(driver: &mut Driver, root: &str, window: Durati
     counted
 }
 
+/// Wait until a second passes in which every one of `count` devices published its state: the
+/// instance has started all of them and reads on schedule, so what follows measures the steady
+/// load and not the start. A subject that cannot keep up is taken as steady once a second's
+/// count stops growing; 30 s at most.
+async fn until_on_schedule(driver: &mut Driver, root: &str, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut before = 0;
+    while Instant::now() < deadline {
+        let second = count_states(driver, root, Duration::from_secs(1)).await;
+        let seen = second.per_device.len();
+        if seen >= count || (before > 0 && second.states <= before + before / 100) {
+            break;
+        }
+        before = second.states;
+    }
+    driver.drain();
+}
+
 /// `throughput`: state publications per second of one instance reading every device each
 /// second, counted by a subscriber that sees every message; the CPU the instance's process
 /// spends per state publication (with its per-key topics); how late the reads fall behind
@@ -239,8 +257,7 @@ pub async fn throughput(ctx: &mut Ctx) -> anyhow::Result<()> {
                 let root = topics(&id)?.root().to_string();
                 let filters = [format!("{root}/devices/+/state"), format!("{root}/devices/+/state/+")];
                 let mut driver = Driver::connect_with(ctx.broker, &filters, rumqttc::QoS::AtMostOnce).await?;
-                tokio::time::sleep(Duration::from_secs(2)).await;
-                driver.drain();
+                until_on_schedule(&mut driver, &root, count).await;
                 let cpu_before = proc.cpu_seconds();
                 let started = Instant::now();
                 let mut counted = count_states(&mut driver, &root, window).await;
