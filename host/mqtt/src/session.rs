@@ -619,15 +619,12 @@ mod tests {
         packet
     }
 
-    /// `Connected` promises that the subscriptions are in place: a broker that is slow to
-    /// acknowledge them delays it.
-    #[tokio::test]
-    async fn connected_waits_for_the_subscriptions_to_be_acknowledged() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let options = ClientOptions {
+    /// A client of the scripted broker on `listener`.
+    fn options(listener: &TcpListener, client_id: &str) -> ClientOptions {
+        ClientOptions {
             host: "127.0.0.1".into(),
             port: listener.local_addr().unwrap().port(),
-            client_id: "suback-test".into(),
+            client_id: client_id.into(),
             username: None,
             password: None,
             keepalive: Duration::from_secs(30),
@@ -635,7 +632,15 @@ mod tests {
             max_packet: 1 << 16,
             connect_timeout: Duration::from_secs(5),
             tls: None,
-        };
+        }
+    }
+
+    /// `Connected` promises that the subscriptions are in place: a broker that is slow to
+    /// acknowledge them delays it.
+    #[tokio::test]
+    async fn connected_waits_for_the_subscriptions_to_be_acknowledged() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let options = options(&listener, "suback-test");
         let (events_tx, mut events) = mpsc::channel(8);
         let session = Session::new(options, vec![("a/#".into(), QoS::AtLeastOnce)], Outbox::new(8), events_tx);
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -666,18 +671,7 @@ mod tests {
     #[tokio::test]
     async fn a_command_among_batched_acknowledgements_comes_through() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let options = ClientOptions {
-            host: "127.0.0.1".into(),
-            port: listener.local_addr().unwrap().port(),
-            client_id: "batch-test".into(),
-            username: None,
-            password: None,
-            keepalive: Duration::from_secs(30),
-            will: None,
-            max_packet: 1 << 16,
-            connect_timeout: Duration::from_secs(5),
-            tls: None,
-        };
+        let options = options(&listener, "batch-test");
         let outbox = Outbox::new(1000);
         let (events_tx, mut events) = mpsc::channel(8);
         let session = Session::new(options, Vec::new(), outbox.clone(), events_tx);
