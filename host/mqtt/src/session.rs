@@ -635,22 +635,32 @@ mod tests {
         }
     }
 
-    /// `Connected` promises that the subscriptions are in place: a broker that is slow to
-    /// acknowledge them delays it.
-    #[tokio::test]
-    async fn connected_waits_for_the_subscriptions_to_be_acknowledged() {
+    /// A session of `subscriptions` and `outbox` against a scripted broker, connected: its
+    /// events, its stop, its task, and the broker's end.
+    async fn connected(
+        client_id: &str,
+        subscriptions: Vec<(String, QoS)>,
+        outbox: Outbox,
+    ) -> (mpsc::Receiver<ClientEvent>, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let options = options(&listener, "suback-test");
-        let (events_tx, mut events) = mpsc::channel(8);
-        let session = Session::new(options, vec![("a/#".into(), QoS::AtLeastOnce)], Outbox::new(8), events_tx);
+        let (events_tx, events) = mpsc::channel(8);
+        let session = Session::new(options(&listener, client_id), subscriptions, outbox, events_tx);
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let client = tokio::spawn(session.run(async move {
             let _ = stop_rx.await;
         }));
-
         let (mut peer, _) = listener.accept().await.unwrap();
         assert_eq!(read_packet(&mut peer).await[0], 0x10, "CONNECT first");
         peer.write_all(&[0x20, 0x02, 0x00, 0x00]).await.unwrap();
+        (events, stop_tx, client, peer)
+    }
+
+    /// `Connected` promises that the subscriptions are in place: a broker that is slow to
+    /// acknowledge them delays it.
+    #[tokio::test]
+    async fn connected_waits_for_the_subscriptions_to_be_acknowledged() {
+        let (mut events, stop_tx, client, mut peer) =
+            connected("suback-test", vec![("a/#".into(), QoS::AtLeastOnce)], Outbox::new(8)).await;
         let subscribe = read_packet(&mut peer).await;
         assert_eq!(subscribe[0], 0x82, "then SUBSCRIBE");
         let pkid = [subscribe[2], subscribe[3]];
@@ -670,18 +680,8 @@ mod tests {
     /// arrives meanwhile still comes through, and the acknowledgements free the window.
     #[tokio::test]
     async fn a_command_among_batched_acknowledgements_comes_through() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let options = options(&listener, "batch-test");
         let outbox = Outbox::new(1000);
-        let (events_tx, mut events) = mpsc::channel(8);
-        let session = Session::new(options, Vec::new(), outbox.clone(), events_tx);
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let client = tokio::spawn(session.run(async move {
-            let _ = stop_rx.await;
-        }));
-        let (mut peer, _) = listener.accept().await.unwrap();
-        assert_eq!(read_packet(&mut peer).await[0], 0x10, "CONNECT first");
-        peer.write_all(&[0x20, 0x02, 0x00, 0x00]).await.unwrap();
+        let (mut events, stop_tx, client, mut peer) = connected("batch-test", Vec::new(), outbox.clone()).await;
         assert_eq!(timeout(Duration::from_secs(5), events.recv()).await.unwrap(), Some(ClientEvent::Connected));
 
         let message = |n: usize| Message {
