@@ -8,6 +8,7 @@
 
 pub mod codec;
 mod outbox;
+mod quiet;
 mod session;
 mod tls;
 

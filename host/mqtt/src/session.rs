@@ -6,6 +6,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::future::Future;
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -260,8 +261,11 @@ impl Session {
     }
 
     async fn serve(&self, link: Link, shutdown: &mut (impl Future<Output = ()> + Unpin)) -> End {
+        let socket = link.socket();
         let (reader, writer) = link.split();
         let mut conn = Connection {
+            socket,
+            quiet: false,
             reader,
             writer,
             rbuf: BytesMut::with_capacity(512),
@@ -326,6 +330,10 @@ impl Session {
                                 conn.read_after = Some(Instant::now() + ACK_BATCH);
                                 // Room for the whole batch, so that it is one read.
                                 conn.rbuf.reserve(16 << 10);
+                                // And no wake-up for each segment of it meanwhile.
+                                if let Err(e) = conn.set_quiet(true) {
+                                    return End::Lost(e);
+                                }
                             }
                             Ok(_) => {}
                             Err(e) => return e,
@@ -335,6 +343,9 @@ impl Session {
                 }
                 () = sleep_until(conn.read_after.unwrap_or(next_check)), if conn.read_after.is_some() => {
                     conn.read_after = None;
+                    if let Err(e) = conn.set_quiet(false) {
+                        return End::Lost(e);
+                    }
                 }
                 // Publications waiting, with room in the window.
                 () = self.outbox.ready(), if conn.inflight.len() < MAX_INFLIGHT => {
@@ -457,6 +468,11 @@ impl Session {
     /// Send everything waiting and wait for its acknowledgements, then DISCONNECT.
     async fn drain(&self, conn: &mut Connection) {
         let deadline = Instant::now() + DRAIN_DEADLINE;
+        // Every acknowledgement is awaited now, each as it comes.
+        conn.read_after = None;
+        if conn.set_quiet(false).is_err() {
+            return;
+        }
         while !(self.outbox.is_empty() && conn.inflight.is_empty()) && Instant::now() < deadline {
             conn.fill(&self.outbox);
             if conn.flush().await.is_err() {
@@ -484,6 +500,14 @@ enum Link {
 }
 
 impl Link {
+    /// The TCP socket underneath.
+    fn socket(&self) -> RawFd {
+        match self {
+            Link::Tcp(stream) => stream.as_raw_fd(),
+            Link::Tls(stream) => stream.get_ref().0.as_raw_fd(),
+        }
+    }
+
     /// A reader and a writer that can be used at the same time.
     fn split(self) -> (Box<dyn AsyncRead + Send + Unpin>, Box<dyn AsyncWrite + Send + Unpin>) {
         match self {
@@ -500,6 +524,10 @@ impl Link {
 }
 
 struct Connection {
+    /// The socket of `reader` and `writer`, open as long as they are.
+    socket: RawFd,
+    /// Whether received bytes are kept from waking the session (see [`crate::quiet`]).
+    quiet: bool,
     reader: Box<dyn AsyncRead + Send + Unpin>,
     writer: Box<dyn AsyncWrite + Send + Unpin>,
     rbuf: BytesMut,
@@ -520,6 +548,17 @@ struct Connection {
 }
 
 impl Connection {
+    /// Keep received bytes from waking the session, or let them again (and at once, if some
+    /// are waiting).
+    fn set_quiet(&mut self, quiet: bool) -> Result<(), String> {
+        if self.quiet != quiet {
+            crate::quiet::set(self.socket, quiet)
+                .map_err(|e| format!("cannot set the socket's low-water mark: {e}"))?;
+            self.quiet = quiet;
+        }
+        Ok(())
+    }
+
     fn pkid(&mut self) -> u16 {
         loop {
             self.next_pkid = self.next_pkid.wrapping_add(1).max(1);
