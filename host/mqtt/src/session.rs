@@ -326,13 +326,15 @@ impl Session {
                     match read {
                         Ok(0) => return End::Lost("closed by the broker".into()),
                         Ok(_) => match self.handle_incoming(conn).await {
-                            Ok(only_acks) if only_acks && conn.inflight.len() >= STREAMING => {
+                            Ok(true) if conn.inflight.len() >= STREAMING => {
                                 conn.read_after = Some(Instant::now() + ACK_BATCH);
                                 // Room for the whole batch, so that it is one read.
                                 conn.rbuf.reserve(16 << 10);
-                                // And no wake-up for each segment of it meanwhile.
+                                // And no wake-up for each segment of it meanwhile. Where the
+                                // option cannot be set, each segment wakes the session, as
+                                // before; nothing else changes.
                                 if let Err(e) = conn.set_quiet(true) {
-                                    return End::Lost(e);
+                                    tracing::debug!("acknowledgements will wake the session one by one: {e}");
                                 }
                             }
                             Ok(_) => {}
