@@ -193,7 +193,8 @@ pub(super) struct Counted {
     per_device: HashMap<String, usize>,
 }
 
-/// Count every state and per-key publication under `root` for `window`.
+/// Count every state and per-key publication under `root` published during `window` (not the
+/// retained ones a new subscription is sent).
 pub(super) async fn count_states(driver: &mut Driver, root: &str, window: Duration) -> Counted {
     let mut counted = Counted::default();
     let mut last: HashMap<String, Instant> = HashMap::new();
@@ -202,6 +203,10 @@ pub(super) async fn count_states(driver: &mut Driver, root: &str, window: Durati
         let Ok(Some(msg)) = tokio::time::timeout(Duration::from_millis(200), driver.rx.recv()).await else {
             continue;
         };
+        // What the broker kept from before the subscription was not published in the window.
+        if msg.retain {
+            continue;
+        }
         counted.bytes += publish_packet_size(&msg.topic, msg.payload.len());
         let Some(device) = msg.topic.strip_prefix(root).and_then(|r| r.strip_prefix("/devices/")) else { continue };
         let Some(device) = device.strip_suffix("/state") else { continue };
