@@ -1,7 +1,7 @@
 //! Many instances in one process share one engine, and a faulty plugin stays within its own;
 //! many devices of one instance are each read on schedule.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -61,8 +61,13 @@ async fn a_thousand_devices_read_every_second_are_each_published_each_round() {
     let instance = TestInstance::start(&broker, "demo", config).await;
     instance.ready().await;
     let mut obs = Observer::connect(broker.port(), &format!("{}/devices/+/state", instance.topics.root())).await;
-    // Past the first round, in which every device is read at once.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Past the first round, in which every device is read at once: wait until each has
+    // published a state live (not the retained one a new subscription is sent).
+    let mut seen: HashSet<String> = HashSet::new();
+    while seen.len() < 1000 {
+        let state = obs.wait_for("a live state of every device", Duration::from_secs(10), |m| !m.retain).await;
+        seen.insert(state.topic);
+    }
     obs.clear();
     let states = obs.collect_all(Duration::from_secs(4)).await;
     let mut per_device: HashMap<&str, usize> = HashMap::new();
