@@ -46,19 +46,24 @@ async fn runner_image(ctx: &Ctx) -> anyhow::Result<u64> {
     use anyhow::Context;
     let docker = iot2mqtt_server::runtime::docker::connect().await.context("no Docker engine answers")?;
     let secrets = tempfile::tempdir()?;
+    // The runtime wants serve's MQTT client, which subscribes to every instance topic: it is
+    // stopped as soon as the image is built, or it would receive (and slow down) every later
+    // benchmark's traffic on the shared Mosquitto.
+    let mqtt = iot2mqtt_server::mqtt::MqttService::start(iot2mqtt_contract::MqttSettings {
+        host: "127.0.0.1".into(),
+        port: ctx.broker,
+        ..iot2mqtt_contract::MqttSettings::default()
+    });
     let runtime = iot2mqtt_server::runtime::docker::DockerRuntime::new(
         docker.clone(),
         "bench".into(),
         ctx.paths.bin.join("iot2mqtt-host"),
         secrets.path().to_path_buf(),
-        iot2mqtt_server::mqtt::MqttService::start(iot2mqtt_contract::MqttSettings {
-            host: "127.0.0.1".into(),
-            port: ctx.broker,
-            ..iot2mqtt_contract::MqttSettings::default()
-        }),
+        mqtt.clone(),
     );
-    let image = runtime.ensure_image().await?;
-    let inspected = docker.inspect_image(&image).await?;
+    let image = runtime.ensure_image().await;
+    mqtt.stop();
+    let inspected = docker.inspect_image(&image?).await?;
     Ok(inspected.size.and_then(|s| u64::try_from(s).ok()).unwrap_or(0))
 }
 
