@@ -23,15 +23,9 @@ pub struct Driver {
 impl Driver {
     /// Connect to the broker on `port` and subscribe to `filters` at QoS 1.
     pub async fn connect(port: u16, filters: &[String]) -> anyhow::Result<Self> {
-        Self::connect_with(port, filters, QoS::AtLeastOnce).await
-    }
-
-    /// The same, subscribing at `qos` (QoS 0 to count without the counter's acknowledgements
-    /// slowing the broker down).
-    pub async fn connect_with(port: u16, filters: &[String], qos: QoS) -> anyhow::Result<Self> {
         let options = SubscriberOptions {
             name: "bench",
-            qos,
+            qos: QoS::AtLeastOnce,
             keep_alive: Duration::from_secs(30),
             capacity: 100_000,
             inflight: 1000,
@@ -64,11 +58,6 @@ impl Driver {
                 return Ok(msg);
             }
         }
-    }
-
-    /// Drop what arrived so far.
-    pub fn drain(&mut self) {
-        while self.rx.try_recv().is_ok() {}
     }
 }
 

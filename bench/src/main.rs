@@ -8,6 +8,7 @@ mod benches;
 mod driver;
 mod procs;
 mod report;
+mod tally;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -44,6 +45,13 @@ enum Command {
         /// The compile cache.
         #[arg(long)]
         cache: PathBuf,
+    },
+    /// (Internal) run the embedded broker on 127.0.0.1:PORT, anonymous clients allowed, until
+    /// terminated: a process of its own, as Mosquitto is and as it is inside `serve`.
+    Broker {
+        /// Where it listens.
+        #[arg(long)]
+        port: u16,
     },
 }
 
@@ -146,6 +154,7 @@ fn main() -> anyhow::Result<()> {
         Command::Density { port, count, plugin, cache } => {
             runtime.block_on(benches::density_child(port, count, plugin, cache))
         }
+        Command::Broker { port } => runtime.block_on(benches::broker_child(port)),
         Command::Run(args) => runtime.block_on(run(args)),
     }
 }

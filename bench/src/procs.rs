@@ -53,10 +53,15 @@ impl Proc {
         cpu_seconds(self.pid())
     }
 
+    /// What it wrote to stderr so far (its log).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+    }
+
     /// Fail if it has exited.
     pub fn check_alive(&mut self) -> anyhow::Result<()> {
         if let Some(status) = self.child.try_wait()? {
-            let log = std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default();
+            let log = self.log();
             bail!("{} exited with {status}:\n{}", self.name, tail(&log, 2000));
         }
         Ok(())
@@ -107,6 +112,16 @@ pub fn mosquitto(port: u16) -> anyhow::Result<Proc> {
     let mut command = Command::new("mosquitto");
     command.arg("-c").arg(&config);
     let proc = spawn("mosquitto", command, dir)?;
+    wait_port(port)?;
+    Ok(proc)
+}
+
+/// The embedded broker in a process of its own (this binary's `broker` command) on `port`.
+pub fn embedded_broker(port: u16) -> anyhow::Result<Proc> {
+    let dir = tempfile::tempdir()?;
+    let mut command = Command::new(std::env::current_exe()?);
+    command.args(["broker", "--port", &port.to_string()]).env("LOG_LEVEL", "WARN");
+    let proc = spawn("the embedded broker", command, dir)?;
     wait_port(port)?;
     Ok(proc)
 }

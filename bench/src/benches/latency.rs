@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::{ms, start_online, topics};
-use crate::driver::{Driver, publish_packet_size};
+use crate::driver::Driver;
 use crate::report::{Subject, percentile};
+use crate::tally::{Tally, describe_gaps};
 use crate::{Ctx, demo_config, devices};
 
 /// Rates tried for the highest sustainable one, commands per second.
@@ -151,21 +152,33 @@ pub async fn round_trip(ctx: &mut Ctx) -> anyhow::Result<()> {
             .note(format!("all answered, p99 < {SUSTAINABLE_P99_MS} ms"));
         r.figure("round_trip_p99_at_that_rate", subject, "ms", best_p99);
     }
-    // The same commands through the embedded broker instead of Mosquitto.
-    let embedded = iot2mqtt_broker::Broker::start(iot2mqtt_broker::BrokerConfig {
-        listen: ([127, 0, 0, 1], 0).into(),
+    // The same commands through the embedded broker instead of Mosquitto, in a process of its
+    // own as Mosquitto is (in use it runs inside `serve`, never beside the client measuring).
+    let port = crate::procs::free_port();
+    let embedded = crate::procs::embedded_broker(port)?;
+    let mosquitto = std::mem::replace(&mut ctx.broker, port);
+    let measured = embedded_round_trips(ctx, steady).await;
+    ctx.broker = mosquitto;
+    embedded.stop();
+    ctx.report
+        .figure("round_trip_p99_at_100_per_s_embedded_broker", Subject::Iot2mqtt, "ms", measured?)
+        .target_for_ours(1.0, "< 1 ms")
+        .note("through the embedded broker, in a process of its own");
+    Ok(())
+}
+
+/// The embedded broker's process (`iot2mqtt-bench broker`): anonymous clients allowed, the
+/// rest of its configuration `serve`'s defaults; until SIGTERM.
+pub async fn broker_child(port: u16) -> anyhow::Result<()> {
+    let broker = iot2mqtt_broker::Broker::start(iot2mqtt_broker::BrokerConfig {
+        listen: ([127, 0, 0, 1], port).into(),
         anonymous: true,
         ..iot2mqtt_broker::BrokerConfig::default()
     })
     .await?;
-    let mosquitto = std::mem::replace(&mut ctx.broker, embedded.local_addr().port());
-    let measured = embedded_round_trips(ctx, steady).await;
-    ctx.broker = mosquitto;
-    embedded.stop().await;
-    ctx.report
-        .figure("round_trip_p99_at_100_per_s_embedded_broker", Subject::Iot2mqtt, "ms", measured?)
-        .target_for_ours(1.0, "< 1 ms")
-        .note("through the embedded broker, which runs in the benchmark's process");
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    terminate.recv().await;
+    broker.stop().await;
     Ok(())
 }
 
@@ -182,59 +195,21 @@ async fn embedded_round_trips(ctx: &mut Ctx, steady: Duration) -> anyhow::Result
     Ok(p99)
 }
 
-/// What a subscriber counting every state publication saw during a window.
-#[derive(Debug, Default)]
-pub(super) struct Counted {
-    pub(super) states: usize,
-    bytes: usize,
-    /// Seconds between one device's consecutive states.
-    periods: Vec<f64>,
-    /// States per device.
-    per_device: HashMap<String, usize>,
-}
-
-/// Count every state and per-key publication under `root` published during `window` (not the
-/// retained ones a new subscription is sent).
-pub(super) async fn count_states(driver: &mut Driver, root: &str, window: Duration) -> Counted {
-    let mut counted = Counted::default();
-    let mut last: HashMap<String, Instant> = HashMap::new();
-    let start = Instant::now();
-    while start.elapsed() < window {
-        let Ok(Some(msg)) = tokio::time::timeout(Duration::from_millis(200), driver.rx.recv()).await else {
-            continue;
-        };
-        // What the broker kept from before the subscription was not published in the window.
-        if msg.retain {
-            continue;
-        }
-        counted.bytes += publish_packet_size(&msg.topic, msg.payload.len());
-        let Some(device) = msg.topic.strip_prefix(root).and_then(|r| r.strip_prefix("/devices/")) else { continue };
-        let Some(device) = device.strip_suffix("/state") else { continue };
-        counted.states += 1;
-        *counted.per_device.entry(device.to_string()).or_default() += 1;
-        if let Some(before) = last.insert(device.to_string(), msg.at) {
-            counted.periods.push(msg.at.duration_since(before).as_secs_f64());
-        }
-    }
-    counted
-}
-
 /// Wait until a second passes in which every one of `count` devices published its state: the
 /// instance has started all of them and reads on schedule, so what follows measures the steady
 /// load and not the start. A subject that cannot keep up is taken as steady once a second's
 /// count stops growing; 30 s at most.
-async fn until_on_schedule(driver: &mut Driver, root: &str, count: usize) {
+async fn until_on_schedule(tally: &mut Tally, root: &str, count: usize) {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut before = 0;
     while Instant::now() < deadline {
-        let second = count_states(driver, root, Duration::from_secs(1)).await;
+        let second = tally.count(root, Duration::from_secs(1)).await;
         let seen = second.per_device.len();
         if seen >= count || (before > 0 && second.states <= before + before / 100) {
             break;
         }
         before = second.states;
     }
-    driver.drain();
 }
 
 /// `throughput`: state publications per second of one instance reading every device each
@@ -261,11 +236,11 @@ pub async fn throughput(ctx: &mut Ctx) -> anyhow::Result<()> {
                 let (proc, _, _) = start_online(ctx, subject, &config, &[]).await?;
                 let root = topics(&id)?.root().to_string();
                 let filters = [format!("{root}/devices/+/state"), format!("{root}/devices/+/state/+")];
-                let mut driver = Driver::connect_with(ctx.broker, &filters, rumqttc::QoS::AtMostOnce).await?;
-                until_on_schedule(&mut driver, &root, count).await;
+                let mut tally = Tally::start(ctx.broker, &filters).await?;
+                until_on_schedule(&mut tally, &root, count).await;
                 let cpu_before = proc.cpu_seconds();
                 let started = Instant::now();
-                let mut counted = count_states(&mut driver, &root, window).await;
+                let mut counted = tally.count(&root, window).await;
                 let elapsed = started.elapsed().as_secs_f64();
                 let cpu = proc.cpu_seconds() - cpu_before;
                 let rate = counted.states as f64 / elapsed;
@@ -317,22 +292,27 @@ pub async fn soak(ctx: &mut Ctx) -> anyhow::Result<()> {
     let config = demo_config(&id, devices("sensor", count), 1);
     let (proc, _, _) = start_online(ctx, Subject::Iot2mqtt, &config, &[]).await?;
     let root = topics(&id)?.root().to_string();
-    let mut driver =
-        Driver::connect_with(ctx.broker, &[format!("{root}/devices/+/state")], rumqttc::QoS::AtMostOnce).await?;
+    let mut tally = Tally::start(ctx.broker, &[format!("{root}/devices/+/state")]).await?;
     // Memory after the first minute is the baseline: caches and queues have found their size.
     let warm = ctx.secs(10, 60);
-    count_states(&mut driver, &root, warm).await;
+    tally.count(&root, warm).await;
     let rss_start = proc.rss_kib();
-    let counted = count_states(&mut driver, &root, duration).await;
+    let counted = tally.count(&root, duration).await;
     let rss_end = proc.rss_kib();
     let expected = duration.as_secs() as usize - 1;
     let lost: usize = (0..count)
         .map(|i| expected.saturating_sub(counted.per_device.get(&format!("d{i}")).copied().unwrap_or(0)))
         .sum();
+    let warnings = proc.log().lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).count();
     let r = &mut ctx.report;
-    r.figure("soak_states_lost", Subject::Iot2mqtt, "states", vec![lost as f64])
-        .target_for_ours(1.0, "none")
-        .note(format!("{} states received in {} s", counted.states, duration.as_secs()));
+    r.figure("soak_states_lost", Subject::Iot2mqtt, "states", vec![lost as f64]).target_for_ours(1.0, "none").note(
+        format!(
+            "{} states received in {} s; {}; the instance logged {warnings} warnings",
+            counted.states,
+            duration.as_secs(),
+            describe_gaps(&counted.gaps)
+        ),
+    );
     r.figure("soak_memory_growth", Subject::Iot2mqtt, "MiB", vec![(rss_end - rss_start) / 1024.0])
         .note(format!("RSS from {:.0} MiB after warming up", rss_start / 1024.0));
     Ok(())

@@ -17,7 +17,7 @@ use iot2mqtt_runtime::{EngineConfig, Runtime};
 
 pub use density::{density, density_child};
 pub use http::http;
-pub use latency::{round_trip, soak, throughput};
+pub use latency::{broker_child, round_trip, soak, throughput};
 pub use pages::pages;
 pub use process::{control_plane, footprint, sizes, start};
 pub use python::python;

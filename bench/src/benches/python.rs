@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use iot2mqtt_runtime::{EngineConfig, Runtime};
 
-use super::latency::{count_states, load};
+use super::latency::load;
 use super::{ms, start_online_with, topics};
-use crate::driver::Driver;
 use crate::report::Subject;
+use crate::tally::Tally;
 use crate::{Ctx, demo_config, devices};
 
 /// The two builds of the demo: how figures name them, and the plugin.
@@ -104,10 +104,9 @@ async fn states_per_second(ctx: &mut Ctx, plugin: &str) -> anyhow::Result<f64> {
     let (_proc, _, _) = start_online_with(ctx, plugin, &config, &[]).await?;
     let root = topics(&id)?.root().to_string();
     let filters = [format!("{root}/devices/+/state")];
-    let mut driver = Driver::connect_with(ctx.broker, &filters, rumqttc::QoS::AtMostOnce).await?;
+    let mut tally = Tally::start(ctx.broker, &filters).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    driver.drain();
-    let began = Instant::now();
-    let counted = count_states(&mut driver, &root, ctx.secs(5, 10)).await;
-    Ok(counted.states as f64 / began.elapsed().as_secs_f64())
+    let window = ctx.secs(5, 10);
+    let counted = tally.count(&root, window).await;
+    Ok(counted.states as f64 / window.as_secs_f64())
 }
