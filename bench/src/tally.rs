@@ -36,6 +36,17 @@ struct Arrival {
     topic: String,
 }
 
+impl Arrival {
+    /// A line of `mosquitto_sub -F '%U %l %t'`: arrival time, payload length, topic.
+    fn parse(line: &str) -> Option<Self> {
+        let mut parts = line.splitn(3, ' ');
+        let at = parts.next()?.parse().ok()?;
+        let payload = parts.next()?.parse().ok()?;
+        let topic = parts.next()?.to_string();
+        Some(Self { at, payload, topic })
+    }
+}
+
 /// What arrived in a window.
 #[derive(Debug, Default)]
 pub struct Counted {
@@ -92,10 +103,9 @@ impl Tally {
         }
         loop {
             let line = self.lines.next_line().await.ok()??;
-            let mut parts = line.splitn(3, ' ');
-            let (Some(at), Some(payload), Some(topic)) = (parts.next(), parts.next(), parts.next()) else { continue };
-            let (Ok(at), Ok(payload)) = (at.parse(), payload.parse()) else { continue };
-            return Some(Arrival { at, payload, topic: topic.to_string() });
+            if let Some(arrival) = Arrival::parse(&line) {
+                return Some(arrival);
+            }
         }
     }
 
@@ -169,6 +179,17 @@ pub fn describe_gaps(gaps: &[Gap]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_line_of_mosquitto_sub_is_read_and_anything_else_skipped() {
+        let arrival = Arrival::parse("1796683409.344729846 119 IoT2mqtt/v1/instances/x/devices/d 1/state");
+        let arrival = arrival.expect("a well-formed line");
+        assert!((arrival.at - 1_796_683_409.344_73).abs() < 1e-5);
+        assert_eq!(arrival.payload, 119);
+        assert_eq!(arrival.topic, "IoT2mqtt/v1/instances/x/devices/d 1/state");
+        assert!(Arrival::parse("Timed out").is_none());
+        assert!(Arrival::parse("1796683409.3 many a/b").is_none());
+    }
 
     #[test]
     fn gaps_are_grouped_into_moments() {
