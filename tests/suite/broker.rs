@@ -280,6 +280,53 @@ async fn a_persistent_session_gets_what_was_published_while_it_was_away() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_is_bounded_in_bytes_while_everyone_else_is_served() {
+    static PAYLOAD: [u8; 10 * 1024] = [b'x'; 10 * 1024];
+    // Six messages of 10 KiB and a 4-byte topic fit in 64 KiB; a seventh does not.
+    let limits = Limits { max_queued_bytes: 64 * 1024, ..Limits::default() };
+    let broker = start(BrokerConfig { anonymous: true, limits, ..config() }).await;
+    let port = broker.local_addr().port();
+    let persistent = || Connect { clean_session: false, ..connect("away") };
+    let (mut away, _) = raw(port, persistent()).await;
+    assert_eq!(subscribe(&mut away, "q/#", QoS::AtLeastOnce).await, [1]);
+    send(&mut away, Packet::Disconnect).await;
+    drop(away);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let mut present = Observer::connect(port, "q/#").await;
+    let (mut publisher, _) = raw(port, connect("pub")).await;
+    for n in 10..30u16 {
+        let topic = format!("q/{n}");
+        send(&mut publisher, message(&topic, &PAYLOAD, QoS::AtLeastOnce, false, n)).await;
+        assert_eq!(present.next_on(&topic, Duration::from_secs(5)).await.payload.len(), PAYLOAD.len());
+    }
+
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    send(&mut stream, Packet::Connect(persistent())).await;
+    let mut buf = BytesMut::new();
+    let Some(Packet::ConnAck { session_present: true, code: 0 }) = next(&mut stream, &mut buf).await else {
+        panic!("the session was not kept");
+    };
+    /// Every PUBLISH until the broker has been quiet for 700 ms, acknowledged; their topics.
+    async fn receive(stream: &mut TcpStream, buf: &mut BytesMut) -> Vec<String> {
+        let mut topics = Vec::new();
+        while let Ok(Some(packet)) = tokio::time::timeout(Duration::from_millis(700), next(stream, buf)).await {
+            if let Packet::Publish(p) = packet {
+                send(stream, Packet::PubAck(p.pkid)).await;
+                topics.push(p.topic);
+            }
+        }
+        topics
+    }
+    let delivered = receive(&mut stream, &mut buf).await;
+    assert_eq!(delivered, ["q/10", "q/11", "q/12", "q/13", "q/14", "q/15"], "the first 60 KiB were kept");
+
+    // Delivered, so the queue takes messages again.
+    send(&mut publisher, message("q/30", &PAYLOAD, QoS::AtLeastOnce, false, 30)).await;
+    assert_eq!(receive(&mut stream, &mut buf).await, ["q/30"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retained_messages_are_kept_replaced_and_cleared() {
     let broker = open_broker().await;
     let port = broker.local_addr().port();

@@ -4,18 +4,20 @@
 //!
 //! - [`Accounts`]: who may log in, with which client id, and where each account may publish
 //!   and subscribe. Anonymous clients are refused unless a test asks otherwise.
-//! - [`Limits`]: packet size, topic length and depth, queued and in-flight messages per
-//!   client, retained messages in number and bytes, connections.
+//! - [`Limits`]: packet size, topic length and depth, queued messages and bytes and in-flight
+//!   messages per client, retained messages in number and bytes, connections.
+//! - Each client's queue is bounded in bytes as well as in messages (`queued.rs`).
 //! - Retained messages are kept in memory (`retain.rs`), bounded by those limits.
 
 mod accounts;
 mod gate;
+mod queued;
 mod retain;
 
 use std::net::SocketAddr;
 use std::num::NonZeroU16;
 use std::path::PathBuf;
-use std::sync::Once;
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use rmqtt::context::ServerContext;
@@ -37,6 +39,9 @@ pub struct Limits {
     pub max_topic_levels: usize,
     /// Messages queued for one client (offline or slow) before new ones are dropped.
     pub max_queued: usize,
+    /// Bytes (topic and payload) queued for one client before new messages for it are
+    /// dropped. A client with nothing queued still gets one message of any allowed size.
+    pub max_queued_bytes: usize,
     /// QoS 1 and 2 messages in flight to one client.
     pub max_inflight: NonZeroU16,
     /// Retained messages kept in all.
@@ -59,6 +64,7 @@ impl Default for Limits {
             max_topic_len: 1024,
             max_topic_levels: 32,
             max_queued: 1000,
+            max_queued_bytes: 8 << 20,
             max_inflight: NonZeroU16::new(32).unwrap_or(NonZeroU16::MIN),
             max_retained: 100_000,
             max_retained_bytes: 64 << 20,
@@ -160,10 +166,15 @@ impl Broker {
             .await;
         *scx.extends.retain_mut().await =
             Box::new(retain::BoundedRetain::new(limits.max_retained, limits.max_retained_bytes));
+        let ledger = Arc::new(queued::Ledger::new(limits.max_queued_bytes));
+        *scx.extends.shared_mut().await = Box::new(queued::BoundedShared::new(scx.clone(), Arc::clone(&ledger)));
         let gate = gate::Gate::new(config.accounts.clone(), config.anonymous, limits.max_topic_len);
         let register = scx.extends.hook_mgr().register();
         for (typ, handler) in gate.handlers() {
             register.add(typ, handler).await;
+        }
+        for typ in queued::HOOKS {
+            register.add(typ, Box::new(queued::Release(Arc::clone(&ledger)))).await;
         }
         register.start().await;
 

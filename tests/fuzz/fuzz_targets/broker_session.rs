@@ -42,6 +42,7 @@ static TARGET: LazyLock<Target> = LazyLock::new(|| {
         max_topic_len: 64,
         max_topic_levels: 8,
         max_queued: 16,
+        max_queued_bytes: 2048,
         max_retained: 32,
         max_retained_bytes: 8192,
         max_subscriptions: 16,
