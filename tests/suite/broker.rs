@@ -243,56 +243,62 @@ async fn connections_past_the_limit_are_refused() {
     assert!(!matches!(answer, Some(Packet::ConnAck { code: 0, .. })), "a third connection was accepted: {answer:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_persistent_session_gets_what_was_published_while_it_was_away() {
-    let limits = Limits { max_queued: 5, ..Limits::default() };
+/// Start a broker with `limits`, and leave a persistent session "away" behind on it,
+/// subscribed to `q/#` at QoS 1. Returns the broker and its port.
+async fn with_a_session_away(limits: Limits) -> (Broker, u16) {
     let broker = start(BrokerConfig { anonymous: true, limits, ..config() }).await;
     let port = broker.local_addr().port();
-    let persistent = || Connect { clean_session: false, ..connect("away") };
-    let (mut away, _) = raw(port, persistent()).await;
+    let (mut away, _) = raw(port, Connect { clean_session: false, ..connect("away") }).await;
     assert_eq!(subscribe(&mut away, "q/#", QoS::AtLeastOnce).await, [1]);
     send(&mut away, Packet::Disconnect).await;
     drop(away);
     tokio::time::sleep(Duration::from_millis(100)).await;
+    (broker, port)
+}
 
+/// Reconnect the session "away", which must find its session kept.
+async fn come_back(port: u16) -> (TcpStream, BytesMut) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    send(&mut stream, Packet::Connect(Connect { clean_session: false, ..connect("away") })).await;
+    let mut buf = BytesMut::new();
+    let Some(Packet::ConnAck { session_present: true, code: 0 }) = next(&mut stream, &mut buf).await else {
+        panic!("the session was not kept");
+    };
+    (stream, buf)
+}
+
+/// Every PUBLISH until the broker has been quiet for 700 ms, acknowledged; their topics.
+async fn receive(stream: &mut TcpStream, buf: &mut BytesMut) -> Vec<String> {
+    let mut topics = Vec::new();
+    while let Ok(Some(packet)) = tokio::time::timeout(Duration::from_millis(700), next(stream, buf)).await {
+        if let Packet::Publish(p) = packet {
+            send(stream, Packet::PubAck(p.pkid)).await;
+            topics.push(p.topic);
+        }
+    }
+    topics
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persistent_session_gets_what_was_published_while_it_was_away() {
+    let (_broker, port) = with_a_session_away(Limits { max_queued: 5, ..Limits::default() }).await;
     let (mut publisher, _) = raw(port, connect("pub")).await;
     for n in 1..=8u16 {
         send(&mut publisher, message("q/n", b"m", QoS::AtLeastOnce, false, n)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    send(&mut stream, Packet::Connect(persistent())).await;
-    let mut buf = BytesMut::new();
-    let Some(Packet::ConnAck { session_present, code: 0 }) = next(&mut stream, &mut buf).await else {
-        panic!("no CONNACK");
-    };
-    assert!(session_present, "the session was kept");
-    let mut delivered = 0;
-    while let Ok(Some(packet)) = tokio::time::timeout(Duration::from_millis(700), next(&mut stream, &mut buf)).await {
-        if let Packet::Publish(p) = packet {
-            assert_eq!(p.topic, "q/n");
-            send(&mut stream, Packet::PubAck(p.pkid)).await;
-            delivered += 1;
-        }
-    }
-    assert!((1..=5).contains(&delivered), "queued while away, at most the limit: {delivered}");
+    let (mut stream, mut buf) = come_back(port).await;
+    let delivered = receive(&mut stream, &mut buf).await;
+    assert!(delivered.iter().all(|topic| topic == "q/n"), "{delivered:?}");
+    assert!((1..=5).contains(&delivered.len()), "queued while away, at most the limit: {}", delivered.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queue_is_bounded_in_bytes_while_everyone_else_is_served() {
     static PAYLOAD: [u8; 10 * 1024] = [b'x'; 10 * 1024];
     // Six messages of 10 KiB and a 4-byte topic fit in 64 KiB; a seventh does not.
-    let limits = Limits { max_queued_bytes: 64 * 1024, ..Limits::default() };
-    let broker = start(BrokerConfig { anonymous: true, limits, ..config() }).await;
-    let port = broker.local_addr().port();
-    let persistent = || Connect { clean_session: false, ..connect("away") };
-    let (mut away, _) = raw(port, persistent()).await;
-    assert_eq!(subscribe(&mut away, "q/#", QoS::AtLeastOnce).await, [1]);
-    send(&mut away, Packet::Disconnect).await;
-    drop(away);
-    tokio::time::sleep(Duration::from_millis(100)).await;
-
+    let (_broker, port) = with_a_session_away(Limits { max_queued_bytes: 64 * 1024, ..Limits::default() }).await;
     let mut present = Observer::connect(port, "q/#").await;
     let (mut publisher, _) = raw(port, connect("pub")).await;
     for n in 10..30u16 {
@@ -301,23 +307,7 @@ async fn a_queue_is_bounded_in_bytes_while_everyone_else_is_served() {
         assert_eq!(present.next_on(&topic, Duration::from_secs(5)).await.payload.len(), PAYLOAD.len());
     }
 
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    send(&mut stream, Packet::Connect(persistent())).await;
-    let mut buf = BytesMut::new();
-    let Some(Packet::ConnAck { session_present: true, code: 0 }) = next(&mut stream, &mut buf).await else {
-        panic!("the session was not kept");
-    };
-    /// Every PUBLISH until the broker has been quiet for 700 ms, acknowledged; their topics.
-    async fn receive(stream: &mut TcpStream, buf: &mut BytesMut) -> Vec<String> {
-        let mut topics = Vec::new();
-        while let Ok(Some(packet)) = tokio::time::timeout(Duration::from_millis(700), next(stream, buf)).await {
-            if let Packet::Publish(p) = packet {
-                send(stream, Packet::PubAck(p.pkid)).await;
-                topics.push(p.topic);
-            }
-        }
-        topics
-    }
+    let (mut stream, mut buf) = come_back(port).await;
     let delivered = receive(&mut stream, &mut buf).await;
     assert_eq!(delivered, ["q/10", "q/11", "q/12", "q/13", "q/14", "q/15"], "the first 60 KiB were kept");
 
