@@ -11,10 +11,14 @@
 //! Messages that reach a queue without being routed (retained messages sent on a new
 //! subscription, redeliveries) are not charged; their release saturates at zero. A charge
 //! whose message left without a hook would stay: when a client is refused while its queue is
-//! empty, what it is charged with is taken as stale and cleared.
+//! empty and nothing of its has been released for [`STALE_AFTER`], what it is charged with is
+//! taken as stale and cleared. A session stuck writing to a client that does not read also
+//! shows an empty queue (what is routed to it waits in its channel meanwhile), but it is
+//! disconnected after rmqtt's send timeout of 10 s, well within that time.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use rmqtt::Result;
@@ -26,6 +30,10 @@ use rmqtt::types::{
     ClientId, ForwardedCount, ForwardedRecipients, From, Id, MsgID, NodeId, Publish, Reason, SessionStatus,
     SubRelations, SubRelationsMap, SubsSearchParams, SubsSearchResult, SubscriptionOptions, To, TopicFilter,
 };
+
+/// How long a client's charges must go without a release before an empty queue makes them
+/// stale.
+const STALE_AFTER: Duration = Duration::from_secs(30);
 
 /// What a message weighs in a queue: its topic and payload.
 fn size(publish: &Publish) -> usize {
@@ -39,21 +47,31 @@ pub(crate) struct Ledger {
     held: Mutex<HashMap<ClientId, Held>>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Held {
     bytes: usize,
     /// Refusals have been logged since the queue last drained.
     refusing: bool,
+    /// The first charge, or the last release since.
+    moved: Instant,
+}
+
+impl Held {
+    fn new() -> Self {
+        Self { bytes: 0, refusing: false, moved: Instant::now() }
+    }
 }
 
 /// The answer to a charge.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Charge {
     Admitted,
-    /// Over the bound; `first` when this is the first refusal since the queue last drained.
+    /// Over the bound; `first` when this is the first refusal since the queue last drained,
+    /// `quiet` how long since a message of this client's left its queue.
     Refused {
         held: usize,
         first: bool,
+        quiet: Duration,
     },
 }
 
@@ -66,14 +84,14 @@ impl Ledger {
     /// queued is always admitted, so one message larger than the bound still gets through.
     pub(crate) fn charge(&self, client: &ClientId, bytes: usize) -> Charge {
         let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
-        let entry = held.entry(client.clone()).or_default();
+        let entry = held.entry(client.clone()).or_insert_with(Held::new);
         if entry.bytes == 0 || entry.bytes.saturating_add(bytes) <= self.max_bytes {
             entry.bytes = entry.bytes.saturating_add(bytes);
             return Charge::Admitted;
         }
         let first = !entry.refusing;
         entry.refusing = true;
-        Charge::Refused { held: entry.bytes, first }
+        Charge::Refused { held: entry.bytes, first, quiet: entry.moved.elapsed() }
     }
 
     /// A message of `bytes` left `client`'s queue.
@@ -81,6 +99,7 @@ impl Ledger {
         let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(entry) = held.get_mut(client) {
             entry.bytes = entry.bytes.saturating_sub(bytes);
+            entry.moved = Instant::now();
             if entry.bytes == 0 {
                 held.remove(client);
             }
@@ -133,7 +152,7 @@ impl BoundedShared {
         let bytes = size(publish);
         relations.retain(|(_, client, ..)| match self.ledger.charge(client, bytes) {
             Charge::Admitted => true,
-            Charge::Refused { held, first } => self.stale(client, bytes) || {
+            Charge::Refused { held, first, quiet } => (quiet >= STALE_AFTER && self.stale(client, bytes)) || {
                 if first {
                     tracing::warn!(
                         client = %client,
@@ -147,8 +166,8 @@ impl BoundedShared {
         relations
     }
 
-    /// Whether `client`'s charges were stale (its queue is empty), in which case they are
-    /// cleared and the message charged afresh.
+    /// Whether `client`'s charges, quiet for [`STALE_AFTER`], are stale (its queue is empty),
+    /// in which case they are cleared and the message charged afresh.
     fn stale(&self, client: &ClientId, bytes: usize) -> bool {
         let entry = self.inner.entry(Id::from(self.node, client.clone()));
         let empty = entry.session().is_some_and(|s| s.deliver_queue().is_empty());
@@ -287,15 +306,31 @@ mod tests {
         let slow = client("slow");
         assert_eq!(ledger.charge(&slow, 60), Charge::Admitted);
         assert_eq!(ledger.charge(&slow, 40), Charge::Admitted);
-        assert_eq!(ledger.charge(&slow, 1), Charge::Refused { held: 100, first: true });
-        assert_eq!(ledger.charge(&slow, 1), Charge::Refused { held: 100, first: false }, "told once");
+        assert!(matches!(ledger.charge(&slow, 1), Charge::Refused { held: 100, first: true, .. }));
+        assert!(matches!(ledger.charge(&slow, 1), Charge::Refused { held: 100, first: false, .. }), "told once");
         assert_eq!(ledger.charge(&client("other"), 100), Charge::Admitted, "each client has its own bound");
         ledger.release("slow", 60);
         assert_eq!(ledger.held("slow"), 40);
         assert_eq!(ledger.charge(&slow, 60), Charge::Admitted);
         ledger.release("slow", 100);
         assert_eq!(ledger.charge(&slow, 101), Charge::Admitted, "an empty queue takes one message of any size");
-        assert_eq!(ledger.charge(&slow, 1), Charge::Refused { held: 101, first: true }, "drained, so told again");
+        assert!(
+            matches!(ledger.charge(&slow, 1), Charge::Refused { held: 101, first: true, .. }),
+            "drained, so told again"
+        );
+    }
+
+    #[test]
+    fn a_refusal_says_how_long_nothing_of_the_client_has_left_its_queue() {
+        let ledger = Ledger::new(100);
+        let stuck = client("stuck");
+        assert_eq!(ledger.charge(&stuck, 100), Charge::Admitted);
+        std::thread::sleep(Duration::from_millis(30));
+        let Charge::Refused { quiet, .. } = ledger.charge(&stuck, 1) else { panic!("admitted past the bound") };
+        assert!(quiet >= Duration::from_millis(30), "{quiet:?}");
+        ledger.release("stuck", 10);
+        let Charge::Refused { quiet, .. } = ledger.charge(&stuck, 20) else { panic!("admitted past the bound") };
+        assert!(quiet < Duration::from_millis(30), "a release restarts the count: {quiet:?}");
     }
 
     #[test]
