@@ -57,8 +57,8 @@ struct Held {
 }
 
 impl Held {
-    fn new() -> Self {
-        Self { bytes: 0, refusing: false, moved: Instant::now() }
+    fn new(now: Instant) -> Self {
+        Self { bytes: 0, refusing: false, moved: now }
     }
 }
 
@@ -83,15 +83,20 @@ impl Ledger {
     /// Charge `bytes` to `client` unless that would pass the bound. A client with nothing
     /// queued is always admitted, so one message larger than the bound still gets through.
     pub(crate) fn charge(&self, client: &ClientId, bytes: usize) -> Charge {
+        self.charge_at(client, bytes, Instant::now())
+    }
+
+    /// [`Ledger::charge`] at `now`.
+    fn charge_at(&self, client: &ClientId, bytes: usize, now: Instant) -> Charge {
         let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
-        let entry = held.entry(client.clone()).or_insert_with(Held::new);
+        let entry = held.entry(client.clone()).or_insert_with(|| Held::new(now));
         if entry.bytes == 0 || entry.bytes.saturating_add(bytes) <= self.max_bytes {
             entry.bytes = entry.bytes.saturating_add(bytes);
             return Charge::Admitted;
         }
         let first = !entry.refusing;
         entry.refusing = true;
-        Charge::Refused { held: entry.bytes, first, quiet: entry.moved.elapsed() }
+        Charge::Refused { held: entry.bytes, first, quiet: now.saturating_duration_since(entry.moved) }
     }
 
     /// A message of `bytes` left `client`'s queue.
@@ -325,12 +330,14 @@ mod tests {
         let ledger = Ledger::new(100);
         let stuck = client("stuck");
         assert_eq!(ledger.charge(&stuck, 100), Charge::Admitted);
-        std::thread::sleep(Duration::from_millis(30));
-        let Charge::Refused { quiet, .. } = ledger.charge(&stuck, 1) else { panic!("admitted past the bound") };
-        assert!(quiet >= Duration::from_millis(30), "{quiet:?}");
+        let later = Instant::now() + Duration::from_secs(31);
+        let Charge::Refused { quiet, .. } = ledger.charge_at(&stuck, 1, later) else {
+            panic!("admitted past the bound")
+        };
+        assert!(quiet >= Duration::from_secs(31), "{quiet:?}");
         ledger.release("stuck", 10);
         let Charge::Refused { quiet, .. } = ledger.charge(&stuck, 20) else { panic!("admitted past the bound") };
-        assert!(quiet < Duration::from_millis(30), "a release restarts the count: {quiet:?}");
+        assert!(quiet < Duration::from_secs(31), "a release restarts the count: {quiet:?}");
     }
 
     #[test]
